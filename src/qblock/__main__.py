@@ -1,0 +1,3 @@
+from qblock.cli import main
+
+main()

@@ -1,0 +1,151 @@
+"""The `qblock` command line. Stage commands are what `dvc repro` runs (see dvc.yaml)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from qblock.console import console
+from qblock.errors import UserError
+
+app = typer.Typer(
+    help="qblock: labeled workbook pages -> a trained, versioned question-block detector.\n\n"
+    "Run the pipeline with `dvc repro`; these commands are its parts and helpers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _run_stage(name: str) -> None:
+    from qblock.config import load_params
+
+    module = importlib.import_module(f"qblock.{name}")
+    module.main(load_params(), console)
+
+
+@app.command("demo-data")
+def demo_data(
+    directory: Annotated[Path, typer.Argument(help="where to write the app-style dataset_root")],
+    documents: Annotated[int, typer.Option(min=1, help="number of workbooks")] = 8,
+    pages: Annotated[int, typer.Option(min=1, help="pages per workbook")] = 6,
+    seed: Annotated[int, typer.Option(help="same seed, same pages")] = 0,
+) -> None:
+    """Write a synthetic labeled dataset_root (pages + groups JSON) for demos and tests."""
+    from qblock.demo_data import write_demo_dataset
+
+    if (directory / "documents").exists() and any((directory / "documents").iterdir()):
+        raise UserError(f"{directory / 'documents'} already has documents; choose an empty folder")
+    count = write_demo_dataset(directory, documents, pages, seed)
+    console.print(f"demo-data: {count} pages in {documents} documents under {directory / 'documents'}")
+
+
+@app.command("params")
+def params(
+    overrides: Annotated[list[str] | None, typer.Argument(help="Hydra overrides, e.g. train=smoke")] = None,
+    check: Annotated[bool, typer.Option("--check", help="only check that params.yaml matches conf/")] = False,
+    stamp: Annotated[Path | None, typer.Option(hidden=True, help="with --check: write this file when in sync")] = None,
+) -> None:
+    """Compose conf/ (Hydra) into params.yaml, or check that they agree."""
+    from qblock.config import check_params_in_sync, in_dvc_experiment, load_params, write_params
+
+    root = Path.cwd()
+    if not check:
+        path = write_params(root, overrides)
+        console.print(f"params: composed conf/ {' '.join(overrides or [])} -> {path.name}")
+        return
+    load_params(root)  # the schema check applies everywhere
+    differences = check_params_in_sync(root)
+    if differences and in_dvc_experiment():
+        console.print("params: experiment overrides (composed by `dvc exp run -S`): " + "; ".join(differences))
+    elif differences:
+        shown = "\n  ".join(differences)
+        raise UserError(
+            f"params.yaml does not match conf/:\n  {shown}\n"
+            "Run `qblock params` to rebuild params.yaml from conf/ (put lasting changes in conf/), "
+            "or try a variant with `dvc exp run -S key=value`."
+        )
+    else:
+        console.print("params: params.yaml matches conf/")
+    if stamp:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text("params.yaml matches conf/\n", encoding="utf-8")
+
+
+@app.command()
+def export() -> None:
+    """Stage: the app's groups JSON + page images -> a flat YOLO folder."""
+    _run_stage("export")
+
+
+@app.command()
+def split() -> None:
+    """Stage: assign documents to train/val(/test), stable as the collection grows."""
+    _run_stage("split")
+
+
+@app.command()
+def validate() -> None:
+    """Stage: the gate; corrupt images or bad labels stop the pipeline here."""
+    _run_stage("validate")
+
+
+@app.command()
+def train() -> None:
+    """Stage: train the YOLO detector, logging to MLflow."""
+    _run_stage("train")
+
+
+@app.command()
+def evaluate() -> None:
+    """Stage: mAP, precision, recall and the PR curve on val -> metrics.json, MLflow."""
+    _run_stage("evaluate")
+
+
+@app.command()
+def show() -> None:
+    """Print the latest metrics and how to look at the runs in the MLflow UI."""
+    from qblock.config import load_params
+    from qblock.evaluate import print_metrics
+    from qblock.tracking import tracking_uri
+
+    params = load_params()
+    metrics_file = Path(params.paths.metrics_file)
+    if not metrics_file.is_file():
+        raise UserError(f"{metrics_file}: no metrics yet; run `dvc repro`")
+    print_metrics(console, json.loads(metrics_file.read_text(encoding="utf-8")))
+    console.print(f"MLflow store: {tracking_uri(params.mlflow)}")
+    console.print("Open the MLflow UI: `qblock ui` (or `make ui`), then http://127.0.0.1:5000")
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="port to listen on")] = 5000,
+    host: Annotated[str, typer.Option(help="address to listen on; 0.0.0.0 serves the LAN")] = "127.0.0.1",
+) -> None:
+    """Start the MLflow UI on the configured store."""
+    from qblock.config import load_params
+    from qblock.tracking import artifact_root, tracking_uri
+
+    params = load_params()
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri(params.mlflow),
+               "--default-artifact-root", artifact_root(params.mlflow), "--host", host, "--port", str(port)]
+    console.print(f"MLflow UI on http://{host}:{port} (Ctrl+C stops it)")
+    raise typer.Exit(subprocess.call(command))
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as exc:
+        console.print(f"[red]error[/]: {exc}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/]")
+        sys.exit(130)

@@ -1,0 +1,5 @@
+"""The one console qblock prints to."""
+
+from rich.console import Console
+
+console = Console(highlight=False)

@@ -1,0 +1,40 @@
+"""The ultralytics dataset file, written fresh at run time with this machine's absolute paths.
+
+The split stage's lists are relative to the export folder, so they are the same on the laptop
+and the Windows desktop (and hash the same in DVC); ultralytics wants paths it can open from
+wherever it runs, so train and evaluate turn them into absolute ones in a scratch folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from qblock.errors import UserError
+from qblock.split import SPLITS
+
+
+def write_dataset_yaml(export_dir: Path, split_dir: Path, scratch: Path) -> Path:
+    export_dir = export_dir.resolve()
+    try:
+        manifest = json.loads((export_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{export_dir / 'manifest.json'}: cannot read ({exc}); run the export stage") from None
+    scratch.mkdir(parents=True, exist_ok=True)
+    data: dict = {"path": str(export_dir)}
+    for split in SPLITS:
+        source = split_dir / f"{split}.txt"
+        if not source.is_file():
+            continue
+        entries = [line for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
+        target = scratch / f"{split}.txt"
+        target.write_text("".join(f"{export_dir / e}\n" for e in entries), encoding="utf-8")
+        data[split] = str(target.resolve())
+    if "train" not in data or "val" not in data:
+        raise UserError(f"{split_dir}: train.txt and val.txt are both needed; run the split stage")
+    data["names"] = dict(enumerate(manifest["summary"]["class_names"]))
+    path = scratch / "data.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path

@@ -1,0 +1,256 @@
+"""Stage `export`: the app's groups JSON and page images -> one flat YOLO folder.
+
+Rules (each outcome names the file):
+
+errors (the stage stops, nothing is replaced): malformed JSON; `groups` missing or not a list;
+a group that is not an object or has no `combinedBbox`; a box with a non-numeric, NaN, zero or
+negative value; a box running off the page by more than `export.max_overhang`; a groups file
+without its page image; an image that cannot be opened; a group whose class cannot be mapped.
+
+warnings (the stage goes on): a box running off the page by up to `max_overhang` (clipped);
+a duplicated box (kept once; `duplicate_boxes: error` makes it an error); an image with an EXIF
+rotation (boxes are taken in the rotated, displayed frame, as the app shows the page).
+
+counted: a page with an empty `groups` list is a negative example; a page image without a
+groups file is not labeled yet and is left out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+from rich.console import Console
+
+from qblock.config import ExportParams, Params
+from qblock.errors import UserError
+from qblock.labels import LabelRow, page_key
+from qblock.problems import ProblemLog, write_json
+from qblock.progress import track
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+GROUPS_SUFFIX = "_groups.json"
+_ROTATING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+
+
+@dataclass
+class ExportedPage:
+    key: str
+    document: str
+    page: str
+    image: str  # relative to the dataset root
+    width: int
+    height: int
+    rows: list[LabelRow]
+
+
+def find_page_image(pages_dir: Path, page: str) -> Path | None:
+    for suffix in IMAGE_SUFFIXES:
+        candidate = pages_dir / f"{page}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_image_size(path: Path, rel: str, log: ProblemLog) -> tuple[int, int] | None:
+    """The image's displayed size (EXIF rotation applied), or None if it cannot be read."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+    except (UnidentifiedImageError, OSError) as exc:
+        log.error(rel, f"cannot read the page image: {exc}")
+        return None
+    if orientation in _ROTATING_ORIENTATIONS:
+        log.warning(rel, f"EXIF orientation {orientation} rotates the image; boxes are read in the rotated frame")
+        return height, width
+    return width, height
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def convert_box(
+    bbox: object, width: int, height: int, max_overhang: float, where: str, log: ProblemLog
+) -> tuple[float, float, float, float] | None:
+    """A combinedBbox -> clipped pixel corners, or None (with an error logged)."""
+    if not isinstance(bbox, dict):
+        log.error(where, "combinedBbox is not an object with x, y, width, height")
+        return None
+    values = {k: _number(bbox.get(k)) for k in ("x", "y", "width", "height")}
+    bad = [k for k, v in values.items() if v is None]
+    if bad:
+        shown = ", ".join(f"{k}={bbox.get(k)!r}" for k in bad)
+        log.error(where, f"combinedBbox has a missing or non-numeric value: {shown}")
+        return None
+    x, y, w, h = (values[k] for k in ("x", "y", "width", "height"))
+    if w <= 0 or h <= 0:
+        log.error(where, f"combinedBbox has a zero or negative size: width={w:g}, height={h:g}")
+        return None
+    x0, y0, x1, y1 = x, y, x + w, y + h
+    over_x = max(0.0, -x0, x1 - width) / width
+    over_y = max(0.0, -y0, y1 - height) / height
+    if over_x > max_overhang or over_y > max_overhang:
+        log.error(
+            where,
+            f"box ({x:g}, {y:g}, {w:g}x{h:g}) runs off the {width}x{height} page by more than "
+            f"export.max_overhang={max_overhang:g} of the page",
+        )
+        return None
+    if over_x or over_y:
+        log.warning(where, f"box ({x:g}, {y:g}, {w:g}x{h:g}) runs slightly off the {width}x{height} page; clipped")
+    x0, x1 = max(0.0, x0), min(float(width), x1)
+    y0, y1 = max(0.0, y0), min(float(height), y1)
+    if x1 - x0 < 1 or y1 - y0 < 1:
+        log.error(where, "box lies entirely outside the page")
+        return None
+    return x0, y0, x1, y1
+
+
+def class_of(group: dict, params: ExportParams, where: str, log: ProblemLog) -> int | None:
+    if params.class_field is None:
+        return 0
+    value = group.get(params.class_field)
+    name = params.class_map.get(str(value))
+    if name is None or name not in params.class_names:
+        log.error(where, f"{params.class_field}={value!r} has no class in export.class_map/class_names")
+        return None
+    return params.class_names.index(name)
+
+
+def read_groups(path: Path, rel: str, log: ProblemLog) -> list | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        log.error(rel, "not UTF-8 text")
+        return None
+    except json.JSONDecodeError as exc:
+        log.error(rel, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+        return None
+    if not isinstance(data, dict) or "groups" not in data:
+        log.error(rel, "no `groups` list at the top level")
+        return None
+    if not isinstance(data["groups"], list):
+        log.error(rel, f"`groups` is a {type(data['groups']).__name__}, not a list")
+        return None
+    return data["groups"]
+
+
+def page_rows(
+    groups: list, width: int, height: int, params: ExportParams, rel: str, log: ProblemLog
+) -> list[LabelRow]:
+    """The YOLO rows of one page's groups; problems go to ``log``."""
+    rows: list[LabelRow] = []
+    seen: dict[tuple, int] = {}
+    for index, group in enumerate(groups):
+        where = f"{rel} (group {index})"
+        if not isinstance(group, dict):
+            log.error(where, "group is not an object")
+            continue
+        if "combinedBbox" not in group:
+            log.error(where, "group has no combinedBbox")
+            continue
+        corners = convert_box(group["combinedBbox"], width, height, params.max_overhang, where, log)
+        cls = class_of(group, params, where, log)
+        if corners is None or cls is None:
+            continue
+        identity = (cls, *(round(c, 1) for c in corners))
+        if identity in seen:
+            message = f"duplicates group {seen[identity]}"
+            if params.duplicate_boxes == "error":
+                log.error(where, message)
+            else:
+                log.warning(where, message + "; kept once")
+            continue
+        seen[identity] = index
+        x0, y0, x1, y1 = corners
+        rows.append(LabelRow(cls, (x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height))
+    return rows
+
+
+def collect_pages(dataset_root: Path, params: ExportParams, log: ProblemLog) -> tuple[list[ExportedPage], int]:
+    """Every labeled page under ``dataset_root``; also the count of pages not labeled yet."""
+    documents_dir = dataset_root / "documents"
+    if not documents_dir.is_dir():
+        raise UserError(
+            f"{dataset_root}: no documents/ folder. Point paths.dataset_root at the app's dataset_root, "
+            "or make demo data with `qblock demo-data {dataset_root}`."
+        )
+    groups_files = sorted(documents_dir.glob(f"*/groups/*{GROUPS_SUFFIX}"))
+    pages: list[ExportedPage] = []
+    labeled: set[Path] = set()
+    for groups_file in track(groups_files, "export"):
+        doc_dir = groups_file.parent.parent
+        page = groups_file.name[: -len(GROUPS_SUFFIX)]
+        rel = groups_file.relative_to(dataset_root).as_posix()
+        image = find_page_image(doc_dir / "pages", page)
+        if image is None:
+            log.error(rel, f"no page image pages/{page}.png (or .jpg) beside this groups file")
+            continue
+        labeled.add(image)
+        size = read_image_size(image, image.relative_to(dataset_root).as_posix(), log)
+        groups = read_groups(groups_file, rel, log)
+        if size is None or groups is None:
+            continue
+        rows = page_rows(groups, *size, params, rel, log)
+        pages.append(
+            ExportedPage(page_key(doc_dir.name, page), doc_dir.name, page,
+                         image.relative_to(dataset_root).as_posix(), *size, rows)
+        )
+    all_images = [p for s in IMAGE_SUFFIXES for p in documents_dir.glob(f"*/pages/*{s}")]
+    return pages, len(set(all_images) - labeled)
+
+
+def write_export(pages: list[ExportedPage], dataset_root: Path, out_dir: Path, summary: dict) -> None:
+    """Write images/, labels/ and manifest.json into a fresh folder, then swap it in."""
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "images").mkdir(parents=True)
+    (tmp / "labels").mkdir()
+    for page in pages:
+        source = dataset_root / page.image
+        shutil.copyfile(source, tmp / "images" / f"{page.key}{source.suffix.lower()}")
+        text = "".join(row.format() + "\n" for row in page.rows)
+        (tmp / "labels" / f"{page.key}.txt").write_text(text, encoding="utf-8")
+    manifest = [{k: v for k, v in asdict(p).items() if k != "rows"} | {"boxes": len(p.rows)} for p in pages]
+    write_json(tmp / "manifest.json", {"summary": summary, "pages": manifest})
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.replace(out_dir)
+
+
+def run(dataset_root: Path, out_dir: Path, params: ExportParams, report_file: Path, console: Console) -> dict:
+    """Export every labeled page; raise StageFailed (after reporting) on errors."""
+    log = ProblemLog()
+    pages, unlabeled = collect_pages(dataset_root, params, log)
+    summary = {
+        "documents": len({p.document for p in pages}),
+        "pages": len(pages),
+        "boxes": sum(len(p.rows) for p in pages),
+        "negative_pages": sum(1 for p in pages if not p.rows),
+        "unlabeled_pages": unlabeled,
+        "class_names": list(params.class_names),
+        "errors": len(log.errors),
+        "warnings": len(log.warnings),
+    }
+    write_json(report_file, {"summary": summary, "problems": log.as_json()})
+    log.report(console, "export")
+    write_export(pages, dataset_root, out_dir, summary)
+    console.print(
+        f"export: {summary['pages']} pages from {summary['documents']} documents, {summary['boxes']} boxes, "
+        f"{summary['negative_pages']} negative pages, {unlabeled} pages not labeled yet -> {out_dir}"
+    )
+    return summary
+
+
+def main(params: Params, console: Console) -> None:
+    paths = params.paths
+    run(Path(paths.dataset_root), Path(paths.export_dir), params.export,
+        Path(paths.reports_dir) / "export.json", console)

@@ -1,0 +1,71 @@
+"""YOLO detection label rows: ``class x_center y_center width height``, each in 0..1."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    cls: int
+    x: float  # centre, share of the image width
+    y: float
+    w: float
+    h: float
+
+    def format(self) -> str:
+        return f"{self.cls} {self.x:.6f} {self.y:.6f} {self.w:.6f} {self.h:.6f}"
+
+    def to_pixels(self, width: int, height: int) -> tuple[float, float, float, float]:
+        """Corners (x0, y0, x1, y1) in pixels."""
+        return (
+            (self.x - self.w / 2) * width,
+            (self.y - self.h / 2) * height,
+            (self.x + self.w / 2) * width,
+            (self.y + self.h / 2) * height,
+        )
+
+
+def parse_row(line: str, class_count: int) -> LabelRow:
+    """Parse one label line; raise ValueError saying what is wrong with it."""
+    fields = line.split()
+    if len(fields) != 5:
+        raise ValueError(f"expected 5 fields (class x y w h), found {len(fields)}")
+    try:
+        cls = int(fields[0])
+    except ValueError:
+        raise ValueError(f"class id {fields[0]!r} is not an integer") from None
+    if not 0 <= cls < class_count:
+        raise ValueError(f"class id {cls} is outside 0..{class_count - 1}")
+    try:
+        x, y, w, h = (float(v) for v in fields[1:])
+    except ValueError:
+        raise ValueError("coordinates must be numbers") from None
+    if not all(0.0 <= v <= 1.0 for v in (x, y, w, h)):  # NaN fails this too
+        raise ValueError("coordinates must lie in 0..1")
+    if w <= 0 or h <= 0:
+        raise ValueError("width and height must be positive")
+    if x - w / 2 < -1e-6 or y - h / 2 < -1e-6 or x + w / 2 > 1 + 1e-6 or y + h / 2 > 1 + 1e-6:
+        raise ValueError("box runs off the image")
+    return LabelRow(cls, x, y, w, h)
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe form of an id: letters of any script, digits, '.', '-', '_'.
+
+    When the id had to change (spaces, slashes, a leading dot), a short hash of the original is
+    appended so two ids never map to one name; the result never leaves its folder.
+    """
+    text = unicodedata.normalize("NFC", text)
+    safe = re.sub(r"[^\w.-]+", "_", text).strip("._") or "_"
+    if safe != text:
+        safe = f"{safe}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:6]}"
+    return safe
+
+
+def page_key(document: str, page: str) -> str:
+    """The flat YOLO name of a page: its document and page, so page_001 never collides."""
+    return f"{safe_name(document)}__{safe_name(page)}"

@@ -1,0 +1,66 @@
+"""Problems found in the data, each naming its file; errors stop a stage, warnings do not."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from qblock.errors import StageFailed
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    message: str
+    severity: str  # "error" or "warning"
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.file}: {self.message}"
+
+
+@dataclass
+class ProblemLog:
+    """Collects problems so a stage can report all of them, not just the first."""
+
+    problems: list[Problem] = field(default_factory=list)
+
+    def error(self, file: str | Path, message: str) -> None:
+        self.problems.append(Problem(str(file), message, "error"))
+
+    def warning(self, file: str | Path, message: str) -> None:
+        self.problems.append(Problem(str(file), message, "warning"))
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    def as_json(self) -> list[dict]:
+        return [asdict(p) for p in self.problems]
+
+    def report(self, console: Console, stage: str, limit: int = 30) -> None:
+        """Print the problems, errors first, and raise StageFailed if there are errors."""
+        ordered = self.errors + self.warnings
+        for problem in ordered[:limit]:
+            style = "red" if problem.severity == "error" else "yellow"
+            console.print(f"[{style}]{problem.severity}[/]: {problem.file}: {problem.message}", highlight=False)
+        if len(ordered) > limit:
+            console.print(f"... and {len(ordered) - limit} more (all of them are in the report file)")
+        if self.errors:
+            raise StageFailed(
+                f"{stage}: {len(self.errors)} error(s), {len(self.warnings)} warning(s); fix the files named above"
+            )
+
+
+def write_json(path: Path, data: object) -> None:
+    """Write JSON atomically (a crash leaves the old file, never half a new one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)

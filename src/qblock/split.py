@@ -1,0 +1,98 @@
+"""Stage `split`: train / val (/ test) by document, stable as the collection grows.
+
+A document's split depends only on its own id (a salted hash compared with the fractions) or
+on `split.pin`, never on the other documents: adding workbooks never moves an existing one
+between train and val, so val mAP stays comparable across runs. Pages of one workbook never
+straddle splits (their layouts are near-copies, which would flatter val mAP).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from rich.console import Console
+
+from qblock.config import Params, SplitParams
+from qblock.errors import UserError
+from qblock.problems import write_json
+
+SPLITS = ("train", "val", "test")
+
+
+def document_score(document: str, salt: str) -> float:
+    """A stable number in [0, 1) for a document id."""
+    digest = hashlib.sha256(f"{salt}\0{document}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def assign_documents(documents: list[str], params: SplitParams) -> tuple[dict[str, str], list[str]]:
+    """Map each document to a split; also return notes for the user."""
+    for document, split in params.pin.items():
+        if split not in SPLITS:
+            raise UserError(f"params.yaml: split.pin[{document!r}] = {split!r}; use one of {', '.join(SPLITS)}")
+    if not 0 <= params.val_fraction < 1 or not 0 <= params.test_fraction < 1:
+        raise UserError("params.yaml: split.val_fraction and split.test_fraction must lie in [0, 1)")
+    if params.val_fraction + params.test_fraction >= 1:
+        raise UserError("params.yaml: split.val_fraction + split.test_fraction must be below 1")
+    notes = [f"split.pin names {d!r}, which has no exported pages" for d in params.pin if d not in documents]
+    assignment: dict[str, str] = {}
+    for document in documents:
+        score = document_score(document, params.salt)
+        if document in params.pin:
+            assignment[document] = params.pin[document]
+        elif score < params.test_fraction:
+            assignment[document] = "test"
+        elif score < params.test_fraction + params.val_fraction:
+            assignment[document] = "val"
+        else:
+            assignment[document] = "train"
+    if params.val_fraction > 0 and "val" not in assignment.values():
+        movable = [d for d in documents if assignment[d] == "train" and d not in params.pin]
+        if len(movable) >= 2:
+            chosen = min(movable, key=lambda d: document_score(d, params.salt))
+            assignment[chosen] = "val"
+            notes.append(
+                f"no document hashed into val; moved {chosen!r} there. Pin it (split.pin) to keep val fixed "
+                "while the collection is this small"
+            )
+    if "train" not in assignment.values():
+        raise UserError(f"split: no document is left for training among {len(documents)} document(s)")
+    if "val" not in assignment.values():
+        raise UserError("split: val is empty; add documents or pin one to val in split.pin")
+    return assignment, notes
+
+
+def run(export_dir: Path, out_dir: Path, params: SplitParams, console: Console) -> dict:
+    manifest_file = export_dir / "manifest.json"
+    try:
+        pages = json.loads(manifest_file.read_text(encoding="utf-8"))["pages"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"{manifest_file}: cannot read the export manifest ({exc}); run the export stage") from None
+    documents = sorted({p["document"] for p in pages})
+    assignment, notes = assign_documents(documents, params)
+    lists: dict[str, list[str]] = defaultdict(list)
+    for page in sorted(pages, key=lambda p: p["key"]):
+        suffix = Path(page["image"]).suffix.lower()
+        lists[assignment[page["document"]]].append(f"images/{page['key']}{suffix}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:
+        target = out_dir / f"{split}.txt"
+        if lists.get(split):
+            target.write_text("\n".join(lists[split]) + "\n", encoding="utf-8")
+        else:
+            target.unlink(missing_ok=True)
+    counts = {s: {"documents": sum(1 for v in assignment.values() if v == s), "pages": len(lists.get(s, []))}
+              for s in SPLITS}
+    write_json(out_dir / "split.json", {"counts": counts, "documents": assignment, "notes": notes})
+    for note in notes:
+        console.print(f"[yellow]note[/]: {note}")
+    console.print("split: " + ", ".join(f"{s} {c['pages']} pages / {c['documents']} documents"
+                                         for s, c in counts.items() if c["pages"]))
+    return counts
+
+
+def main(params: Params, console: Console) -> None:
+    run(Path(params.paths.export_dir), Path(params.paths.split_dir), params.split, console)

@@ -1,0 +1,138 @@
+"""The one module that talks to MLflow: one run per pipeline run, shared by train and evaluate.
+
+The store is an absolute location: `mlflow.tracking_uri` from params, else $MLFLOW_TRACKING_URI,
+else a SQLite file at the project root. The project root is DVC's own idea of it ($DVC_ROOT),
+which points at the real repository even inside `dvc exp run --queue`'s temporary copy, so
+queued experiments land in the same store as everything else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from qblock.config import MlflowParams, Params
+from qblock.errors import UserError
+
+
+def project_root() -> Path:
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+
+
+def tracking_uri(params: MlflowParams, root: Path | None = None) -> str:
+    root = root or project_root()
+    uri = params.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        return f"sqlite:///{(root / 'mlflow.db').as_posix()}"
+    if "://" in uri:
+        return uri
+    return f"sqlite:///{(root / uri).resolve().as_posix()}"  # a bare path: a SQLite file
+
+
+def artifact_root(params: MlflowParams, root: Path | None = None) -> str:
+    root = root or project_root()
+    location = params.artifact_root
+    if location and "://" in location:
+        return location
+    return (root / (location or "mlartifacts")).resolve().as_uri()
+
+
+def _quiet_mlflow() -> None:
+    for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking._tracking_service.client"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def connect(params: MlflowParams) -> str:
+    """Point MLflow at the configured store; return the experiment id."""
+    import mlflow
+
+    _quiet_mlflow()
+    mlflow.set_tracking_uri(tracking_uri(params))
+    try:
+        experiment = mlflow.get_experiment_by_name(params.experiment)
+        if experiment is not None:
+            return experiment.experiment_id
+        return mlflow.create_experiment(params.experiment, artifact_location=artifact_root(params))
+    except mlflow.exceptions.MlflowException as exc:
+        raise UserError(f"MLflow store {tracking_uri(params)}: {exc}") from None
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out |= flatten(value, name + ".")
+        else:
+            out[name] = value
+    return out
+
+
+def git_state() -> dict[str, str]:
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    commit = git("rev-parse", "HEAD")
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no")) if commit else False
+    return {"git.commit": commit or "unknown", "git.dirty": str(dirty).lower()}
+
+
+def start_run(params: Params, dataset_hash: str) -> str:
+    """Open the pipeline run (train calls this); return its id."""
+    import mlflow
+
+    experiment_id = connect(params.mlflow)
+    tags = git_state() | {
+        "qblock.preset": params.train.preset,
+        "qblock.model": params.model.name,
+        "qblock.dataset_hash": dataset_hash,
+    }
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=os.environ.get("DVC_EXP_NAME"), tags=tags)
+    logged = {k: v for k, v in flatten(asdict(params)).items() if not k.startswith(("paths.", "mlflow."))}
+    mlflow.log_params({k: str(v)[:500] for k, v in logged.items()})
+    return run.info.run_id
+
+
+def resume_run(params: MlflowParams, run_id: str):
+    """Reopen the pipeline run (evaluate calls this)."""
+    import mlflow
+
+    connect(params)
+    try:
+        return mlflow.start_run(run_id=run_id)
+    except mlflow.exceptions.MlflowException as exc:
+        raise UserError(
+            f"MLflow run {run_id} (from the train stage) is not in {tracking_uri(params)}: {exc}. "
+            "Was the store moved? Rerun training with `dvc repro --force train`."
+        ) from None
+
+
+def write_run_file(path: Path, run_id: str, params: MlflowParams) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"run_id": run_id, "experiment": params.experiment}, indent=2) + "\n",
+                    encoding="utf-8")
+
+
+def read_run_file(path: Path) -> str:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["run_id"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"{path}: cannot read the MLflow run id written by the train stage ({exc})") from None
+
+
+def metric_name(key: str) -> str:
+    """ultralytics' metric keys -> MLflow-safe names: 'metrics/mAP50(B)' -> 'val/mAP50'."""
+    if key.startswith("metrics/"):
+        key = "val/" + key[len("metrics/"):]
+    return key.replace("(B)", "").replace("(", "_").replace(")", "")

@@ -1,0 +1,64 @@
+"""The one place that prepares ultralytics: offline, quiet, and with settings of its own.
+
+ultralytics keeps settings in the user's home, turns on its own MLflow and DVCLive callbacks
+when those packages are importable (DVCLive rewrites dvc.yaml), phones home, auto-installs
+packages and downloads fonts. qblock points it at a settings folder inside the project, turns
+all of that off there, and never edits the user's global settings.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+_INTEGRATIONS_OFF = {
+    "sync": False, "clearml": False, "comet": False, "dvc": False, "mlflow": False,
+    "raytune": False, "tensorboard": False, "wandb": False, "vscode_msg": False, "openvino_msg": False,
+}
+
+
+def settings_dir(root: Path) -> Path:
+    return root / ".qblock" / "ultralytics"
+
+
+def prepare_ultralytics(root: Path) -> None:
+    """Configure ultralytics for this project; call before importing it."""
+    config_dir = settings_dir(root).resolve()
+    config_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
+    os.environ["YOLO_OFFLINE"] = "1"  # weights are files we name; never fetched behind our back
+    os.environ["YOLO_AUTOINSTALL"] = "false"
+    os.environ.setdefault("YOLO_VERBOSE", "true")
+    _install_fonts(config_dir)
+
+    from ultralytics.utils import SETTINGS
+
+    wanted = _INTEGRATIONS_OFF | {
+        "runs_dir": str(root.resolve() / "runs"),
+        "weights_dir": str(root.resolve() / "weights"),
+        "datasets_dir": str(root.resolve() / "data"),
+    }
+    if any(SETTINGS.get(k) != v for k, v in wanted.items()):
+        SETTINGS.update(wanted)
+
+
+def _install_fonts(config_dir: Path) -> None:
+    """Give ultralytics' plots the fonts it would otherwise try to download."""
+    import matplotlib
+
+    source = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    for name in ("Arial.ttf", "Arial.Unicode.ttf"):
+        target = config_dir / name
+        if not target.exists() and source.exists():
+            shutil.copyfile(source, target)
+
+
+def clear_label_caches(label_dir: Path) -> None:
+    """Delete ultralytics' *.cache files beside a label folder.
+
+    The cache is keyed on file paths and summed sizes, so a same-size edit (class 0 -> 1) would
+    be read from a stale cache; validate has already checked every label, so rescanning is safe.
+    """
+    for cache in label_dir.parent.glob("*.cache"):
+        cache.unlink(missing_ok=True)
