@@ -57,7 +57,13 @@ def epoch_logger(run_id: str):
     """An ultralytics callback that logs losses, val metrics and learning rates per epoch."""
     import mlflow
 
+    finished = False
+
     def on_fit_epoch_end(trainer) -> None:
+        nonlocal finished
+        if finished:  # ultralytics' final eval of best.pt: evaluate logs those numbers
+            return
+        finished = bool(trainer.stop)
         values = {**trainer.label_loss_items(trainer.tloss, prefix="train"), **trainer.metrics, **trainer.lr}
         metrics = {tracking.metric_name(k): float(v) for k, v in values.items()}
         mlflow.log_metrics(metrics, step=trainer.epoch + 1, run_id=run_id)
