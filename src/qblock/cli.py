@@ -61,18 +61,20 @@ def params(
         console.print(f"params: composed conf/ {' '.join(overrides or [])} -> {path.name}")
         return
     load_params(root)  # the schema check applies everywhere
-    differences = check_params_in_sync(root)
+    overrides, differences = check_params_in_sync(root)
+    with_overrides = f" with overrides {' '.join(overrides)}" if overrides else ""
     if differences and in_dvc_experiment():
         console.print("params: experiment overrides (composed by `dvc exp run -S`): " + "; ".join(differences))
     elif differences:
         shown = "\n  ".join(differences)
+        rebuild = "qblock params" + "".join(f" {o}" for o in overrides)
         raise UserError(
-            f"params.yaml does not match conf/:\n  {shown}\n"
-            "Run `qblock params` to rebuild params.yaml from conf/ (put lasting changes in conf/), "
+            f"params.yaml does not match conf/{with_overrides}:\n  {shown}\n"
+            f"Run `{rebuild}` to rebuild params.yaml from conf/ (put lasting changes in conf/), "
             "or try a variant with `dvc exp run -S key=value`."
         )
     else:
-        console.print("params: params.yaml matches conf/")
+        console.print(f"params: params.yaml matches conf/{with_overrides}")
     if stamp:
         stamp.parent.mkdir(parents=True, exist_ok=True)
         stamp.write_text("params.yaml matches conf/\n", encoding="utf-8")
