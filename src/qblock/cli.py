@@ -48,7 +48,6 @@ def demo_data(
 
 @app.command("params")
 def params(
-    overrides: Annotated[list[str] | None, typer.Argument(help="Hydra overrides, e.g. train=smoke")] = None,
     check: Annotated[bool, typer.Option("--check", help="only check that params.yaml matches conf/")] = False,
     stamp: Annotated[Path | None, typer.Option(hidden=True, help="with --check: write this file when in sync")] = None,
 ) -> None:
@@ -57,24 +56,21 @@ def params(
 
     root = Path.cwd()
     if not check:
-        path = write_params(root, overrides)
-        console.print(f"params: composed conf/ {' '.join(overrides or [])} -> {path.name}")
+        console.print(f"params: composed conf/ -> {write_params(root).name}")
         return
     load_params(root)  # the schema check applies everywhere
-    overrides, differences = check_params_in_sync(root)
-    with_overrides = f" with overrides {' '.join(overrides)}" if overrides else ""
+    differences = check_params_in_sync(root)
     if differences and in_dvc_experiment():
         console.print("params: experiment overrides (composed by `dvc exp run -S`): " + "; ".join(differences))
     elif differences:
         shown = "\n  ".join(differences)
-        rebuild = "qblock params" + "".join(f" {o}" for o in overrides)
         raise UserError(
-            f"params.yaml does not match conf/{with_overrides}:\n  {shown}\n"
-            f"Run `{rebuild}` to rebuild params.yaml from conf/ (put lasting changes in conf/), "
+            f"params.yaml does not match conf/:\n  {shown}\n"
+            "Run `qblock params` to rebuild params.yaml from conf/ (make lasting changes in conf/), "
             "or try a variant with `dvc exp run -S key=value`."
         )
     else:
-        console.print(f"params: params.yaml matches conf/{with_overrides}")
+        console.print("params: params.yaml matches conf/")
     if stamp:
         stamp.parent.mkdir(parents=True, exist_ok=True)
         stamp.write_text("params.yaml matches conf/\n", encoding="utf-8")

@@ -8,7 +8,6 @@ silently: ``check_params_in_sync`` says what to run when they do.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,6 @@ PARAMS_HEADER = (
     "# Generated from conf/ by `qblock params`: do not edit. Change conf/ and run `qblock params`,\n"
     "# or try a variant with `dvc exp run -S train.epochs=3`.\n"
 )
-OVERRIDES_PREFIX = "# overrides: "
 
 
 @dataclass
@@ -77,6 +75,7 @@ class TrainParams:
     epochs: int = 60
     imgsz: int = 256
     batch: int = 16
+    nbs: int = 64
     device: str = "cpu"
     workers: int = 2
     patience: int = 100
@@ -179,32 +178,15 @@ def compose_params(root: Path, overrides: list[str] | None = None) -> dict[str, 
     return data
 
 
-def write_params(root: Path, overrides: list[str] | None = None) -> Path:
-    """Compose ``conf/`` (with overrides, recorded in the header), check it, write ``params.yaml``."""
-    overrides = list(overrides or [])
-    data = compose_params(root, overrides)
+def write_params(root: Path) -> Path:
+    """Compose ``conf/``, check it against the schema, and write ``params.yaml``."""
+    data = compose_params(root)
     parse_params(data, "conf/")
     path = root / PARAMS_FILE
-    text = PARAMS_HEADER + OVERRIDES_PREFIX + json.dumps(overrides, ensure_ascii=False) + "\n"
-    text += yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_text(PARAMS_HEADER + yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
     tmp.replace(path)
     return path
-
-
-def recorded_overrides(path: Path) -> list[str]:
-    """The overrides `qblock params` recorded in the header of ``params.yaml``."""
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith(OVERRIDES_PREFIX):
-            try:
-                overrides = json.loads(line[len(OVERRIDES_PREFIX):])
-            except ValueError:
-                raise UserError(f"{path}: unreadable overrides line {line!r}; run `qblock params`") from None
-            return [str(o) for o in overrides]
-        if not line.startswith("#"):
-            break
-    return []
 
 
 def _differences(expected: Any, actual: Any, prefix: str = "") -> list[str]:
@@ -229,9 +211,6 @@ def in_dvc_experiment() -> bool:
     return bool(os.environ.get("DVC_EXP_NAME") or os.environ.get("DVC_EXP_BASELINE_REV"))
 
 
-def check_params_in_sync(root: Path) -> tuple[list[str], list[str]]:
-    """The overrides recorded in ``params.yaml`` and the keys where it differs from ``conf/`` with them."""
-    path = root / PARAMS_FILE
-    actual = _read_yaml(path)
-    overrides = recorded_overrides(path)
-    return overrides, _differences(compose_params(root, overrides), actual)
+def check_params_in_sync(root: Path) -> list[str]:
+    """The keys where ``params.yaml`` differs from what ``conf/`` composes to (empty when in sync)."""
+    return _differences(compose_params(root), _read_yaml(root / PARAMS_FILE))

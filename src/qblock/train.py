@@ -22,7 +22,7 @@ from qblock.yolo_env import clear_label_caches, prepare_ultralytics
 
 # ultralytics' train() arguments that qblock's `train` params pass through unchanged
 _PASSTHROUGH = (
-    "epochs", "imgsz", "batch", "device", "workers", "patience", "seed", "optimizer", "lr0", "cos_lr",
+    "epochs", "imgsz", "batch", "nbs", "device", "workers", "patience", "seed", "optimizer", "lr0", "cos_lr",
     "warmup_epochs", "amp", "cache", "rect", "mosaic", "close_mosaic", "fliplr", "flipud", "scale",
     "translate", "degrees", "hsv_h", "hsv_s", "hsv_v", "mixup",
 )

@@ -1,0 +1,51 @@
+"""Shared helpers: tiny app-style datasets built in tmp_path, a console that records output."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from rich.console import Console
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Tests never reach the network, and ultralytics must not try.
+os.environ["YOLO_OFFLINE"] = "1"
+os.environ["YOLO_AUTOINSTALL"] = "false"
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+class RecordingConsole(Console):
+    def __init__(self) -> None:
+        super().__init__(file=io.StringIO(), width=400, highlight=False, color_system=None)
+
+    @property
+    def text(self) -> str:
+        return self.file.getvalue()
+
+
+@pytest.fixture
+def console() -> RecordingConsole:
+    return RecordingConsole()
+
+
+def write_page(root: Path, document: str, page: str, groups: object, size=(200, 100), raw_groups: str | None = None,
+               image: bool = True) -> Path:
+    """One app page: a blank PNG and its groups file (``groups`` is the JSON's `groups` value)."""
+    doc = root / "documents" / document
+    (doc / "pages").mkdir(parents=True, exist_ok=True)
+    (doc / "groups").mkdir(parents=True, exist_ok=True)
+    if image:
+        Image.new("RGB", size, "white").save(doc / "pages" / f"{page}.png")
+    groups_file = doc / "groups" / f"{page}_groups.json"
+    text = raw_groups if raw_groups is not None else json.dumps({"page": page, "groups": groups}, ensure_ascii=False)
+    groups_file.write_text(text, encoding="utf-8")
+    return groups_file
+
+
+def bbox(x, y, w, h, **extra) -> dict:
+    return {"id": "g", "blockIds": ["b1"], "combinedBbox": {"x": x, "y": y, "width": w, "height": h}, **extra}

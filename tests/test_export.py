@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from qblock import export
+from qblock.config import ExportParams
+from qblock.errors import StageFailed, UserError
+from tests.conftest import bbox, write_page
+
+
+def run_export(root: Path, tmp_path: Path, console, params: ExportParams | None = None) -> dict:
+    return export.run(root, tmp_path / "yolo", params or ExportParams(), tmp_path / "reports" / "export.json", console)
+
+
+def test_box_becomes_a_normalised_yolo_row(tmp_path, console):
+    root = tmp_path / "app"
+    write_page(root, "doc", "page_001", [bbox(20, 10, 100, 50)], size=(200, 100))
+    run_export(root, tmp_path, console)
+    label = (tmp_path / "yolo" / "labels" / "doc__page_001.txt").read_text()
+    assert label == "0 0.350000 0.350000 0.500000 0.500000\n"
+    assert (tmp_path / "yolo" / "images" / "doc__page_001.png").is_file()
+
+
+def test_same_page_name_in_two_workbooks_does_not_collide(tmp_path, console):
+    root = tmp_path / "app"
+    write_page(root, "수학 1-1", "page_001", [bbox(0, 0, 10, 10)])
+    write_page(root, "수학_1-1", "page_001", [bbox(0, 0, 20, 20), bbox(50, 50, 20, 20)])
+    summary = run_export(root, tmp_path, console)
+    labels = sorted((tmp_path / "yolo" / "labels").glob("*.txt"))
+    assert summary["pages"] == 2 and len(labels) == 2
+    assert sorted(len(p.read_text().splitlines()) for p in labels) == [1, 2]
+
+
+@pytest.mark.parametrize("document", ["..", ".hidden doc", "a.b c", "기하 연습.v2"])
+def test_odd_document_ids_stay_inside_the_output_folder(tmp_path, console, document):
+    root = tmp_path / "app"
+    if document == "..":
+        pytest.skip("a folder cannot be named '..'; covered by safe_name below")
+    write_page(root, document, "page_001", [bbox(0, 0, 10, 10)])
+    run_export(root, tmp_path, console)
+    out = tmp_path / "yolo"
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert all(p.resolve().is_relative_to(out.resolve()) for p in written)
+    assert not any(p.name.startswith(".") for p in written)
+
+
+def test_safe_name_never_escapes():
+    from qblock.labels import safe_name
+
+    for name in ["..", "../x", "a/b", "a\\b", ".", ""]:
+        safe = safe_name(name)
+        assert "/" not in safe and "\\" not in safe and safe not in {".", ".."}
+    assert safe_name("a b") != safe_name("a_b")
+
+
+BAD_INPUTS = {
+    "malformed JSON": (None, '{"groups": [', "malformed JSON"),
+    "groups missing": (None, '{"page": "p"}', "no `groups` list"),
+    "groups not a list": (None, '{"groups": {"a": 1}}', "not a list"),
+    "group without combinedBbox": ([{"id": "g1", "type": "question"}], None, "no combinedBbox"),
+    "non-numeric": ([bbox("10", 0, 10, 10)], None, "non-numeric value: x='10'"),
+    "NaN": (None, '{"groups": [{"combinedBbox": {"x": NaN, "y": 0, "width": 5, "height": 5}}]}', "non-numeric"),
+    "zero width": ([bbox(10, 10, 0, 10)], None, "zero or negative size"),
+    "negative height": ([bbox(10, 10, 10, -5)], None, "zero or negative size"),
+    "far off the page": ([bbox(150, 10, 100, 10)], None, "runs off the 200x100 page by more than"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_groups_file_is_an_error_naming_file_and_problem(tmp_path, console, case):
+    groups, raw, expected = BAD_INPUTS[case]
+    root = tmp_path / "app"
+    write_page(root, "good", "page_001", [bbox(0, 0, 10, 10)])
+    run_export(root, tmp_path, console)  # an earlier, good export
+    before = {p.name: p.read_bytes() for p in (tmp_path / "yolo" / "labels").iterdir()}
+
+    write_page(root, "bad doc", "page_007", groups, raw_groups=raw)
+    with pytest.raises(StageFailed, match="export: 1 error"):
+        run_export(root, tmp_path, console)
+    assert "bad doc/groups/page_007_groups.json" in console.text
+    assert expected in console.text
+    after = {p.name: p.read_bytes() for p in (tmp_path / "yolo" / "labels").iterdir()}
+    assert after == before, "a failed export must leave the earlier output as it was"
+    report = json.loads((tmp_path / "reports" / "export.json").read_text())
+    assert report["problems"][0]["file"].endswith("page_007_groups.json")
+
+
+def test_groups_file_without_its_image_is_an_error(tmp_path, console):
+    root = tmp_path / "app"
+    write_page(root, "doc", "page_003", [bbox(0, 0, 10, 10)], image=False)
+    with pytest.raises(StageFailed):
+        run_export(root, tmp_path, console)
+    assert "doc/groups/page_003_groups.json: no page image pages/page_003.png" in console.text
+
+
+def test_unreadable_image_is_an_error(tmp_path, console):
+    root = tmp_path / "app"
+    write_page(root, "doc", "page_001", [bbox(0, 0, 10, 10)])
+    (root / "documents" / "doc" / "pages" / "page_001.png").write_bytes(b"not a png at all")
+    with pytest.raises(StageFailed):
+        run_export(root, tmp_path, console)
+    assert "doc/pages/page_001.png: cannot read the page image" in console.text
+
+
+def test_small_overhang_is_clipped_with_a_warning(tmp_path, console):
+    root = tmp_path / "app"
+    write_page(root, "doc", "page_001", [bbox(-2, 10, 102, 50)], size=(200, 100))
+    run_export(root, tmp_path, console)
+    assert "runs slightly off the 200x100 page; clipped" in console.text
+    row = (tmp_path / "yolo" / "labels" / "doc__page_001.txt").read_text().split()
+    assert row[1:] == ["0.250000", "0.350000", "0.500000", "0.500000"]
+
+
+def test_duplicate_box_is_kept_once_with_a_warning_or_is_an_error(tmp_path, console):
+    root = tmp_path / "app"
+    write_page(root, "doc", "page_001", [bbox(0, 0, 10, 10), bbox(0, 0, 10, 10)])
+    run_export(root, tmp_path, console)
+    assert "(group 1): duplicates group 0; kept once" in console.text
+    assert len((tmp_path / "yolo" / "labels" / "doc__page_001.txt").read_text().splitlines()) == 1
+    with pytest.raises(StageFailed):
+        run_export(root, tmp_path, console, ExportParams(duplicate_boxes="error"))
+
+
+def test_empty_page_is_a_counted_negative_and_unlabeled_pages_are_counted(tmp_path, console):
+    root = tmp_path / "app"
+    write_page(root, "doc", "page_001", [])
+    write_page(root, "doc", "page_002", [bbox(0, 0, 10, 10)])
+    (root / "documents" / "doc" / "pages" / "page_003.png").write_bytes(
+        (root / "documents" / "doc" / "pages" / "page_001.png").read_bytes())
+    summary = run_export(root, tmp_path, console)
+    assert summary["negative_pages"] == 1 and summary["unlabeled_pages"] == 1 and summary["pages"] == 2
+    assert (tmp_path / "yolo" / "labels" / "doc__page_001.txt").read_text() == ""
+
+
+def test_exif_rotation_swaps_the_frame_with_a_warning(tmp_path, console):
+    from PIL import Image
+
+    root = tmp_path / "app"
+    write_page(root, "doc", "page_001", [bbox(10, 10, 50, 150)], size=(200, 100))
+    image_path = root / "documents" / "doc" / "pages" / "page_001.png"
+    image = Image.new("RGB", (200, 100), "white")
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90°: displayed as 100x200
+    image.save(image_path, exif=exif)
+    run_export(root, tmp_path, console)
+    assert "EXIF orientation 6" in console.text
+    row = (tmp_path / "yolo" / "labels" / "doc__page_001.txt").read_text().split()
+    assert row[3:] == ["0.500000", "0.750000"]  # normalised against 100x200
+
+
+def test_class_mapping_from_a_group_field(tmp_path, console):
+    root = tmp_path / "app"
+    write_page(root, "doc", "page_001", [bbox(0, 0, 10, 10, type="question"), bbox(20, 20, 10, 10, type="figure")])
+    params = ExportParams(class_names=["Question_Block", "Figure"], class_field="type",
+                          class_map={"question": "Question_Block", "figure": "Figure"})
+    run_export(root, tmp_path, console, params)
+    classes = [line.split()[0] for line in (tmp_path / "yolo" / "labels" / "doc__page_001.txt").read_text().splitlines()]
+    assert classes == ["0", "1"]
+    write_page(root, "doc", "page_002", [bbox(0, 0, 10, 10, type="answer")])
+    with pytest.raises(StageFailed):
+        run_export(root, tmp_path, console, params)
+    assert "type='answer' has no class" in console.text
+
+
+def test_missing_dataset_root_says_what_to_do(tmp_path, console):
+    with pytest.raises(UserError, match="no documents/ folder"):
+        run_export(tmp_path / "nowhere", tmp_path, console)

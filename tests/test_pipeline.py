@@ -1,0 +1,134 @@
+"""End to end: the real `dvc repro` in a temporary copy of this repository, smoke preset.
+
+One pipeline run is shared by the tests in this module (training is the slow part); each
+test reads it without changing it, except the last ones, which say so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def sh(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("DVC_ROOT", None)
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def copy_repo(target: Path) -> Path:
+    """The project's tracked and new files (no data, no outputs), as a fresh git repo."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=REPO, capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    for stale in ("dvc.lock", "metrics.json"):
+        (target / stale).unlink(missing_ok=True)
+    sh(["git", "init", "-q"], target)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], target)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"], target)
+    return target
+
+
+def mlflow_runs(repo: Path):
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{(repo / 'mlflow.db').as_posix()}")
+    return mlflow.search_runs(experiment_names=["qblock"], output_format="list")
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory) -> dict:
+    repo = copy_repo(tmp_path_factory.mktemp("repo"))
+    sh([sys.executable, "-m", "qblock", "demo-data", "data/dataset_root", "--documents", "3", "--pages", "2"], repo)
+    config = repo / "conf" / "config.yaml"  # smoke becomes this copy's default preset
+    config.write_text(config.read_text().replace("  - train: cpu", "  - train: smoke"))
+    sh([sys.executable, "-m", "qblock", "params"], repo)
+    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "smoke"], repo)
+    first = sh(["dvc", "repro"], repo)
+    return {"repo": repo, "first": first.stdout + first.stderr}
+
+
+def test_repro_runs_every_stage_and_writes_metrics(pipeline):
+    repo, log = pipeline["repo"], pipeline["first"]
+    for stage in ("export", "split", "validate", "train", "evaluate"):
+        assert f"Running stage '{stage}'" in log
+    metrics = json.loads((repo / "metrics.json").read_text())
+    assert set(metrics) >= {"mAP50", "mAP50-95", "precision", "recall"}
+    assert all(0.0 <= metrics[k] <= 1.0 for k in ("mAP50", "mAP50-95", "precision", "recall"))
+    assert (repo / "models" / "best.pt").stat().st_size > 1_000_000
+    curve = (repo / "plots" / "pr_curve.csv").read_text().splitlines()
+    assert curve[0] == "recall,precision" and len(curve) > 50
+    assert not list((repo / "data" / "yolo").glob("*.cache")), "ultralytics' label cache must not linger"
+
+
+def test_mlflow_holds_one_run_with_params_epochs_metrics_and_model(pipeline):
+    import mlflow
+
+    runs = mlflow_runs(pipeline["repo"])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.epochs"] == "2" and run.data.params["model.name"] == "yolov8n"
+    assert run.data.tags["qblock.preset"] == "smoke" and len(run.data.tags["git.commit"]) == 40
+    client = mlflow.MlflowClient()
+    history = client.get_metric_history(run.info.run_id, "val/mAP50")
+    assert [m.step for m in history] == [1, 2]
+    metrics = json.loads((pipeline["repo"] / "metrics.json").read_text())
+    assert run.data.metrics["mAP50"] == pytest.approx(metrics["mAP50"])
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == ["model/best.pt"]
+
+
+def test_second_repro_does_nothing(pipeline):
+    log = sh(["dvc", "repro"], pipeline["repo"])
+    assert "Running stage" not in log.stdout
+    assert "Data and pipelines are up to date" in log.stdout
+    assert len(mlflow_runs(pipeline["repo"])) == 1
+
+
+def test_dvc_shows_metrics_and_plots(pipeline):
+    shown = sh(["dvc", "metrics", "show", "--json"], pipeline["repo"]).stdout
+    assert "mAP50" in shown and "boxes_per_page_mean" in shown
+    sh(["dvc", "plots", "show", "-o", "dvc_plots"], pipeline["repo"])
+    assert (pipeline["repo"] / "dvc_plots" / "index.html").is_file()
+
+
+def test_changing_epochs_reruns_only_train_and_evaluate(pipeline):
+    """Changes the shared repo: a second MLflow run appears."""
+    repo = pipeline["repo"]
+    log = sh(["dvc", "exp", "run", "-S", "train.epochs=1"], repo)
+    text = log.stdout + log.stderr
+    ran = {line.split("'")[1] for line in text.splitlines() if line.startswith("Running stage")}
+    assert ran <= {"check_params", "train", "evaluate"} and {"train", "evaluate"} <= ran
+    runs = mlflow_runs(repo)
+    assert len(runs) == 2
+    assert {r.data.params["train.epochs"] for r in runs} == {"1", "2"}
+
+
+def test_repro_stops_when_params_no_longer_match_conf(pipeline):
+    """Changes the shared repo's conf/ (last test of the module)."""
+    repo = pipeline["repo"]
+    smoke = repo / "conf" / "train" / "smoke.yaml"
+    smoke.write_text(smoke.read_text().replace("imgsz: 128", "imgsz: 160"))
+    result = sh(["dvc", "repro"], repo, check=False)
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert "train.imgsz: conf/ says 160, params.yaml says 128" in out
+    assert "Run `qblock params`" in out
+    assert "Running stage 'train'" not in out

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from qblock import export, split, validate
+from qblock.config import ExportParams, SplitParams
+from qblock.demo_data import write_demo_dataset
+from qblock.errors import StageFailed
+
+
+@pytest.fixture
+def exported(tmp_path, console):
+    """A tiny demo collection run through export and split."""
+    write_demo_dataset(tmp_path / "app", documents=3, pages=2, seed=1)
+    export.run(tmp_path / "app", tmp_path / "yolo", ExportParams(), tmp_path / "reports" / "export.json", console)
+    split.run(tmp_path / "yolo", tmp_path / "split", SplitParams(), console)
+    return tmp_path
+
+
+def run_validate(root, console):
+    return validate.run(root / "yolo", root / "split", root / "reports", 4, console)
+
+
+def test_clean_data_passes_with_statistics_and_a_picture(exported, console):
+    stats = run_validate(exported, console)
+    assert stats["pages"] == 6 and stats["documents"] == 3 and stats["boxes"] > 6
+    assert stats["train_pages"] + stats["val_pages"] == 6
+    assert json.loads((exported / "reports" / "data_stats.json").read_text()) == stats
+    from PIL import Image
+
+    with Image.open(exported / "reports" / "samples.png") as sheet:
+        assert sheet.width > sheet.height  # pages side by side
+
+
+def first_image(root):
+    return sorted((root / "yolo" / "images").iterdir())[0]
+
+
+def test_truncated_image_stops_the_pipeline(exported, console):
+    image = first_image(exported)
+    image.write_bytes(image.read_bytes()[: image.stat().st_size // 2])
+    with pytest.raises(StageFailed):
+        run_validate(exported, console)
+    assert f"{image}: corrupt or truncated image" in console.text
+    report = json.loads((exported / "reports" / "validate.json").read_text())
+    assert report["ok"] is False
+
+
+@pytest.mark.parametrize(("row", "message"), [
+    ("3 0.5 0.5 0.1 0.1", "class id 3 is outside 0..0"),
+    ("0 0.5 0.5 0.1", "expected 5 fields"),
+    ("0 1.5 0.5 0.1 0.1", "coordinates must lie in 0..1"),
+    ("0 0.95 0.5 0.2 0.1", "box runs off the image"),
+    ("0 0.5 0.5 0 0.1", "width and height must be positive"),
+    ("x 0.5 0.5 0.1 0.1", "is not an integer"),
+    ("0 nan 0.5 0.1 0.1", "coordinates must lie in 0..1"),
+])
+def test_bad_label_rows_are_errors_naming_file_and_line(exported, console, row, message):
+    label = sorted((exported / "yolo" / "labels").iterdir())[0]
+    label.write_text(label.read_text() + row + "\n")
+    with pytest.raises(StageFailed):
+        run_validate(exported, console)
+    assert str(label) in console.text and message in console.text
+
+
+def test_duplicate_rows_are_an_error(exported, console):
+    label = sorted((exported / "yolo" / "labels").iterdir())[0]
+    first_line = label.read_text().splitlines()[0]
+    label.write_text(label.read_text() + first_line + "\n")
+    with pytest.raises(StageFailed):
+        run_validate(exported, console)
+    assert "duplicates line 1" in console.text
+
+
+def test_images_and_labels_must_pair_up(exported, console):
+    label = sorted((exported / "yolo" / "labels").iterdir())[0]
+    label.unlink()
+    (exported / "yolo" / "labels" / "stray.txt").write_text("")
+    with pytest.raises(StageFailed):
+        run_validate(exported, console)
+    assert "image without a label file" in console.text
+    assert "stray.txt: label file without an image" in console.text
+
+
+def test_every_image_must_be_in_a_split(exported, console):
+    val = exported / "split" / "val.txt"
+    dropped = val.read_text().splitlines()[0]
+    val.write_text("".join(line + "\n" for line in val.read_text().splitlines()[1:]) or "")
+    with pytest.raises(StageFailed):
+        run_validate(exported, console)
+    assert f"{dropped.removeprefix('images/')}: is in no split list" in console.text
