@@ -41,8 +41,10 @@ def copy_repo(target: Path) -> Path:
     for stale in ("dvc.lock", "metrics.json"):
         (target / stale).unlink(missing_ok=True)
     sh(["git", "init", "-q"], target)
-    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], target)
-    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"], target)
+    sh(["git", "config", "user.name", "qblock test"], target)  # this copy only; dvc exp commits too
+    sh(["git", "config", "user.email", "test@qblock.invalid"], target)
+    sh(["git", "add", "-A"], target)
+    sh(["git", "commit", "-qm", "copy"], target)
     return target
 
 
@@ -60,7 +62,7 @@ def pipeline(tmp_path_factory) -> dict:
     config = repo / "conf" / "config.yaml"  # smoke becomes this copy's default preset
     config.write_text(config.read_text().replace("  - train: cpu", "  - train: smoke"))
     sh([sys.executable, "-m", "qblock", "params"], repo)
-    sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "smoke"], repo)
+    sh(["git", "commit", "-qam", "smoke"], repo)
     first = sh(["dvc", "repro"], repo)
     return {"repo": repo, "first": first.stdout + first.stderr}
 

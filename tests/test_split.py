@@ -48,7 +48,7 @@ def test_pins_override_the_hash():
 
 
 def test_tiny_collection_still_gets_a_val_document_and_says_so():
-    docs = ["a", "b"]
+    docs = ["alpha", "beta"]  # stable scores 0.24 and 0.82: neither hashes below 0.01
     assignment, notes = split.assign_documents(docs, SplitParams(val_fraction=0.01))
     assert sorted(assignment.values()) == ["train", "val"]
     assert "Pin it" in notes[-1]

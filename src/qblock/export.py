@@ -78,49 +78,47 @@ def _number(value: object) -> float | None:
 
 
 def convert_box(
-    bbox: object, width: int, height: int, max_overhang: float, where: str, log: ProblemLog
+    bbox: object, width: int, height: int, max_overhang: float, file: str, group: str, log: ProblemLog
 ) -> tuple[float, float, float, float] | None:
     """A combinedBbox -> clipped pixel corners, or None (with an error logged)."""
     if not isinstance(bbox, dict):
-        log.error(where, "combinedBbox is not an object with x, y, width, height")
+        log.error(file, f"{group}: combinedBbox is not an object with x, y, width, height")
         return None
     values = {k: _number(bbox.get(k)) for k in ("x", "y", "width", "height")}
     bad = [k for k, v in values.items() if v is None]
     if bad:
         shown = ", ".join(f"{k}={bbox.get(k)!r}" for k in bad)
-        log.error(where, f"combinedBbox has a missing or non-numeric value: {shown}")
+        log.error(file, f"{group}: combinedBbox has a missing or non-numeric value: {shown}")
         return None
     x, y, w, h = (values[k] for k in ("x", "y", "width", "height"))
     if w <= 0 or h <= 0:
-        log.error(where, f"combinedBbox has a zero or negative size: width={w:g}, height={h:g}")
+        log.error(file, f"{group}: combinedBbox has a zero or negative size: width={w:g}, height={h:g}")
         return None
     x0, y0, x1, y1 = x, y, x + w, y + h
     over_x = max(0.0, -x0, x1 - width) / width
     over_y = max(0.0, -y0, y1 - height) / height
     if over_x > max_overhang or over_y > max_overhang:
-        log.error(
-            where,
-            f"box ({x:g}, {y:g}, {w:g}x{h:g}) runs off the {width}x{height} page by more than "
+        log.error(file, f"{group}: box ({x:g}, {y:g}, {w:g}x{h:g}) runs off the {width}x{height} page by more than "
             f"export.max_overhang={max_overhang:g} of the page",
         )
         return None
     if over_x or over_y:
-        log.warning(where, f"box ({x:g}, {y:g}, {w:g}x{h:g}) runs slightly off the {width}x{height} page; clipped")
+        log.warning(file, f"{group}: box ({x:g}, {y:g}, {w:g}x{h:g}) runs slightly off the {width}x{height} page; clipped")
     x0, x1 = max(0.0, x0), min(float(width), x1)
     y0, y1 = max(0.0, y0), min(float(height), y1)
     if x1 - x0 < 1 or y1 - y0 < 1:
-        log.error(where, "box lies entirely outside the page")
+        log.error(file, f"{group}: box lies entirely outside the page")
         return None
     return x0, y0, x1, y1
 
 
-def class_of(group: dict, params: ExportParams, where: str, log: ProblemLog) -> int | None:
+def class_of(group: dict, params: ExportParams, file: str, label: str, log: ProblemLog) -> int | None:
     if params.class_field is None:
         return 0
     value = group.get(params.class_field)
     name = params.class_map.get(str(value))
     if name is None or name not in params.class_names:
-        log.error(where, f"{params.class_field}={value!r} has no class in export.class_map/class_names")
+        log.error(file, f"{label}: {params.class_field}={value!r} has no class in export.class_map/class_names")
         return None
     return params.class_names.index(name)
 
@@ -150,24 +148,24 @@ def page_rows(
     rows: list[LabelRow] = []
     seen: dict[tuple, int] = {}
     for index, group in enumerate(groups):
-        where = f"{rel} (group {index})"
+        label = f"group {index}"
         if not isinstance(group, dict):
-            log.error(where, "group is not an object")
+            log.error(rel, f"{label}: not an object")
             continue
         if "combinedBbox" not in group:
-            log.error(where, "group has no combinedBbox")
+            log.error(rel, f"{label}: no combinedBbox")
             continue
-        corners = convert_box(group["combinedBbox"], width, height, params.max_overhang, where, log)
-        cls = class_of(group, params, where, log)
+        corners = convert_box(group["combinedBbox"], width, height, params.max_overhang, rel, label, log)
+        cls = class_of(group, params, rel, label, log)
         if corners is None or cls is None:
             continue
         identity = (cls, *(round(c, 1) for c in corners))
         if identity in seen:
-            message = f"duplicates group {seen[identity]}"
+            message = f"{label}: duplicates group {seen[identity]}"
             if params.duplicate_boxes == "error":
-                log.error(where, message)
+                log.error(rel, message)
             else:
-                log.warning(where, message + "; kept once")
+                log.warning(rel, message + "; kept once")
             continue
         seen[identity] = index
         x0, y0, x1, y1 = corners

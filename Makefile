@@ -1,0 +1,41 @@
+# Short aliases; `make help` lists them. Everything runs inside .venv (made on first use).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# torch: a CPU-capable build from PyPI. On the Windows desktop, install the CUDA build first (README).
+TORCH := torch==2.14.1 torchvision==0.29.1
+export PATH := $(abspath $(BIN)):$(PATH)
+export YOLO_OFFLINE := 1
+
+.PHONY: help setup demo test test-fast ui lint clean-outputs
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(BIN)/qblock: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH) -e '.[dev]'
+	@touch $@
+
+setup: $(BIN)/qblock  ## create .venv with qblock, torch, ultralytics, dvc, mlflow
+
+demo: setup  ## demo data -> dvc repro (cpu preset) -> metrics and how to open MLflow
+	@test -d data/dataset_root/documents || $(BIN)/qblock demo-data data/dataset_root
+	$(BIN)/dvc repro
+	@$(BIN)/qblock show
+
+test: setup  ## the whole test suite (includes a real dvc repro with the smoke preset)
+	$(BIN)/python -m pytest
+
+test-fast: setup  ## the tests without the slow end-to-end ones
+	$(BIN)/python -m pytest -m "not slow"
+
+ui: setup  ## the MLflow UI on the configured store (http://127.0.0.1:5000)
+	$(BIN)/qblock ui
+
+lint: setup  ## ruff
+	$(BIN)/ruff check src tests
+
+clean-outputs:  ## remove pipeline outputs and the MLflow store (not the demo data)
+	rm -rf data/yolo data/split models runs plots reports metrics.json mlflow.db mlartifacts .qblock dvc.lock
