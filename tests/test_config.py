@@ -4,10 +4,10 @@ import shutil
 
 import pytest
 import yaml
+from tests.conftest import REPO
 
 from qblock.config import check_params_in_sync, compose_params, parse_params, write_params
 from qblock.errors import UserError
-from tests.conftest import REPO
 
 
 @pytest.fixture
@@ -16,7 +16,10 @@ def project(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("overrides", [[], ["train=smoke"], ["train=desktop_4070"], ["model=yolov8s", "train.epochs=3"]])
+PRESETS = [[], ["train=smoke"], ["train=desktop_4070"], ["model=yolov8s", "train.epochs=3"]]
+
+
+@pytest.mark.parametrize("overrides", PRESETS)
 def test_every_preset_composes_into_valid_params(project, overrides):
     params = parse_params(compose_params(project, overrides))
     assert params.train.epochs > 0 and params.model.architecture.endswith(".yaml")

@@ -4,11 +4,11 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.conftest import bbox, write_page
 
 from qblock import export
 from qblock.config import ExportParams
 from qblock.errors import StageFailed, UserError
-from tests.conftest import bbox, write_page
 
 
 def run_export(root: Path, tmp_path: Path, console, params: ExportParams | None = None) -> dict:
@@ -155,7 +155,8 @@ def test_class_mapping_from_a_group_field(tmp_path, console):
     params = ExportParams(class_names=["Question_Block", "Figure"], class_field="type",
                           class_map={"question": "Question_Block", "figure": "Figure"})
     run_export(root, tmp_path, console, params)
-    classes = [line.split()[0] for line in (tmp_path / "yolo" / "labels" / "doc__page_001.txt").read_text().splitlines()]
+    rows = (tmp_path / "yolo" / "labels" / "doc__page_001.txt").read_text().splitlines()
+    classes = [line.split()[0] for line in rows]
     assert classes == ["0", "1"]
     write_page(root, "doc", "page_002", [bbox(0, 0, 10, 10, type="answer")])
     with pytest.raises(StageFailed):

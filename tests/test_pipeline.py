@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow

@@ -10,8 +10,8 @@ from qblock.errors import UserError
 
 
 def write_manifest(export_dir, documents: dict[str, int]) -> None:
-    pages = [{"key": f"{d}__page_{i:03d}", "document": d, "page": f"page_{i:03d}", "image": f"documents/{d}/pages/p.png"}
-             for d, n in documents.items() for i in range(n)]
+    pages = [{"key": f"{d}__page_{i:03d}", "document": d, "page": f"page_{i:03d}",
+              "image": f"documents/{d}/pages/p.png"} for d, n in documents.items() for i in range(n)]
     export_dir.mkdir(parents=True, exist_ok=True)
     (export_dir / "manifest.json").write_text(json.dumps({"summary": {}, "pages": pages}))
 

@@ -41,7 +41,9 @@ _DOCUMENT_NAMES = (
     "수학 상 유형",
     "geometry 101",
 )
-_WORDS_KO = "다음 식을 계산하시오 그림에서 삼각형 넓이 구하여라 값은 일차방정식 해를 옳은 것은".split()
+_WORDS_KO = (
+    "다음 식을 계산하시오 그림에서 삼각형 넓이 구하여라 값은 일차방정식 해를 옳은 것은".split()
+)
 _WORDS_EN = "find the value of x if solve for area triangle circle point line given show that".split()
 _HEADERS = ("단원 평가", "Unit review", "개념 확인 문제", "Practice set", "실력 향상")
 

@@ -103,7 +103,8 @@ def convert_box(
         )
         return None
     if over_x or over_y:
-        log.warning(file, f"{group}: box ({x:g}, {y:g}, {w:g}x{h:g}) runs slightly off the {width}x{height} page; clipped")
+        log.warning(file, f"{group}: box ({x:g}, {y:g}, {w:g}x{h:g}) runs slightly off the "
+                          f"{width}x{height} page; clipped")
     x0, x1 = max(0.0, x0), min(float(width), x1)
     y0, y1 = max(0.0, y0), min(float(height), y1)
     if x1 - x0 < 1 or y1 - y0 < 1:

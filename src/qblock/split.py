@@ -24,7 +24,7 @@ SPLITS = ("train", "val", "test")
 
 def document_score(document: str, salt: str) -> float:
     """A stable number in [0, 1) for a document id."""
-    digest = hashlib.sha256(f"{salt}\0{document}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{salt}\0{document}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 

@@ -1,0 +1,35 @@
+"""Failure paths of train and evaluate; their working paths run in test_pipeline.py."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from qblock import evaluate, train
+from qblock.config import ModelParams, Params
+from qblock.errors import UserError
+
+
+def test_missing_pretrained_weights_say_where_to_put_them(tmp_path):
+    with pytest.raises(UserError) as excinfo:
+        train.model_source(ModelParams(weights=str(tmp_path / "weights" / "yolov8n.pt")))
+    message = str(excinfo.value)
+    assert "yolov8n.pt not found" in message and "dvc add" in message and "never downloads" in message
+
+
+def test_from_scratch_uses_the_architecture():
+    assert train.model_source(ModelParams()) == "yolov8n.yaml"
+
+
+def test_evaluate_without_a_model_is_a_clear_error(tmp_path, console, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="no trained model; run the train stage"):
+        evaluate.run(Params(), console)
+
+
+def test_train_without_a_split_is_a_clear_error(tmp_path, console, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="manifest.json: cannot read"):
+        train.run(Params(), console)
+    assert not os.environ.get("YOLO_CONFIG_DIR", "").startswith(str(os.path.expanduser("~")))
