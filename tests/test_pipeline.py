@@ -122,6 +122,16 @@ def test_changing_epochs_reruns_only_train_and_evaluate(pipeline):
     assert {r.data.params["train.epochs"] for r in runs} == {"1", "2"}
 
 
+def test_exp_run_switches_the_preset_through_hydra(pipeline):
+    """`-S train=cpu` selects another file of the conf/train group (shrunk here to stay quick)."""
+    repo = pipeline["repo"]
+    sh(["dvc", "exp", "run", "-S", "train=cpu", "-S", "train.epochs=1", "-S", "train.imgsz=128"], repo)
+    params = (repo / "params.yaml").read_text()
+    assert "preset: cpu" in params and "epochs: 1" in params
+    presets = {r.data.tags["qblock.preset"] for r in mlflow_runs(repo)}
+    assert "cpu" in presets
+
+
 def test_repro_stops_when_params_no_longer_match_conf(pipeline):
     """Changes the shared repo's conf/ (last test of the module)."""
     repo = pipeline["repo"]
