@@ -167,3 +167,49 @@ def test_class_mapping_from_a_group_field(tmp_path, console):
 def test_missing_dataset_root_says_what_to_do(tmp_path, console):
     with pytest.raises(UserError, match="no documents/ folder"):
         run_export(tmp_path / "nowhere", tmp_path, console)
+
+
+def test_rerun_redoes_only_what_changed(tmp_path, console):
+    root = tmp_path / "app"
+    for page in ("page_001", "page_002", "page_003"):
+        write_page(root, "doc", page, [bbox(10, 10, 50, 20)])
+    run_export(root, tmp_path, console)
+    assert "(6 files written" in console.text
+    run_export(root, tmp_path, console)
+    assert "(0 files written" in console.text
+
+    write_page(root, "new doc", "page_001", [bbox(10, 10, 50, 20)])
+    run_export(root, tmp_path, console)
+    assert "(2 files written" in console.text
+
+    # A same-size edit (x 10 -> 90) must be seen: the cache is per file, not summed sizes.
+    groups = root / "documents" / "doc" / "groups" / "page_002_groups.json"
+    groups.write_text(groups.read_text().replace('"x": 10', '"x": 90'))
+    run_export(root, tmp_path, console)
+    assert "(1 files written" in console.text
+    assert (tmp_path / "yolo" / "labels" / "doc__page_002.txt").read_text().startswith("0 0.575000")
+
+    groups.unlink()
+    summary = run_export(root, tmp_path, console)
+    assert summary["pages"] == 3 and summary["unlabeled_pages"] == 1
+    assert not (tmp_path / "yolo" / "labels" / "doc__page_002.txt").exists()
+    assert not (tmp_path / "yolo" / "images" / "doc__page_002.png").exists()
+
+
+def test_changed_export_params_recompute_the_labels(tmp_path, console):
+    root = tmp_path / "app"
+    write_page(root, "doc", "page_001", [bbox(10, 10, 50, 20, type="figure")])
+    run_export(root, tmp_path, console)
+    params = ExportParams(class_names=["Question_Block", "Figure"], class_field="type",
+                          class_map={"figure": "Figure"})
+    run_export(root, tmp_path, console, params)
+    assert (tmp_path / "yolo" / "labels" / "doc__page_001.txt").read_text().startswith("1 ")
+
+
+def test_warnings_of_unchanged_pages_are_still_reported(tmp_path, console):
+    root = tmp_path / "app"
+    write_page(root, "doc", "page_001", [bbox(0, 0, 10, 10), bbox(0, 0, 10, 10)])
+    run_export(root, tmp_path, console)
+    first = console.text.count("duplicates group 0")
+    summary = run_export(root, tmp_path, console)
+    assert console.text.count("duplicates group 0") == first + 1 and summary["warnings"] == 1

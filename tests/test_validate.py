@@ -20,7 +20,7 @@ def exported(tmp_path, console):
 
 
 def run_validate(root, console):
-    return validate.run(root / "yolo", root / "split", root / "reports", 4, console)
+    return validate.run(root / "yolo", root / "split", root / "reports", 4, console, root / "cache.json")
 
 
 def test_clean_data_passes_with_statistics_and_a_picture(exported, console):
@@ -44,8 +44,38 @@ def test_truncated_image_stops_the_pipeline(exported, console):
     with pytest.raises(StageFailed):
         run_validate(exported, console)
     assert f"{image}: corrupt or truncated image" in console.text
-    report = json.loads((exported / "reports" / "validate.json").read_text())
-    assert report["ok"] is False
+    assert report_ok(exported) is False
+
+
+def report_ok(root) -> bool:
+    return json.loads((root / "reports" / "validate.json").read_text())["ok"]
+
+
+def test_a_clean_image_that_later_breaks_is_caught_on_the_next_run(exported, console):
+    run_validate(exported, console)  # caches every image as clean
+    image = first_image(exported)
+    data = bytearray(image.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one flipped byte
+    image.write_bytes(bytes(data))
+    with pytest.raises(StageFailed):
+        run_validate(exported, console)
+    assert f"{image}: corrupt or truncated image" in console.text
+
+
+def test_truncated_jpeg_is_an_error_where_ultralytics_would_resave_it(exported, console):
+    from PIL import Image
+
+    image = first_image(exported)
+    jpeg = image.with_suffix(".jpg")
+    with Image.open(image) as page:
+        page.convert("RGB").save(jpeg, quality=80)
+    image.unlink()
+    jpeg.write_bytes(jpeg.read_bytes()[:-100])
+    for split_file in (exported / "split").glob("*.txt"):
+        split_file.write_text(split_file.read_text().replace(image.name, jpeg.name))
+    with pytest.raises(StageFailed):
+        run_validate(exported, console)
+    assert f"{jpeg}: truncated JPEG (no end-of-image marker)" in console.text
 
 
 @pytest.mark.parametrize(("row", "message"), [

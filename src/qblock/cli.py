@@ -107,6 +107,21 @@ def evaluate() -> None:
 
 
 @app.command()
+def status(
+    dataset_root: Annotated[Path | None, typer.Argument(help="the app's dataset_root [default: from params]")] = None,
+    unlabeled: Annotated[int, typer.Option(help="unlabeled pages to list per document")] = 5,
+) -> None:
+    """Labeling progress per document: pages with and without groups, what to label next."""
+    from qblock.status import collect_status, print_status
+
+    if dataset_root is None:
+        from qblock.config import load_params
+
+        dataset_root = Path(load_params().paths.dataset_root)
+    print_status(console, collect_status(dataset_root), unlabeled)
+
+
+@app.command()
 def show() -> None:
     """Print the latest metrics and how to look at the runs in the MLflow UI."""
     from qblock.config import load_params

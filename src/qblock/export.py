@@ -17,10 +17,10 @@ groups file is not labeled yet and is left out.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
@@ -29,7 +29,7 @@ from rich.console import Console
 from qblock.config import ExportParams, Params
 from qblock.errors import UserError
 from qblock.labels import LabelRow, page_key
-from qblock.problems import ProblemLog, write_json
+from qblock.problems import Problem, ProblemLog, write_json
 from qblock.progress import track
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -46,6 +46,20 @@ class ExportedPage:
     width: int
     height: int
     rows: list[LabelRow]
+    groups_stat: list[int]  # [size, mtime_ns] of the groups file when it was read
+    image_stat: list[int]  # the same for the page image
+    problems: list[Problem] = field(default_factory=list)  # this page's warnings
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["rows"] = [[r.cls, r.x, r.y, r.w, r.h] for r in self.rows]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> ExportedPage:
+        rows = [LabelRow(int(r[0]), *map(float, r[1:])) for r in data["rows"]]
+        problems = [Problem(**p) for p in data["problems"]]
+        return cls(**(data | {"rows": rows, "problems": problems}))
 
 
 def find_page_image(pages_dir: Path, page: str) -> Path | None:
@@ -174,61 +188,115 @@ def page_rows(
     return rows
 
 
-def collect_pages(dataset_root: Path, params: ExportParams, log: ProblemLog) -> tuple[list[ExportedPage], int]:
+def file_stat(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def params_fingerprint(params: ExportParams) -> str:
+    return hashlib.sha256(json.dumps(asdict(params), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_previous(out_dir: Path, fingerprint: str) -> dict[str, ExportedPage]:
+    """The pages of the last export, if it was made with the same parameters (else nothing to reuse)."""
+    try:
+        manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+        if manifest["summary"].get("params") != fingerprint:
+            return {}
+        return {p["key"]: ExportedPage.from_json(p) for p in manifest["pages"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def export_page(
+    groups_file: Path, dataset_root: Path, params: ExportParams, previous: dict[str, ExportedPage], log: ProblemLog
+) -> ExportedPage | None:
+    """One page's labels: reused from the last export when neither of its files changed."""
+    doc_dir = groups_file.parent.parent
+    page = groups_file.name[: -len(GROUPS_SUFFIX)]
+    rel = groups_file.relative_to(dataset_root).as_posix()
+    image = find_page_image(doc_dir / "pages", page)
+    if image is None:
+        log.error(rel, f"no page image pages/{page}.png (or .jpg) beside this groups file")
+        return None
+    key = page_key(doc_dir.name, page)
+    groups_stat, image_stat = file_stat(groups_file), file_stat(image)
+    cached = previous.get(key)
+    if cached and cached.groups_stat == groups_stat and cached.image_stat == image_stat:
+        log.problems.extend(cached.problems)
+        return cached
+    page_log = ProblemLog()
+    size = read_image_size(image, image.relative_to(dataset_root).as_posix(), page_log)
+    groups = read_groups(groups_file, rel, page_log)
+    rows = page_rows(groups, *size, params, rel, page_log) if size and groups is not None else []
+    log.problems.extend(page_log.problems)
+    if page_log.errors:
+        return None
+    return ExportedPage(key, doc_dir.name, page, image.relative_to(dataset_root).as_posix(), *size, rows,
+                        groups_stat, image_stat, page_log.warnings)
+
+
+def collect_pages(
+    dataset_root: Path, params: ExportParams, previous: dict[str, ExportedPage], log: ProblemLog
+) -> tuple[list[ExportedPage], int]:
     """Every labeled page under ``dataset_root``; also the count of pages not labeled yet."""
     documents_dir = dataset_root / "documents"
     if not documents_dir.is_dir():
         raise UserError(
             f"{dataset_root}: no documents/ folder. Point paths.dataset_root at the app's dataset_root, "
-            "or make demo data with `qblock demo-data {dataset_root}`."
+            f"or make demo data with `qblock demo-data {dataset_root}`."
         )
     groups_files = sorted(documents_dir.glob(f"*/groups/*{GROUPS_SUFFIX}"))
-    pages: list[ExportedPage] = []
-    labeled: set[Path] = set()
-    for groups_file in track(groups_files, "export"):
-        doc_dir = groups_file.parent.parent
-        page = groups_file.name[: -len(GROUPS_SUFFIX)]
-        rel = groups_file.relative_to(dataset_root).as_posix()
-        image = find_page_image(doc_dir / "pages", page)
-        if image is None:
-            log.error(rel, f"no page image pages/{page}.png (or .jpg) beside this groups file")
-            continue
-        labeled.add(image)
-        size = read_image_size(image, image.relative_to(dataset_root).as_posix(), log)
-        groups = read_groups(groups_file, rel, log)
-        if size is None or groups is None:
-            continue
-        rows = page_rows(groups, *size, params, rel, log)
-        pages.append(
-            ExportedPage(page_key(doc_dir.name, page), doc_dir.name, page,
-                         image.relative_to(dataset_root).as_posix(), *size, rows)
-        )
-    all_images = [p for s in IMAGE_SUFFIXES for p in documents_dir.glob(f"*/pages/*{s}")]
-    return pages, len(set(all_images) - labeled)
+    pages = [p for f in track(groups_files, "export") if (p := export_page(f, dataset_root, params, previous, log))]
+    labeled = {(f.parent.parent.name, f.name[: -len(GROUPS_SUFFIX)]) for f in groups_files}
+    images = {(p.parent.parent.name, p.stem) for s in IMAGE_SUFFIXES for p in documents_dir.glob(f"*/pages/*{s}")}
+    return pages, len(images - labeled)
 
 
-def write_export(pages: list[ExportedPage], dataset_root: Path, out_dir: Path, summary: dict) -> None:
-    """Write images/, labels/ and manifest.json into a fresh folder, then swap it in."""
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "images").mkdir(parents=True)
-    (tmp / "labels").mkdir()
+def _write_atomic(target: Path, data: bytes) -> None:
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(target)
+
+
+def write_export(pages: list[ExportedPage], previous: dict[str, ExportedPage], dataset_root: Path,
+                 out_dir: Path, summary: dict) -> int:
+    """Bring out_dir up to date file by file; return how many files were (re)written.
+
+    Each file is replaced atomically and manifest.json is written last, so an interrupted run
+    leaves files that match either the old or the new manifest, never half a file.
+    """
+    images_dir, labels_dir = out_dir / "images", out_dir / "labels"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    labels_dir.mkdir(parents=True, exist_ok=True)
+    present = {p.name for p in images_dir.iterdir()} | {p.name for p in labels_dir.iterdir()}
+    wanted: set[str] = set()
+    written = 0
     for page in pages:
         source = dataset_root / page.image
-        shutil.copyfile(source, tmp / "images" / f"{page.key}{source.suffix.lower()}")
-        text = "".join(row.format() + "\n" for row in page.rows)
-        (tmp / "labels" / f"{page.key}.txt").write_text(text, encoding="utf-8")
-    manifest = [{k: v for k, v in asdict(p).items() if k != "rows"} | {"boxes": len(p.rows)} for p in pages]
-    write_json(tmp / "manifest.json", {"summary": summary, "pages": manifest})
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.replace(out_dir)
+        image_name, label_name = f"{page.key}{source.suffix.lower()}", f"{page.key}.txt"
+        wanted |= {image_name, label_name}
+        before = previous.get(page.key)
+        if image_name not in present or before is None or before.image_stat != page.image_stat:
+            _write_atomic(images_dir / image_name, source.read_bytes())
+            written += 1
+        if label_name not in present or before is None or before.rows != page.rows:
+            _write_atomic(labels_dir / label_name, "".join(r.format() + "\n" for r in page.rows).encode("utf-8"))
+            written += 1
+    for folder in (images_dir, labels_dir):
+        for stale in folder.iterdir():
+            if stale.name not in wanted:
+                stale.unlink()
+    write_json(out_dir / "manifest.json", {"summary": summary, "pages": [p.to_json() for p in pages]})
+    return written
 
 
 def run(dataset_root: Path, out_dir: Path, params: ExportParams, report_file: Path, console: Console) -> dict:
-    """Export every labeled page; raise StageFailed (after reporting) on errors."""
+    """Export every labeled page; raise StageFailed (after reporting) on errors, touching nothing."""
     log = ProblemLog()
-    pages, unlabeled = collect_pages(dataset_root, params, log)
+    fingerprint = params_fingerprint(params)
+    previous = load_previous(out_dir, fingerprint)
+    pages, unlabeled = collect_pages(dataset_root, params, previous, log)
     summary = {
         "documents": len({p.document for p in pages}),
         "pages": len(pages),
@@ -238,13 +306,15 @@ def run(dataset_root: Path, out_dir: Path, params: ExportParams, report_file: Pa
         "class_names": list(params.class_names),
         "errors": len(log.errors),
         "warnings": len(log.warnings),
+        "params": fingerprint,
     }
     write_json(report_file, {"summary": summary, "problems": log.as_json()})
     log.report(console, "export")
-    write_export(pages, dataset_root, out_dir, summary)
+    written = write_export(pages, previous, dataset_root, out_dir, summary)
     console.print(
         f"export: {summary['pages']} pages from {summary['documents']} documents, {summary['boxes']} boxes, "
-        f"{summary['negative_pages']} negative pages, {unlabeled} pages not labeled yet -> {out_dir}"
+        f"{summary['negative_pages']} negative pages, {unlabeled} pages not labeled yet -> {out_dir} "
+        f"({written} files written, the rest unchanged)"
     )
     return summary
 

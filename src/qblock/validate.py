@@ -23,16 +23,64 @@ from qblock.problems import ProblemLog, write_json
 from qblock.progress import track
 from qblock.split import SPLITS
 
+MIN_IMAGE_SIDE = 10  # ultralytics skips smaller images
 
-def check_image(path: Path, log: ProblemLog) -> tuple[int, int] | None:
-    """Decode the whole image (a truncated file fails here); return its size."""
+
+def image_problem(path: Path) -> tuple[str | None, tuple[int, int]]:
+    """What is wrong with an image file (None if nothing), and its size.
+
+    PNG: every chunk's CRC is checked (a truncated or bit-flipped file fails) without decoding
+    the pixels, 30x faster than a full decode. JPEG: the end-of-image marker must be there, the
+    same test ultralytics uses before it silently re-saves the file. Anything else is decoded.
+    """
     try:
         with Image.open(path) as image:
-            image.load()
-            return image.size
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        log.error(path, f"corrupt or truncated image: {exc}")
-        return None
+            size, kind = image.size, image.format
+            if kind == "PNG":
+                image.verify()
+            elif kind == "JPEG":
+                with path.open("rb") as handle:
+                    handle.seek(-2, 2)
+                    if handle.read() != b"\xff\xd9":
+                        return "truncated JPEG (no end-of-image marker)", size
+            else:
+                image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        return f"corrupt or truncated image: {exc}", (0, 0)
+    if kind not in ("PNG", "JPEG"):
+        return f"unsupported image format {kind}", size
+    if min(size) < MIN_IMAGE_SIDE:
+        return f"image is {size[0]}x{size[1]}, below {MIN_IMAGE_SIDE} pixels a side", size
+    return None, size
+
+
+class ImageCheckCache:
+    """Remembers clean images by (size, mtime) so a re-run checks only new or changed ones."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.entries: dict[str, list[int]] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self.entries = {}
+        self.fresh: dict[str, list[int]] = {}
+
+    def check(self, image: Path, log: ProblemLog) -> tuple[int, int] | None:
+        stat = image.stat()
+        key, stamp = image.name, [stat.st_size, stat.st_mtime_ns]
+        cached = self.entries.get(key)
+        if cached and cached[:2] == stamp:
+            self.fresh[key] = cached
+            return cached[2], cached[3]
+        problem, size = image_problem(image)
+        if problem:
+            log.error(image, problem)
+            return None
+        self.fresh[key] = [*stamp, *size]
+        return size
+
+    def save(self) -> None:
+        write_json(self.path, self.fresh)
 
 
 def check_labels(path: Path, class_count: int, log: ProblemLog) -> list[LabelRow] | None:
@@ -138,7 +186,8 @@ def draw_samples(export_dir: Path, labels: dict[str, list[LabelRow]], count: int
     sheet.save(out)
 
 
-def run(export_dir: Path, split_dir: Path, reports_dir: Path, sample_pages: int, console: Console) -> dict:
+def run(export_dir: Path, split_dir: Path, reports_dir: Path, sample_pages: int, console: Console,
+        cache_file: Path | None = None) -> dict:
     manifest_file = export_dir / "manifest.json"
     try:
         class_names = json.loads(manifest_file.read_text(encoding="utf-8"))["summary"]["class_names"]
@@ -152,8 +201,9 @@ def run(export_dir: Path, split_dir: Path, reports_dir: Path, sample_pages: int,
     for stem in sorted(label_files.keys() - images.keys()):
         log.error(label_files[stem], "label file without an image")
     labels: dict[str, list[LabelRow]] = {}
+    checked = ImageCheckCache(cache_file or Path(".qblock") / "cache" / "validated_images.json")
     for stem in track(sorted(images.keys() & label_files.keys()), "validate"):
-        size = check_image(images[stem], log)
+        size = checked.check(images[stem], log)
         rows = check_labels(label_files[stem], len(class_names), log)
         if size is not None and rows is not None:
             labels[images[stem].name] = rows
@@ -167,6 +217,7 @@ def run(export_dir: Path, split_dir: Path, reports_dir: Path, sample_pages: int,
     documents = json.loads((split_dir / "split.json").read_text(encoding="utf-8"))["documents"] \
         if (split_dir / "split.json").is_file() else {}
     stats["documents"] = len(documents)
+    checked.save()
     write_json(reports_dir / "validate.json", {"ok": not log.errors, "stats": stats, "problems": log.as_json()})
     log.report(console, "validate")
     write_json(reports_dir / "data_stats.json", stats)

@@ -1,0 +1,86 @@
+"""`qblock status`: labeling progress per document, read straight from the app's folder.
+
+A page is labeled when its groups file exists (an empty `groups` list is a labeled page with
+no questions); a page image without one is still to do.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+
+from qblock.errors import UserError
+from qblock.export import GROUPS_SUFFIX, IMAGE_SUFFIXES
+
+
+@dataclass
+class DocumentStatus:
+    document: str
+    pages: list[str] = field(default_factory=list)
+    labeled: list[str] = field(default_factory=list)
+    questions: int = 0
+    unreadable: list[str] = field(default_factory=list)
+
+    @property
+    def unlabeled(self) -> list[str]:
+        done = set(self.labeled)
+        return [p for p in self.pages if p not in done]
+
+
+def _question_count(groups_file: Path) -> int | None:
+    try:
+        groups = json.loads(groups_file.read_text(encoding="utf-8")).get("groups")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return len(groups) if isinstance(groups, list) else None
+
+
+def collect_status(dataset_root: Path) -> list[DocumentStatus]:
+    documents_dir = dataset_root / "documents"
+    if not documents_dir.is_dir():
+        raise UserError(f"{dataset_root}: no documents/ folder (paths.dataset_root in conf/config.yaml)")
+    result = []
+    for doc_dir in sorted(p for p in documents_dir.iterdir() if p.is_dir()):
+        status = DocumentStatus(doc_dir.name)
+        status.pages = sorted({p.stem for s in IMAGE_SUFFIXES for p in (doc_dir / "pages").glob(f"*{s}")})
+        for groups_file in sorted((doc_dir / "groups").glob(f"*{GROUPS_SUFFIX}")):
+            page = groups_file.name[: -len(GROUPS_SUFFIX)]
+            count = _question_count(groups_file)
+            if count is None:
+                status.unreadable.append(page)
+            else:
+                status.questions += count
+            if page in status.pages:
+                status.labeled.append(page)
+        result.append(status)
+    return result
+
+
+def print_status(console: Console, statuses: list[DocumentStatus], show_unlabeled: int = 5) -> None:
+    table = Table(title="Labeling progress", show_footer=True)
+    total_pages = sum(len(s.pages) for s in statuses)
+    total_labeled = sum(len(s.labeled) for s in statuses)
+    table.add_column("document", footer=f"{len(statuses)} documents")
+    table.add_column("labeled", justify="right", footer=f"{total_labeled}/{total_pages}")
+    table.add_column("", width=24, footer=ProgressBar(total=max(total_pages, 1), completed=total_labeled, width=24))
+    table.add_column("questions", justify="right", footer=str(sum(s.questions for s in statuses)))
+    table.add_column("next to label")
+    for s in statuses:
+        todo = s.unlabeled
+        more = f" (+{len(todo) - show_unlabeled})" if len(todo) > show_unlabeled else ""
+        shown = ", ".join(todo[:show_unlabeled]) + more
+        table.add_row(s.document, f"{len(s.labeled)}/{len(s.pages)}",
+                      ProgressBar(total=max(len(s.pages), 1), completed=len(s.labeled), width=24),
+                      str(s.questions), shown or "[green]done[/]")
+    console.print(table)
+    for s in statuses:
+        if s.unreadable:
+            console.print(f"[yellow]warning[/]: {s.document}: unreadable groups file(s) for {', '.join(s.unreadable)} "
+                          "(`qblock export` says what is wrong)")
+    share = total_labeled / total_pages if total_pages else 0.0
+    console.print(f"{total_labeled} of {total_pages} pages labeled ({share:.0%}).")
