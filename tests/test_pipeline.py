@@ -132,6 +132,21 @@ def test_exp_run_switches_the_preset_through_hydra(pipeline):
     assert "cpu" in presets
 
 
+def test_metrics_diff_shows_what_adding_a_document_changed(pipeline):
+    """Changes the shared repo's data: a copy of one workbook under a new name."""
+    repo = pipeline["repo"]
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "commit", "-qm", "trained"], repo)
+    documents = repo / "data" / "dataset_root" / "documents"
+    shutil.copytree(next(documents.iterdir()), documents / "added workbook")
+    log = sh(["dvc", "repro", "validate"], repo).stdout
+    assert "Running stage 'export'" in log and "(4 files written, the rest unchanged)" in log
+    diff = json.loads(sh(["dvc", "metrics", "diff", "--json"], repo).stdout)
+    stats = diff["reports/data_stats.json"]
+    assert stats["pages"]["old"] == 6 and stats["pages"]["new"] == 8
+    assert stats["documents"]["diff"] == 1
+
+
 def test_repro_stops_when_params_no_longer_match_conf(pipeline):
     """Changes the shared repo's conf/ (last test of the module)."""
     repo = pipeline["repo"]

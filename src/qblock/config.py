@@ -78,6 +78,7 @@ class TrainParams:
     nbs: int = 64
     device: str = "cpu"
     workers: int = 2
+    cpu_threads: int = 0
     patience: int = 100
     seed: int = 0
     optimizer: str = "auto"

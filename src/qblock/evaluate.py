@@ -18,7 +18,7 @@ from qblock import tracking
 from qblock.config import Params
 from qblock.dataset_yaml import write_dataset_yaml
 from qblock.errors import UserError
-from qblock.yolo_env import clear_label_caches, prepare_ultralytics
+from qblock.yolo_env import clear_label_caches, prepare_ultralytics, use_cpu_threads
 
 
 def write_pr_curve(curves_results: list, path: Path, points: int = 101) -> None:
@@ -56,8 +56,10 @@ def run(params: Params, console: Console) -> dict:
     data_yaml = write_dataset_yaml(export_dir, Path(paths.split_dir), root / ".qblock" / "data")
     clear_label_caches(export_dir / "labels")
     shutil.rmtree(eval_dir, ignore_errors=True)
+    model = YOLO(str(model_file))
+    use_cpu_threads(model, params.train.cpu_threads)
     try:
-        result = YOLO(str(model_file)).val(
+        result = model.val(
             data=str(data_yaml), split="val", imgsz=params.train.imgsz, batch=params.evaluate.batch,
             conf=params.evaluate.conf, iou=params.evaluate.iou, device=params.train.device,
             project=str(eval_dir.parent), name=eval_dir.name, exist_ok=True, plots=True, verbose=False,

@@ -18,7 +18,7 @@ from qblock import tracking
 from qblock.config import ModelParams, Params
 from qblock.dataset_yaml import write_dataset_yaml
 from qblock.errors import UserError
-from qblock.yolo_env import clear_label_caches, prepare_ultralytics
+from qblock.yolo_env import clear_label_caches, prepare_ultralytics, use_cpu_threads
 
 # ultralytics' train() arguments that qblock's `train` params pass through unchanged
 _PASSTHROUGH = (
@@ -100,6 +100,7 @@ def run(params: Params, console: Console) -> Path:
     run_id = tracking.start_run(params, dataset_fingerprint(export_dir, split_dir))
     console.print(f"train: MLflow run {run_id} in {tracking.tracking_uri(params.mlflow)}")
     model.add_callback("on_fit_epoch_end", epoch_logger(run_id))
+    use_cpu_threads(model, params.train.cpu_threads)
     try:
         model.train(**train_arguments(params, data_yaml))
     except BaseException:

@@ -54,6 +54,24 @@ def _install_fonts(config_dir: Path) -> None:
             shutil.copyfile(source, target)
 
 
+def use_cpu_threads(model, threads: int) -> None:
+    """Give CPU training and validation ``threads`` torch threads (0: every core).
+
+    ultralytics sets torch to cores - 1 threads on the CPU, which on a 2-core machine leaves half
+    of it idle while the model computes.
+    """
+    import torch
+
+    count = threads or os.cpu_count() or 1
+
+    def set_threads(owner) -> None:
+        if getattr(owner, "device", None) is not None and owner.device.type == "cpu":
+            torch.set_num_threads(count)
+
+    model.add_callback("on_train_start", set_threads)
+    model.add_callback("on_val_start", set_threads)
+
+
 def clear_label_caches(label_dir: Path) -> None:
     """Delete ultralytics' *.cache files beside a label folder.
 

@@ -1,0 +1,151 @@
+"""Benchmark: export + split + validate on a large collection, beside a naive one-pass loop.
+
+    python bench/data_stages.py                 # 10,000 pages (images: hard links of 300 renders)
+    python bench/data_stages.py --pages 2000    # quicker
+
+Prints, from one run on this machine: the cold time of each stage, the time after adding 100
+pages, the peak memory of each phase, and the same collection through the naive loop of the
+original design note (json + PIL open per page, one label file each), with the ratios.
+Targets (issue 3): cold export+split+validate <= 10 s, after adding 100 pages <= 2 s, peak <= 1 GB.
+Each phase runs in a child process so its peak memory is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PAGES_PER_DOCUMENT = 50
+
+
+def build_collection(root: Path, pages: int, unique: int, first_document: int = 0) -> None:
+    """``pages`` labeled pages in documents of 50; images are hard links to ``unique`` renders."""
+    from qblock.demo_data import _groups_document, render_page
+
+    pool = root / "pool"
+    pool.mkdir(parents=True, exist_ok=True)
+    boxes_file = pool / "boxes.json"
+    boxes = json.loads(boxes_file.read_text()) if boxes_file.exists() else {}
+    for index in range(unique):
+        if str(index) not in boxes:
+            image, page_boxes = render_page(random.Random(index), f"워크북 {index}", index + 1, 1)
+            image.save(pool / f"{index}.png")
+            boxes[str(index)] = [[b.x, b.y, b.width, b.height] for b in page_boxes]
+    boxes_file.write_text(json.dumps(boxes))
+    from qblock.demo_data import Box
+
+    for n in range(pages):
+        document = f"문제집 {first_document + n // PAGES_PER_DOCUMENT:04d}"
+        page = f"page_{n % PAGES_PER_DOCUMENT + 1:03d}"
+        doc_dir = root / "app" / "documents" / document
+        (doc_dir / "pages").mkdir(parents=True, exist_ok=True)
+        (doc_dir / "groups").mkdir(parents=True, exist_ok=True)
+        source = n % unique
+        target = doc_dir / "pages" / f"{page}.png"
+        if not target.exists():
+            os.link(pool / f"{source}.png", target)
+        groups = _groups_document(page, [Box(*b) for b in boxes[str(source)]])
+        (doc_dir / "groups" / f"{page}_groups.json").write_text(json.dumps(groups, ensure_ascii=False))
+
+
+def run_stages(root: Path) -> dict:
+    """export, split, validate in this process; the seconds of each."""
+    from rich.console import Console
+
+    from qblock import export, split, validate
+    from qblock.config import ExportParams, SplitParams
+
+    quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115
+    times = {}
+    start = time.perf_counter()
+    export.run(root / "app", root / "yolo", ExportParams(), root / "reports" / "export.json", quiet)
+    times["export"] = time.perf_counter() - start
+    start = time.perf_counter()
+    split.run(root / "yolo", root / "split", SplitParams(), quiet)
+    times["split"] = time.perf_counter() - start
+    start = time.perf_counter()
+    validate.run(root / "yolo", root / "split", root / "reports", 0, quiet, root / "validate_cache.json")
+    times["validate"] = time.perf_counter() - start
+    return times
+
+
+def run_naive(root: Path) -> dict:
+    """The original design note's loop: per groups file, json.load + PIL size + one label file."""
+    from PIL import Image
+
+    out = root / "naive_labels"
+    out.mkdir(exist_ok=True)
+    start = time.perf_counter()
+    for groups_file in sorted((root / "app" / "documents").glob("*/groups/*_groups.json")):
+        page = groups_file.stem.replace("_groups", "")
+        with open(groups_file, encoding="utf-8") as handle:
+            data = json.load(handle)
+        img_w, img_h = Image.open(groups_file.parent.parent / "pages" / f"{page}.png").size
+        labels = []
+        for group in data.get("groups", []):
+            bbox = group.get("combinedBbox")
+            if bbox:
+                x = (bbox["x"] + bbox["width"] / 2) / img_w
+                y = (bbox["y"] + bbox["height"] / 2) / img_h
+                labels.append(f"0 {x:.6f} {y:.6f} {bbox['width'] / img_w:.6f} {bbox['height'] / img_h:.6f}")
+        (out / f"{groups_file.parent.parent.name}__{page}.txt").write_text("\n".join(labels))
+    return {"naive": time.perf_counter() - start}
+
+
+def in_child(phase: str, root: Path) -> tuple[dict, float]:
+    """Run one phase in a fresh process; its result and its peak resident memory in MB."""
+    process = subprocess.Popen([sys.executable, __file__, "--child", phase, "--work", str(root)],
+                               stdout=subprocess.PIPE, text=True)
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+        raise SystemExit(f"phase {phase} failed")
+    return json.loads(output.strip().splitlines()[-1]), usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", type=int, default=10_000)
+    parser.add_argument("--unique", type=int, default=300, help="distinct rendered pages behind the hard links")
+    parser.add_argument("--added", type=int, default=100, help="pages added for the incremental run")
+    parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        result = run_naive(args.work) if args.child == "naive" else run_stages(args.work)
+        print(json.dumps(result))
+        return
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="qblock-bench-"))
+    start = time.perf_counter()
+    build_collection(work, args.pages, args.unique)
+    print(f"built {args.pages} pages ({args.unique} distinct images, hard-linked) in {time.perf_counter() - start:.0f} s"
+          f" under {work}")
+    naive, naive_mb = in_child("naive", work)
+    cold, cold_mb = in_child("stages", work)
+    first_new = (args.pages + PAGES_PER_DOCUMENT - 1) // PAGES_PER_DOCUMENT
+    build_collection(work, args.added, args.unique, first_document=first_new)
+    warm, warm_mb = in_child("stages", work)
+
+    cold_total, warm_total = sum(cold.values()), sum(warm.values())
+    print(f"\n{'':28}{'cold':>10}{f'+{args.added} pages':>14}")
+    for stage in ("export", "split", "validate"):
+        print(f"{stage:28}{cold[stage]:>9.2f}s{warm[stage]:>13.2f}s")
+    print(f"{'export+split+validate':28}{cold_total:>9.2f}s{warm_total:>13.2f}s   (targets: 10 s, 2 s)")
+    print(f"{'peak memory':28}{cold_mb:>8.0f}MB{warm_mb:>12.0f}MB   (target: 1024 MB)")
+    print(f"\nnaive one-pass loop (labels only: no checks, no image copies, no validation): "
+          f"{naive['naive']:.2f}s, peak {naive_mb:.0f} MB")
+    print(f"ratio qblock/naive: cold {cold_total / naive['naive']:.2f}x, "
+          f"after adding {args.added} pages {warm_total / naive['naive']:.2f}x "
+          f"(the naive loop has no incremental mode: it redoes every page every time)")
+
+
+if __name__ == "__main__":
+    main()
