@@ -126,8 +126,8 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="qblock-bench-"))
     start = time.perf_counter()
     build_collection(work, args.pages, args.unique)
-    print(f"built {args.pages} pages ({args.unique} distinct images, hard-linked) in {time.perf_counter() - start:.0f} s"
-          f" under {work}")
+    took = time.perf_counter() - start
+    print(f"built {args.pages} pages ({args.unique} distinct images, hard-linked) in {took:.0f} s under {work}")
     naive, naive_mb = in_child("naive", work)
     cold, cold_mb = in_child("stages", work)
     first_new = (args.pages + PAGES_PER_DOCUMENT - 1) // PAGES_PER_DOCUMENT

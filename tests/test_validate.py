@@ -121,3 +121,12 @@ def test_every_image_must_be_in_a_split(exported, console):
     with pytest.raises(StageFailed):
         run_validate(exported, console)
     assert f"{dropped.removeprefix('images/')}: is in no split list" in console.text
+
+
+def test_a_label_edited_after_a_clean_run_is_checked_again(exported, console):
+    run_validate(exported, console)  # caches every label as clean
+    label = sorted((exported / "yolo" / "labels").iterdir())[0]
+    label.write_text(label.read_text().replace("0 ", "7 ", 1))  # same size, bad class id
+    with pytest.raises(StageFailed):
+        run_validate(exported, console)
+    assert "class id 7 is outside 0..0" in console.text

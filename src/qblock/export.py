@@ -51,8 +51,10 @@ class ExportedPage:
     problems: list[Problem] = field(default_factory=list)  # this page's warnings
 
     def to_json(self) -> dict:
-        data = asdict(self)
+        data = {k: getattr(self, k) for k in ("key", "document", "page", "image", "width", "height",
+                                              "groups_stat", "image_stat")}
         data["rows"] = [[r.cls, r.x, r.y, r.w, r.h] for r in self.rows]
+        data["problems"] = [asdict(p) for p in self.problems]
         return data
 
     @classmethod
@@ -75,7 +77,12 @@ def read_image_size(path: Path, rel: str, log: ProblemLog) -> tuple[int, int] | 
     try:
         with Image.open(path) as image:
             width, height = image.size
-            orientation = image.getexif().get(0x0112, 1)
+            # A PNG's getexif() decodes the whole image looking for a late eXIf chunk; the header's
+            # chunks are enough (and JPEG keeps EXIF in its header anyway).
+            exif = image.getexif() if image.format != "PNG" else Image.Exif()
+            if image.format == "PNG" and "exif" in image.info:
+                exif.load(image.info["exif"])
+            orientation = exif.get(0x0112, 1)
     except (UnidentifiedImageError, OSError) as exc:
         log.error(rel, f"cannot read the page image: {exc}")
         return None
@@ -246,7 +253,7 @@ def collect_pages(
             f"{dataset_root}: no documents/ folder. Point paths.dataset_root at the app's dataset_root, "
             f"or make demo data with `qblock demo-data {dataset_root}`."
         )
-    groups_files = sorted(documents_dir.glob(f"*/groups/*{GROUPS_SUFFIX}"))
+    groups_files = [Path(p) for p in sorted(map(str, documents_dir.glob(f"*/groups/*{GROUPS_SUFFIX}")))]
     pages = [p for f in track(groups_files, "export") if (p := export_page(f, dataset_root, params, previous, log))]
     labeled = {(f.parent.parent.name, f.name[: -len(GROUPS_SUFFIX)]) for f in groups_files}
     images = {(p.parent.parent.name, p.stem) for s in IMAGE_SUFFIXES for p in documents_dir.glob(f"*/pages/*{s}")}
@@ -287,7 +294,7 @@ def write_export(pages: list[ExportedPage], previous: dict[str, ExportedPage], d
         for stale in folder.iterdir():
             if stale.name not in wanted:
                 stale.unlink()
-    write_json(out_dir / "manifest.json", {"summary": summary, "pages": [p.to_json() for p in pages]})
+    write_json(out_dir / "manifest.json", {"summary": summary, "pages": [p.to_json() for p in pages]}, compact=True)
     return written
 
 

@@ -58,9 +58,11 @@ class ProblemLog:
             )
 
 
-def write_json(path: Path, data: object) -> None:
+def write_json(path: Path, data: object, compact: bool = False) -> None:
     """Write JSON atomically (a crash leaves the old file, never half a new one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":")) if compact else \
+        json.dumps(data, ensure_ascii=False, indent=2)
+    tmp.write_text(text + "\n", encoding="utf-8")
     tmp.replace(path)

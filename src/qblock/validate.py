@@ -10,6 +10,7 @@ draws a few pages with their boxes for a person to look at.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from pathlib import Path
 
@@ -54,24 +55,30 @@ def image_problem(path: Path) -> tuple[str | None, tuple[int, int]]:
     return None, size
 
 
-class ImageCheckCache:
-    """Remembers clean images by (size, mtime) so a re-run checks only new or changed ones."""
+class CheckCache:
+    """Remembers clean files by (size, mtime) so a re-run checks only new or changed ones."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self.entries: dict[str, list[int]] = json.loads(path.read_text(encoding="utf-8"))
+            self.entries: dict[str, list] = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             self.entries = {}
-        self.fresh: dict[str, list[int]] = {}
+        self.fresh: dict[str, list] = {}
 
-    def check(self, image: Path, log: ProblemLog) -> tuple[int, int] | None:
-        stat = image.stat()
-        key, stamp = image.name, [stat.st_size, stat.st_mtime_ns]
+    def _lookup(self, path: Path) -> tuple[str, list[int], list | None]:
+        stat = path.stat()
+        key, stamp = f"{path.parent.name}/{path.name}", [stat.st_size, stat.st_mtime_ns]
         cached = self.entries.get(key)
         if cached and cached[:2] == stamp:
             self.fresh[key] = cached
-            return cached[2], cached[3]
+            return key, stamp, cached[2:]
+        return key, stamp, None
+
+    def image(self, image: Path, log: ProblemLog) -> tuple[int, int] | None:
+        key, stamp, cached = self._lookup(image)
+        if cached is not None:
+            return cached[0], cached[1]
         problem, size = image_problem(image)
         if problem:
             log.error(image, problem)
@@ -79,8 +86,17 @@ class ImageCheckCache:
         self.fresh[key] = [*stamp, *size]
         return size
 
+    def labels(self, label: Path, class_count: int, log: ProblemLog) -> list[LabelRow] | None:
+        key, stamp, cached = self._lookup(label)
+        if cached is not None and cached[0] == class_count:
+            return [LabelRow(int(r[0]), *r[1:]) for r in cached[1]]
+        rows = check_labels(label, class_count, log)
+        if rows is not None:
+            self.fresh[key] = [*stamp, class_count, [[r.cls, r.x, r.y, r.w, r.h] for r in rows]]
+        return rows
+
     def save(self) -> None:
-        write_json(self.path, self.fresh)
+        write_json(self.path, self.fresh, compact=True)
 
 
 def check_labels(path: Path, class_count: int, log: ProblemLog) -> list[LabelRow] | None:
@@ -125,17 +141,18 @@ def read_split_lists(split_dir: Path, log: ProblemLog) -> dict[str, list[str]]:
 
 
 def check_split_lists(lists: dict[str, list[str]], export_dir: Path, split_dir: Path, log: ProblemLog) -> None:
+    existing = {f"images/{name}" for name in os.listdir(export_dir / "images")}
     owner: dict[str, str] = {}
     for split, entries in lists.items():
         for entry in entries:
             if entry in owner:
                 log.error(split_dir / f"{split}.txt", f"{entry} is also in {owner[entry]}.txt")
             owner[entry] = split
-            if not (export_dir / entry).is_file():
+            if entry not in existing:
                 log.error(split_dir / f"{split}.txt", f"lists {entry}, which does not exist")
-    for image in sorted((export_dir / "images").iterdir()):
-        if f"images/{image.name}" not in owner:
-            log.error(image, "is in no split list")
+    for name in sorted(os.listdir(export_dir / "images")):
+        if f"images/{name}" not in owner:
+            log.error(export_dir / "images" / name, "is in no split list")
 
 
 def box_statistics(labels: dict[str, list[LabelRow]]) -> dict:
@@ -194,17 +211,17 @@ def run(export_dir: Path, split_dir: Path, reports_dir: Path, sample_pages: int,
     except (OSError, ValueError, KeyError) as exc:
         raise UserError(f"{manifest_file}: cannot read the export manifest ({exc}); run the export stage") from None
     log = ProblemLog()
-    images = {p.stem: p for p in sorted((export_dir / "images").iterdir())}
-    label_files = {p.stem: p for p in sorted((export_dir / "labels").glob("*.txt"))}
+    images = {p.stem: p for p in (export_dir / "images").iterdir()}
+    label_files = {p.stem: p for p in (export_dir / "labels").iterdir() if p.suffix == ".txt"}
     for stem in sorted(images.keys() - label_files.keys()):
         log.error(images[stem], "image without a label file (an empty .txt marks a page with no questions)")
     for stem in sorted(label_files.keys() - images.keys()):
         log.error(label_files[stem], "label file without an image")
     labels: dict[str, list[LabelRow]] = {}
-    checked = ImageCheckCache(cache_file or Path(".qblock") / "cache" / "validated_images.json")
+    checked = CheckCache(cache_file or Path(".qblock") / "cache" / "validated.json")
     for stem in track(sorted(images.keys() & label_files.keys()), "validate"):
-        size = checked.check(images[stem], log)
-        rows = check_labels(label_files[stem], len(class_names), log)
+        size = checked.image(images[stem], log)
+        rows = checked.labels(label_files[stem], len(class_names), log)
         if size is not None and rows is not None:
             labels[images[stem].name] = rows
     lists = read_split_lists(split_dir, log)
