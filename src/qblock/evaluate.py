@@ -16,9 +16,8 @@ from rich.table import Table
 
 from qblock import tracking
 from qblock.config import Params
-from qblock.dataset_yaml import write_dataset_yaml
 from qblock.errors import UserError
-from qblock.yolo_env import clear_label_caches, prepare_ultralytics, use_cpu_threads
+from qblock.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads
 
 
 def write_pr_curve(curves_results: list, path: Path, points: int = 101) -> None:
@@ -52,27 +51,24 @@ def run(params: Params, console: Console) -> dict:
     model_file = Path(paths.model_dir) / "best.pt"
     if not model_file.is_file():
         raise UserError(f"{model_file}: no trained model; run the train stage")
-    export_dir, eval_dir = Path(paths.export_dir), Path(paths.eval_dir).resolve()
-    data_yaml = write_dataset_yaml(export_dir, Path(paths.split_dir), root / ".qblock" / "data")
-    clear_label_caches(export_dir / "labels")
+    split_dir, eval_dir = Path(paths.split_dir), Path(paths.eval_dir).resolve()
     shutil.rmtree(eval_dir, ignore_errors=True)
     model = YOLO(str(model_file))
     use_cpu_threads(model, params.train.cpu_threads)
-    try:
+    with ultralytics_dataset(Path(paths.export_dir), split_dir, root) as data_yaml:
         result = model.val(
             data=str(data_yaml), split="val", imgsz=params.train.imgsz, batch=params.evaluate.batch,
             conf=params.evaluate.conf, iou=params.evaluate.iou, device=params.train.device,
             project=str(eval_dir.parent), name=eval_dir.name, exist_ok=True, plots=True, verbose=False,
         )
-    finally:
-        clear_label_caches(export_dir / "labels")
     box = result.box
     metrics = {
         "mAP50": round(float(box.map50), 5),
         "mAP50-95": round(float(box.map), 5),
         "precision": round(float(box.mp), 5),
         "recall": round(float(box.mr), 5),
-        "val_pages": _val_pages(data_yaml),
+        "val_pages": sum(1 for line in (split_dir / "val.txt").read_text(encoding="utf-8").splitlines()
+                         if line.strip()),
     }
     Path(paths.metrics_file).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     plots_dir = Path(paths.plots_dir)
@@ -86,13 +82,6 @@ def run(params: Params, console: Console) -> dict:
             mlflow.log_artifact(str(picture), artifact_path="evaluate")
     print_metrics(console, metrics)
     return metrics
-
-
-def _val_pages(data_yaml: Path) -> int:
-    import yaml
-
-    val_list = Path(yaml.safe_load(data_yaml.read_text(encoding="utf-8"))["val"])
-    return sum(1 for line in val_list.read_text(encoding="utf-8").splitlines() if line.strip())
 
 
 def main(params: Params, console: Console) -> None:

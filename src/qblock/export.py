@@ -119,9 +119,8 @@ def convert_box(
     over_x = max(0.0, -x0, x1 - width) / width
     over_y = max(0.0, -y0, y1 - height) / height
     if over_x > max_overhang or over_y > max_overhang:
-        log.error(file, f"{group}: box ({x:g}, {y:g}, {w:g}x{h:g}) runs off the {width}x{height} page by more than "
-            f"export.max_overhang={max_overhang:g} of the page",
-        )
+        log.error(file, f"{group}: box ({x:g}, {y:g}, {w:g}x{h:g}) runs off the {width}x{height} page "
+                        f"by more than export.max_overhang={max_overhang:g} of the page")
         return None
     if over_x or over_y:
         log.warning(file, f"{group}: box ({x:g}, {y:g}, {w:g}x{h:g}) runs slightly off the "

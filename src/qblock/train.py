@@ -16,9 +16,8 @@ from rich.console import Console
 
 from qblock import tracking
 from qblock.config import ModelParams, Params
-from qblock.dataset_yaml import write_dataset_yaml
 from qblock.errors import UserError
-from qblock.yolo_env import clear_label_caches, prepare_ultralytics, use_cpu_threads
+from qblock.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads
 
 # ultralytics' train() arguments that qblock's `train` params pass through unchanged
 _PASSTHROUGH = (
@@ -94,20 +93,17 @@ def run(params: Params, console: Console) -> Path:
     from ultralytics import YOLO
 
     export_dir, split_dir, model_dir = Path(paths.export_dir), Path(paths.split_dir), Path(paths.model_dir)
-    data_yaml = write_dataset_yaml(export_dir, split_dir, root / ".qblock" / "data")
-    clear_label_caches(export_dir / "labels")
-    model = YOLO(model_source(params.model))
-    run_id = tracking.start_run(params, dataset_fingerprint(export_dir, split_dir))
-    console.print(f"train: MLflow run {run_id} in {tracking.tracking_uri(params.mlflow)}")
-    model.add_callback("on_fit_epoch_end", epoch_logger(run_id))
-    use_cpu_threads(model, params.train.cpu_threads)
-    try:
-        model.train(**train_arguments(params, data_yaml))
-    except BaseException:
-        mlflow.end_run(status="FAILED")
-        raise
-    finally:
-        clear_label_caches(export_dir / "labels")
+    with ultralytics_dataset(export_dir, split_dir, root) as data_yaml:
+        model = YOLO(model_source(params.model))
+        run_id = tracking.start_run(params, dataset_fingerprint(export_dir, split_dir))
+        console.print(f"train: MLflow run {run_id} in {tracking.tracking_uri(params.mlflow)}")
+        model.add_callback("on_fit_epoch_end", epoch_logger(run_id))
+        use_cpu_threads(model, params.train.cpu_threads)
+        try:
+            model.train(**train_arguments(params, data_yaml))
+        except BaseException:
+            mlflow.end_run(status="FAILED")
+            raise
 
     best = Path(model.trainer.best)
     if not best.is_file():

@@ -141,7 +141,8 @@ def read_split_lists(split_dir: Path, log: ProblemLog) -> dict[str, list[str]]:
 
 
 def check_split_lists(lists: dict[str, list[str]], export_dir: Path, split_dir: Path, log: ProblemLog) -> None:
-    existing = {f"images/{name}" for name in os.listdir(export_dir / "images")}
+    names = sorted(os.listdir(export_dir / "images"))
+    existing = {f"images/{name}" for name in names}
     owner: dict[str, str] = {}
     for split, entries in lists.items():
         for entry in entries:
@@ -150,7 +151,7 @@ def check_split_lists(lists: dict[str, list[str]], export_dir: Path, split_dir: 
             owner[entry] = split
             if entry not in existing:
                 log.error(split_dir / f"{split}.txt", f"lists {entry}, which does not exist")
-    for name in sorted(os.listdir(export_dir / "images")):
+    for name in names:
         if f"images/{name}" not in owner:
             log.error(export_dir / "images" / name, "is in no split list")
 

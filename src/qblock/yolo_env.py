@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 _INTEGRATIONS_OFF = {
@@ -80,3 +82,16 @@ def clear_label_caches(label_dir: Path) -> None:
     """
     for cache in label_dir.parent.glob("*.cache"):
         cache.unlink(missing_ok=True)
+
+
+@contextmanager
+def ultralytics_dataset(export_dir: Path, split_dir: Path, root: Path) -> Iterator[Path]:
+    """The dataset file for one train or val call, with no stale label cache before or after."""
+    from qblock.dataset_yaml import write_dataset_yaml
+
+    data_yaml = write_dataset_yaml(export_dir, split_dir, root / ".qblock" / "data")
+    clear_label_caches(export_dir / "labels")
+    try:
+        yield data_yaml
+    finally:
+        clear_label_caches(export_dir / "labels")
