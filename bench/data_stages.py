@@ -100,7 +100,12 @@ def run_naive(root: Path) -> dict:
 
 
 def in_child(phase: str, root: Path) -> tuple[dict, float]:
-    """Run one phase in a fresh process; its result and its peak resident memory in MB."""
+    """Run one phase in a fresh process; its result and its peak resident memory in MB.
+
+    The disk is flushed first, so a phase does not pay for writing back the previous one's files.
+    """
+    if hasattr(os, "sync"):
+        os.sync()
     process = subprocess.Popen([sys.executable, __file__, "--child", phase, "--work", str(root)],
                                stdout=subprocess.PIPE, text=True)
     output = process.stdout.read()

@@ -213,3 +213,39 @@ def test_warnings_of_unchanged_pages_are_still_reported(tmp_path, console):
     first = console.text.count("duplicates group 0")
     summary = run_export(root, tmp_path, console)
     assert console.text.count("duplicates group 0") == first + 1 and summary["warnings"] == 1
+
+
+def test_an_interrupted_export_is_repaired_by_the_next_run(tmp_path, console, monkeypatch):
+    """Files are written in place (no temp file per page); the manifest, written last, is what
+    makes the next run redo every page the interrupted one was writing."""
+    root = tmp_path / "app"
+    groups = write_page(root, "doc", "page_001", [bbox(10, 10, 50, 20)])
+    run_export(root, tmp_path, console)
+    groups.write_text(groups.read_text().replace('"x": 10', '"x": 90'))
+
+    def crash(text, target):
+        target.write_bytes(text.encode()[:5])  # half a file, then the power goes
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, "_write_label", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_export(root, tmp_path, console)
+    monkeypatch.undo()
+    run_export(root, tmp_path, console)
+    assert (tmp_path / "yolo" / "labels" / "doc__page_001.txt").read_text() == "0 0.575000 0.200000 0.250000 0.200000\n"
+
+
+def test_worker_processes_give_the_same_export_and_problems(tmp_path, console, monkeypatch):
+    from qblock import progress
+
+    root = tmp_path / "app"
+    for n in range(6):
+        write_page(root, f"doc{n % 2}", f"page_{n:03d}", [bbox(10 + n, 10, 50, 20), bbox(0, 0, 201, 10)])
+    serial = run_export(root, tmp_path / "serial", console)
+    monkeypatch.setattr(progress, "PARALLEL_MIN_ITEMS", 2)
+    parallel = run_export(root, tmp_path / "parallel", console)
+    assert parallel == serial and serial["warnings"] == 6  # each page's overhang, from the workers too
+    for name in ("labels", "images"):
+        folder = tmp_path / "serial" / "yolo" / name
+        assert {p.name: p.read_bytes() for p in folder.iterdir()} == \
+            {p.name: p.read_bytes() for p in (tmp_path / "parallel" / "yolo" / name).iterdir()}

@@ -33,3 +33,19 @@ def test_train_without_a_split_is_a_clear_error(tmp_path, console, monkeypatch):
     with pytest.raises(UserError, match="manifest.json: cannot read"):
         train.run(Params(), console)
     assert not os.environ.get("YOLO_CONFIG_DIR", "").startswith(str(os.path.expanduser("~")))
+
+
+def test_ultralytics_leaves_pillow_errors_alone(tmp_path):
+    """After qblock prepares ultralytics, an unreadable image is still Pillow's clear error, not
+    an attempt to pip-install a HEIF plugin (ultralytics patches PIL.Image.open globally)."""
+    from PIL import Image, UnidentifiedImageError
+
+    from qblock.yolo_env import prepare_ultralytics
+
+    prepare_ultralytics(tmp_path)
+    import ultralytics  # noqa: F401
+
+    bogus = tmp_path / "not-an-image.png"
+    bogus.write_bytes(b"hello")
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(bogus)

@@ -130,3 +130,34 @@ def test_a_label_edited_after_a_clean_run_is_checked_again(exported, console):
     with pytest.raises(StageFailed):
         run_validate(exported, console)
     assert "class id 7 is outside 0..0" in console.text
+
+
+def test_png_check_catches_every_flipped_byte_and_truncation(tmp_path):
+    import random
+
+    from PIL import Image
+
+    path = tmp_path / "page.png"
+    Image.new("L", (120, 80), 200).save(path)
+    data = path.read_bytes()
+    assert validate.image_problem(path) == (None, (120, 80))
+    rng = random.Random(0)
+    for position in rng.sample(range(len(data)), 40) + [len(data) - 1]:
+        broken = bytearray(data)
+        broken[position] ^= 0x5A
+        path.write_bytes(bytes(broken))
+        assert validate.image_problem(path)[0], f"flipped byte {position} went unnoticed"
+    for cut in (len(data) - 1, len(data) - 12, len(data) // 2, 40, 20):
+        path.write_bytes(data[:cut])
+        assert "corrupt or truncated" in validate.image_problem(path)[0]
+
+
+def test_worker_processes_find_the_same_problems(exported, console, monkeypatch):
+    from qblock import progress
+
+    label = sorted((exported / "yolo" / "labels").iterdir())[0]
+    label.write_text(label.read_text() + "0 2 0.5 0.1 0.1\n")
+    monkeypatch.setattr(progress, "PARALLEL_MIN_ITEMS", 2)
+    with pytest.raises(StageFailed, match="validate: 1 error"):
+        run_validate(exported, console)
+    assert f"{label}: line" in console.text and "coordinates must lie in 0..1" in console.text

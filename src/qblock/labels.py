@@ -6,6 +6,7 @@ import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ def parse_row(line: str, class_count: int) -> LabelRow:
     return LabelRow(cls, x, y, w, h)
 
 
+@lru_cache(maxsize=65536)  # page names (page_001, ...) repeat in every document
 def safe_name(text: str) -> str:
     """A file-name-safe form of an id: letters of any script, digits, '.', '-', '_'.
 

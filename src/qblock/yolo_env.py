@@ -2,8 +2,9 @@
 
 ultralytics keeps settings in the user's home, turns on its own MLflow and DVCLive callbacks
 when those packages are importable (DVCLive rewrites dvc.yaml), phones home, auto-installs
-packages and downloads fonts. qblock points it at a settings folder inside the project, turns
-all of that off there, and never edits the user's global settings.
+packages, downloads fonts and patches ``PIL.Image.open`` for the whole process. qblock points
+it at a settings folder inside the project, turns all of that off there (and the patch back),
+and never edits the user's global settings.
 """
 
 from __future__ import annotations
@@ -43,6 +44,22 @@ def prepare_ultralytics(root: Path) -> None:
     }
     if any(SETTINGS.get(k) != v for k, v in wanted.items()):
         SETTINGS.update(wanted)
+    _restore_pil_open()
+
+
+def _restore_pil_open() -> None:
+    """Undo ultralytics' global patch of ``PIL.Image.open``.
+
+    On the first file Pillow cannot identify, the patch tries to pip-install pi-heif, and offline
+    it raises ModuleNotFoundError instead of Pillow's clear "cannot identify image file" for the
+    rest of the process. qblock trains on PNG and JPEG only (validate rejects the rest).
+    """
+    from PIL import Image
+    from ultralytics.utils import patches
+
+    original = getattr(patches, "_image_open", None)
+    if original is not None and Image.open is getattr(patches, "image_open", None):
+        Image.open = original
 
 
 def _install_fonts(config_dir: Path) -> None:
