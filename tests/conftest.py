@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -49,3 +52,30 @@ def write_page(root: Path, document: str, page: str, groups: object, size=(200, 
 
 def bbox(x, y, w, h, **extra) -> dict:
     return {"id": "g", "blockIds": ["b1"], "combinedBbox": {"x": x, "y": y, "width": w, "height": h}, **extra}
+
+
+@contextmanager
+def webhook_receiver():
+    """A webhook receiver on 127.0.0.1; yields (url, the JSON bodies it received)."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append({"path": self.path, "content_type": self.headers["Content-Type"]} | json.loads(body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", received
+    server.shutdown()
+
+
+@pytest.fixture
+def webhook():
+    with webhook_receiver() as receiver:
+        yield receiver

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.conftest import REPO
+from tests.conftest import REPO, webhook_receiver
 
 pytestmark = pytest.mark.slow
 
@@ -55,11 +55,19 @@ def mlflow_runs(repo: Path):
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory) -> dict:
+def module_webhook():
+    with webhook_receiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, module_webhook) -> dict:
+    webhook = module_webhook
     repo = copy_repo(tmp_path_factory.mktemp("repo"))
     sh([sys.executable, "-m", "qblock", "demo-data", "data/dataset_root", "--documents", "3", "--pages", "2"], repo)
-    config = repo / "conf" / "config.yaml"  # smoke becomes this copy's default preset
-    config.write_text(config.read_text().replace("  - train: cpu", "  - train: smoke"))
+    config = repo / "conf" / "config.yaml"  # smoke becomes this copy's default preset; a local webhook
+    config.write_text(config.read_text().replace("  - train: cpu", "  - train: smoke")
+                      .replace("  webhook_url: null", f"  webhook_url: {webhook[0]}"))
     sh([sys.executable, "-m", "qblock", "params"], repo)
     sh(["git", "commit", "-qam", "smoke"], repo)
     first = sh(["dvc", "repro"], repo)
@@ -79,6 +87,13 @@ def test_repro_runs_every_stage_and_writes_metrics(pipeline):
     assert not list((repo / "data" / "yolo").glob("*.cache")), "ultralytics' label cache must not linger"
 
 
+def test_the_webhook_heard_that_the_run_finished(pipeline, module_webhook):
+    finished = [body for body in module_webhook[1] if body["status"] == "finished"]
+    assert len(finished) == 1
+    assert finished[0]["metrics"] == json.loads((pipeline["repo"] / "metrics.json").read_text())
+    assert "question-block-detector v1, the new champion" in finished[0]["text"]
+
+
 def test_mlflow_holds_one_run_with_params_epochs_metrics_and_model(pipeline):
     import mlflow
 
@@ -94,6 +109,13 @@ def test_mlflow_holds_one_run_with_params_epochs_metrics_and_model(pipeline):
     metrics = json.loads((pipeline["repo"] / "metrics.json").read_text())
     assert run.data.metrics["mAP50"] == pytest.approx(metrics["mAP50"])
     assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == ["model/best.pt"]
+    tags = run.data.tags
+    assert tags["hydra.overrides"] == "none" and tags["qblock.device"].startswith("cpu (")
+    assert tags["versions.ultralytics"][0].isdigit() and tags["versions.torch"].startswith("2.")
+    assert len(tags["qblock.dataset_hash"]) == 16 and len(tags["qblock.val_hash"]) == 16
+    assert tags["champion.decision"] == "promoted" and tags["champion.reason"] == "no champion yet"
+    champion = client.get_model_version_by_alias("question-block-detector", "champion")
+    assert champion.run_id == run.info.run_id and champion.version == "1"
 
 
 def test_second_repro_does_nothing(pipeline):
@@ -120,6 +142,35 @@ def test_changing_epochs_reruns_only_train_and_evaluate(pipeline):
     runs = mlflow_runs(repo)
     assert len(runs) == 2
     assert {r.data.params["train.epochs"] for r in runs} == {"1", "2"}
+    assert {r.data.tags["hydra.overrides"] for r in runs} == {"none", "train.epochs=1"}
+
+
+def test_each_run_registers_a_version_and_the_better_one_is_champion(pipeline):
+    """Reads the two runs the previous test left: both registered, the alias on the better one."""
+    import mlflow
+    import pandas as pd
+
+    runs = sorted(mlflow_runs(pipeline["repo"]), key=lambda r: r.info.start_time)
+    assert len(runs) == 2
+    client = mlflow.MlflowClient()
+    versions = sorted(client.search_model_versions("name='question-block-detector'"), key=lambda v: int(v.version))
+    assert [v.run_id for v in versions] == [r.info.run_id for r in runs]
+    for run in runs:
+        assert len(client.get_metric_history(run.info.run_id, "val/mAP50")) == int(run.data.params["train.epochs"])
+        assert {"mAP50", "mAP50-95", "train/box_loss"} <= set(run.data.metrics)
+    scores = [r.data.metrics["mAP50-95"] for r in runs]
+    better = 1 if scores[1] > scores[0] else 0  # a tie keeps the first champion
+    champion = client.get_model_version_by_alias("question-block-detector", "champion")
+    assert champion.run_id == runs[better].info.run_id
+    second = versions[1].tags
+    assert second["champion.decision"] == ("promoted" if better else "not promoted")
+    assert "on the same val data" in second["champion.reason"]
+
+    model = mlflow.pyfunc.load_model("models:/question-block-detector@champion")
+    page = sorted((pipeline["repo"] / "data" / "yolo" / "images").iterdir())[0]
+    boxes = model.predict(pd.DataFrame({"image": [str(page)]}), params={"conf": 0.001})
+    assert list(boxes.columns) == ["image", "class", "confidence", "x", "y", "width", "height"]
+    assert len(boxes) > 0 and (boxes["width"] > 0).all() and set(boxes["class"]) == {"Question_Block"}
 
 
 def test_exp_run_switches_the_preset_through_hydra(pipeline):

@@ -24,10 +24,16 @@ app = typer.Typer(
 
 
 def _run_stage(name: str) -> None:
+    from qblock import notify
     from qblock.config import load_params
 
+    params = load_params()
     module = importlib.import_module(f"qblock.{name}")
-    module.main(load_params(), console)
+    try:
+        module.main(params, console)
+    except (Exception, KeyboardInterrupt) as exc:
+        notify.stage_failed(params.notify, name, str(exc) or type(exc).__name__, console)
+        raise
 
 
 @app.command("demo-data")

@@ -106,6 +106,11 @@ class EvaluateParams:
     conf: float = 0.001
     iou: float = 0.7
     batch: int = 8
+    champion_metric: str = "mAP50-95"
+
+    def __post_init__(self) -> None:
+        if self.champion_metric not in ("mAP50", "mAP50-95"):
+            raise UserError(f"evaluate.champion_metric: {self.champion_metric!r}; use mAP50 or mAP50-95")
 
 
 @dataclass
@@ -113,6 +118,12 @@ class MlflowParams:
     tracking_uri: str | None = None
     artifact_root: str | None = None
     experiment: str = "qblock"
+
+
+@dataclass
+class NotifyParams:
+    webhook_url: str | None = None
+    timeout_s: float = 10.0
 
 
 @dataclass
@@ -125,6 +136,7 @@ class Params:
     train: TrainParams = field(default_factory=TrainParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
     mlflow: MlflowParams = field(default_factory=MlflowParams)
+    notify: NotifyParams = field(default_factory=NotifyParams)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -215,3 +227,27 @@ def in_dvc_experiment() -> bool:
 def check_params_in_sync(root: Path) -> list[str]:
     """The keys where ``params.yaml`` differs from what ``conf/`` composes to (empty when in sync)."""
     return _differences(compose_params(root), _read_yaml(root / PARAMS_FILE))
+
+
+def overrides_from_conf(root: Path, params: dict[str, Any]) -> list[str]:
+    """How ``params`` differs from conf/'s defaults, as Hydra overrides (``train=cpu train.epochs=1``).
+
+    Inside `dvc exp run -S ...` params.yaml was composed with the overrides, so these are them;
+    a run from a plain `dvc repro` has none.
+    """
+    base = compose_params(root)
+    groups: list[str] = []
+    for group, key in (("train", "preset"), ("model", "name")):  # a preset may pick the model itself
+        chosen = params.get(group, {}).get(key)
+        known = (root / CONF_DIR / group / f"{chosen}.yaml").is_file()
+        if chosen and chosen != base.get(group, {}).get(key) and known:
+            groups.append(f"{group}={chosen}")
+            base = compose_params(root, groups)
+    leaves = []
+    for line in _differences(base, params):
+        key, _, rest = line.partition(": ")
+        if "params.yaml says " in rest:
+            leaves.append(f"{key}={rest.split('params.yaml says ', 1)[1]}")
+        else:
+            leaves.append(f"{key} ({rest})")
+    return groups + leaves

@@ -16,7 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from qblock.config import MlflowParams, Params
+from qblock.config import MlflowParams, Params, overrides_from_conf
 from qblock.errors import UserError
 
 
@@ -98,10 +98,37 @@ def start_run(params: Params, dataset_hash: str) -> str:
     }
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
+    tags |= library_versions()
+    try:
+        tags["hydra.overrides"] = " ".join(overrides_from_conf(Path.cwd(), asdict(params))) or "none"
+    except UserError as exc:  # no conf/ here (a bare params.yaml): say so rather than guess
+        tags["hydra.overrides"] = f"unknown ({exc})"[:500]
     run = mlflow.start_run(experiment_id=experiment_id, run_name=os.environ.get("DVC_EXP_NAME"), tags=tags)
     logged = {k: v for k, v in flatten(asdict(params)).items() if not k.startswith(("paths.", "mlflow."))}
     mlflow.log_params({k: str(v)[:500] for k, v in logged.items()})
     return run.info.run_id
+
+
+def library_versions() -> dict[str, str]:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    tags = {"versions.python": platform.python_version()}
+    for package in ("qblock", "ultralytics", "torch", "mlflow", "dvc"):
+        try:
+            tags[f"versions.{package}"] = version(package)
+        except PackageNotFoundError:
+            tags[f"versions.{package}"] = "not installed"
+    return tags
+
+
+def device_name(device) -> str:
+    """'cpu (2 threads)' or 'cuda:0 (NVIDIA GeForce RTX 4070)': what a run really trained on."""
+    import torch
+
+    if getattr(device, "type", "cpu") == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"{device} ({torch.get_num_threads()} threads)"
 
 
 def resume_run(params: MlflowParams, run_id: str):

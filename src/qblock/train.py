@@ -70,6 +70,17 @@ def epoch_logger(run_id: str):
     return on_fit_epoch_end
 
 
+def device_tagger(run_id: str):
+    """An ultralytics callback that tags the run with the device it trains on, once."""
+    import mlflow
+
+    def on_train_epoch_start(trainer) -> None:
+        if trainer.epoch == trainer.start_epoch:
+            mlflow.MlflowClient().set_tag(run_id, "qblock.device", tracking.device_name(trainer.device))
+
+    return on_train_epoch_start
+
+
 def train_arguments(params: Params, data_yaml: Path) -> dict:
     train = asdict(params.train)
     args = {key: train[key] for key in _PASSTHROUGH}
@@ -99,6 +110,7 @@ def run(params: Params, console: Console) -> Path:
         console.print(f"train: MLflow run {run_id} in {tracking.tracking_uri(params.mlflow)}")
         model.add_callback("on_fit_epoch_end", epoch_logger(run_id))
         use_cpu_threads(model, params.train.cpu_threads)
+        model.add_callback("on_train_epoch_start", device_tagger(run_id))
         try:
             model.train(**train_arguments(params, data_yaml))
         except BaseException:

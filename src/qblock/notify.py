@@ -1,0 +1,48 @@
+"""The done-notification: a short JSON summary POSTed to `notify.webhook_url` when a pipeline
+run ends (after evaluate) or a stage fails. Off while the URL is null.
+
+The body has a `text` line for chat webhooks (Slack, Mattermost, Discord's /slack endpoint,
+Telegram's sendMessage?chat_id=...) and the details as fields. A webhook that cannot be reached
+is a warning: the pipeline's result never depends on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+
+from rich.console import Console
+
+from qblock.config import NotifyParams
+
+
+def send(params: NotifyParams, payload: dict, console: Console) -> bool:
+    """POST ``payload`` to the webhook, if one is configured; True when it was accepted."""
+    if not params.webhook_url:
+        return False
+    payload = {"source": "qblock", "experiment": os.environ.get("DVC_EXP_NAME")} | payload
+    request = urllib.request.Request(
+        params.webhook_url, data=json.dumps(payload, ensure_ascii=False).encode("utf-8"), method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "qblock"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=params.timeout_s) as response:
+            response.read()
+        return True
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        console.print(f"[yellow]warning[/]: notify: could not reach notify.webhook_url ({exc}); "
+                      "the run itself is unaffected")
+        return False
+
+
+def run_finished(params: NotifyParams, metrics: dict, model: str, console: Console) -> bool:
+    shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float))
+    text = f"qblock: run finished: {shown} on {metrics.get('val_pages', '?')} val pages; {model}"
+    return send(params, {"status": "finished", "text": text, "metrics": metrics, "model": model}, console)
+
+
+def stage_failed(params: NotifyParams, stage: str, error: str, console: Console) -> bool:
+    text = f"qblock: stage {stage} failed: {error.splitlines()[0] if error else 'no message'}"
+    return send(params, {"status": "failed", "stage": stage, "text": text, "error": error}, console)
