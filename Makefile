@@ -7,7 +7,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 export PATH := $(abspath $(BIN)):$(PATH)
 export YOLO_OFFLINE := 1
 
-.PHONY: help setup demo test test-fast ui lint clean-outputs
+.PHONY: help setup demo test test-fast browser ui lint clean-outputs
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -25,8 +25,12 @@ demo: setup  ## demo data -> dvc repro (cpu preset) -> metrics and how to open M
 	$(BIN)/dvc repro
 	@$(BIN)/qblock show
 
-test: setup  ## the whole test suite (includes a real dvc repro with the smoke preset)
+test: setup browser  ## the whole test suite (includes a real dvc repro with the smoke preset)
 	$(BIN)/python -m pytest
+
+browser:  ## headless chromium for the MLflow UI test (Debian/Ubuntu: apt-get, needs root)
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 test-fast: setup  ## the tests without the slow end-to-end ones
 	$(BIN)/python -m pytest -m "not slow"
@@ -35,7 +39,7 @@ ui: setup  ## the MLflow UI on the configured store (http://127.0.0.1:5000)
 	$(BIN)/qblock ui
 
 lint: setup  ## ruff
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench
 
 clean-outputs:  ## remove pipeline outputs and the MLflow store (not the demo data)
 	rm -rf data/yolo data/split models runs plots reports metrics.json mlflow.db mlartifacts .qblock dvc.lock

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.slow
 def sh(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("DVC_ROOT", None)
+    env.pop("MLFLOW_TRACKING_URI", None)  # mlflow.set_tracking_uri() in this process sets it
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
@@ -87,6 +88,42 @@ def test_repro_runs_every_stage_and_writes_metrics(pipeline):
     assert not list((repo / "data" / "yolo").glob("*.cache")), "ultralytics' label cache must not linger"
 
 
+def test_evaluate_map_agrees_with_pycocotools_on_its_own_predictions(pipeline):
+    from PIL import Image
+    from tests.coco import coco_map
+    from tests.test_coco_crosscheck import TOLERANCE
+
+    from qblock.validate import parse_clean
+
+    repo = pipeline["repo"]
+    yolo = repo / "data" / "yolo"
+    images, truth = {}, {}
+    for entry in (repo / "data" / "split" / "val.txt").read_text().split():
+        image = yolo / entry
+        with Image.open(image) as page:
+            images[image.name] = page.size
+        rows = parse_clean((yolo / "labels" / f"{image.stem}.txt").read_text())
+        truth[image.name] = [row.to_pixels(*page.size) for row in rows]
+    predictions = json.loads((repo / "runs" / "evaluate" / "predictions.json").read_text())
+    assert predictions and {p["file_name"] for p in predictions} <= set(images)
+    coco50, coco = coco_map(images, truth, predictions)
+    metrics = json.loads((repo / "metrics.json").read_text())
+    assert metrics["mAP50"] == pytest.approx(coco50, abs=TOLERANCE)
+    assert metrics["mAP50-95"] == pytest.approx(coco, abs=TOLERANCE)
+
+
+def test_worst_val_pages_are_drawn_and_logged(pipeline):
+    import mlflow
+
+    repo = pipeline["repo"]
+    errors = json.loads((repo / "runs" / "evaluate" / "val_page_errors.json").read_text())
+    assert len(errors) == 2 and all(e["questions"] > 0 for e in errors)
+    assert (repo / "runs" / "evaluate" / "worst_val_pages.png").stat().st_size > 10_000
+    (run,) = mlflow_runs(repo)
+    logged = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "evaluate")}
+    assert {"evaluate/worst_val_pages.png", "evaluate/confusion_matrix.png", "evaluate/BoxPR_curve.png"} <= logged
+
+
 def test_the_webhook_heard_that_the_run_finished(pipeline, module_webhook):
     finished = [body for body in module_webhook[1] if body["status"] == "finished"]
     assert len(finished) == 1
@@ -115,7 +152,7 @@ def test_mlflow_holds_one_run_with_params_epochs_metrics_and_model(pipeline):
     assert len(tags["qblock.dataset_hash"]) == 16 and len(tags["qblock.val_hash"]) == 16
     assert tags["champion.decision"] == "promoted" and tags["champion.reason"] == "no champion yet"
     champion = client.get_model_version_by_alias("question-block-detector", "champion")
-    assert champion.run_id == run.info.run_id and champion.version == "1"
+    assert champion.run_id == run.info.run_id and str(champion.version) == "1"
 
 
 def test_second_repro_does_nothing(pipeline):

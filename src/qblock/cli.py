@@ -150,12 +150,16 @@ def ui(
 ) -> None:
     """Start the MLflow UI on the configured store."""
     from qblock.config import load_params
-    from qblock.tracking import artifact_root, tracking_uri
+    from qblock.tracking import artifact_root, connect, tracking_uri
 
     params = load_params()
+    experiment = connect(params.mlflow)
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri(params.mlflow),
                "--default-artifact-root", artifact_root(params.mlflow), "--host", host, "--port", str(port)]
-    console.print(f"MLflow UI on http://{host}:{port} (Ctrl+C stops it)")
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    console.print(f"MLflow UI on http://{shown}:{port}/#/experiments/{experiment}/runs (Ctrl+C stops it)")
+    if shown != host:
+        console.print(f"serving the LAN: other machines open http://<this machine's address>:{port}")
     raise typer.Exit(subprocess.call(command))
 
 

@@ -19,6 +19,8 @@ from rich.table import Table
 from qblock import notify, registry, tracking
 from qblock.config import Params
 from qblock.errors import UserError
+from qblock.problems import write_json
+from qblock.worst_pages import draw_worst
 from qblock.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads
 
 
@@ -55,7 +57,11 @@ def val_fingerprint(export_dir: Path, split_dir: Path) -> str:
 
 
 def measure(model_file: Path, params: Params, data_yaml: Path, out_dir: Path, plots: bool):
-    """ultralytics' validator on the val split: the box metrics object."""
+    """ultralytics' validator on the val split: the box metrics object.
+
+    With ``plots``, its predictions are also kept (``predictions.json``, COCO format, original
+    pixels), for the worst-pages picture and for checking mAP against an independent COCO tool.
+    """
     from ultralytics import YOLO
 
     model = YOLO(str(model_file))
@@ -64,6 +70,7 @@ def measure(model_file: Path, params: Params, data_yaml: Path, out_dir: Path, pl
         data=str(data_yaml), split="val", imgsz=params.train.imgsz, batch=params.evaluate.batch,
         conf=params.evaluate.conf, iou=params.evaluate.iou, device=params.train.device,
         project=str(out_dir.parent), name=out_dir.name, exist_ok=True, plots=plots, verbose=False,
+        save_json=plots,
     )
     return result.box
 
@@ -98,6 +105,9 @@ def run(params: Params, console: Console) -> dict:
         }
         Path(paths.metrics_file).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         write_pr_curve(box.curves_results, Path(paths.plots_dir) / "pr_curve.csv")
+        val_images = (split_dir / "val.txt").read_text(encoding="utf-8").split()
+        worst = draw_worst(export_dir, val_images, eval_dir / "predictions.json", eval_dir / "worst_val_pages.png")
+        write_json(eval_dir / "val_page_errors.json", worst)
 
         def rescore(champion_run: str) -> float:
             console.print("evaluate: the champion was measured on other val data; measuring it again")
@@ -111,7 +121,7 @@ def run(params: Params, console: Console) -> dict:
             mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
             mlflow.set_tag("qblock.val_hash", val_hash)
             mlflow.log_artifact(paths.metrics_file)
-            for picture in sorted(eval_dir.glob("*.png")):
+            for picture in [*sorted(eval_dir.glob("*.png")), eval_dir / "val_page_errors.json"]:
                 mlflow.log_artifact(str(picture), artifact_path="evaluate")
             version = registry.register(model_file, params.train.imgsz)
             decision = registry.decide_champion(version, params.evaluate.champion_metric,

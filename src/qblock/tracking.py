@@ -19,6 +19,8 @@ from typing import Any
 from qblock.config import MlflowParams, Params, overrides_from_conf
 from qblock.errors import UserError
 
+CHECKPOINTS_HINT = ".qblock/checkpoints"
+
 
 def project_root() -> Path:
     return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
@@ -129,6 +131,18 @@ def device_name(device) -> str:
     if getattr(device, "type", "cpu") == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return f"{device} ({torch.get_num_threads()} threads)"
+
+
+def reopen_run(params: MlflowParams, run_id: str) -> None:
+    """Make an interrupted training's run the active run again (status back to RUNNING)."""
+    import mlflow
+
+    connect(params)
+    try:
+        mlflow.start_run(run_id=run_id)
+    except mlflow.exceptions.MlflowException as exc:
+        raise UserError(f"MLflow run {run_id} of the interrupted training is not in {tracking_uri(params)}: {exc}. "
+                        f"Delete {CHECKPOINTS_HINT} to start training over.") from None
 
 
 def resume_run(params: MlflowParams, run_id: str):

@@ -1,5 +1,8 @@
 """Stage `train`: ultralytics YOLO on the validated split, logged to one MLflow run.
 
+A training that is killed (power cut, Ctrl+C, a closed laptop lid) continues from its last
+epoch on the next `dvc repro`, in the same MLflow run, unless the params or the data changed.
+
 The model goes to a fixed path (`models/best.pt`) and the MLflow run id to `models/run.json`,
 so evaluate logs into the same run. ultralytics' own MLflow/DVC callbacks stay off
 (`yolo_env`); qblock logs each epoch itself, into the pipeline's run.
@@ -8,6 +11,7 @@ so evaluate logs into the same run. ultralytics' own MLflow/DVC callbacks stay o
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -18,6 +22,8 @@ from qblock import tracking
 from qblock.config import ModelParams, Params
 from qblock.errors import UserError
 from qblock.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads
+
+CHECKPOINTS = ".qblock/checkpoints"
 
 # ultralytics' train() arguments that qblock's `train` params pass through unchanged
 _PASSTHROUGH = (
@@ -81,18 +87,45 @@ def device_tagger(run_id: str):
     return on_train_epoch_start
 
 
-def train_arguments(params: Params, data_yaml: Path) -> dict:
+def train_arguments(params: Params, data_yaml: Path, save_dir: Path) -> dict:
     train = asdict(params.train)
     args = {key: train[key] for key in _PASSTHROUGH}
-    train_dir = Path(params.paths.train_dir).resolve()
     return args | {
         "data": str(data_yaml),
-        "project": str(train_dir.parent),
-        "name": train_dir.name,
+        "project": str(save_dir.parent.resolve()),
+        "name": save_dir.name,
         "exist_ok": True,
         "plots": True,
         "verbose": True,
     }
+
+
+def checkpoint_dir(params: Params, dataset_hash: str) -> Path:
+    """Where training keeps its checkpoints: one folder per (model, train params, data).
+
+    It lives outside DVC's outputs (which `dvc repro` deletes before a stage runs), so a killed
+    training is still there for the next run to continue; any change of params or data means
+    another folder, so a resumed training is always the same training.
+    """
+    key = json.dumps({"model": asdict(params.model), "train": asdict(params.train), "data": dataset_hash},
+                     sort_keys=True)
+    return Path(CHECKPOINTS) / hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def _discard_other_checkpoints(keep: Path, console: Console) -> None:
+    for folder in Path(CHECKPOINTS).glob("*"):
+        if folder.is_dir() and folder.name != keep.name:
+            console.print(f"train: discarding {folder}, an unfinished training with other params or data")
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _publish_run_folder(save_dir: Path, train_dir: Path) -> None:
+    """Copy the training table, curves and args (not the checkpoints) to the DVC output folder."""
+    shutil.rmtree(train_dir, ignore_errors=True)
+    train_dir.mkdir(parents=True)
+    for item in save_dir.iterdir():
+        if item.is_file():
+            shutil.copyfile(item, train_dir / item.name)
 
 
 def run(params: Params, console: Console) -> Path:
@@ -105,14 +138,31 @@ def run(params: Params, console: Console) -> Path:
 
     export_dir, split_dir, model_dir = Path(paths.export_dir), Path(paths.split_dir), Path(paths.model_dir)
     with ultralytics_dataset(export_dir, split_dir, root) as data_yaml:
-        model = YOLO(model_source(params.model))
-        run_id = tracking.start_run(params, dataset_fingerprint(export_dir, split_dir))
+        dataset_hash = dataset_fingerprint(export_dir, split_dir)
+        save_dir = checkpoint_dir(params, dataset_hash)
+        _discard_other_checkpoints(save_dir, console)
+        last, state_file = save_dir / "weights" / "last.pt", save_dir / "qblock-run.json"
+        resumable = last.is_file() and state_file.is_file()
+        if resumable:
+            run_id = tracking.read_run_file(state_file)
+            tracking.reopen_run(params.mlflow, run_id)
+            model = YOLO(str(last))
+            done = _align_with_checkpoint(save_dir, last, run_id)
+            console.print(f"train: resuming the interrupted training from epoch {done + 1} of "
+                          f"{params.train.epochs} ({last}); params and data are unchanged")
+        else:
+            shutil.rmtree(save_dir, ignore_errors=True)
+            model = YOLO(model_source(params.model))
+            run_id = tracking.start_run(params, dataset_hash)
+            save_dir.mkdir(parents=True)
+            tracking.write_run_file(state_file, run_id, params.mlflow)
         console.print(f"train: MLflow run {run_id} in {tracking.tracking_uri(params.mlflow)}")
         model.add_callback("on_fit_epoch_end", epoch_logger(run_id))
         use_cpu_threads(model, params.train.cpu_threads)
         model.add_callback("on_train_epoch_start", device_tagger(run_id))
+        arguments = train_arguments(params, data_yaml, save_dir)
         try:
-            model.train(**train_arguments(params, data_yaml))
+            model.train(**arguments, resume=str(last) if resumable else False)
         except BaseException:
             mlflow.end_run(status="FAILED")
             raise
@@ -124,15 +174,44 @@ def run(params: Params, console: Console) -> Path:
     model_dir.mkdir(parents=True, exist_ok=True)
     target = model_dir / "best.pt"
     shutil.copyfile(best, target)
-    shutil.rmtree(best.parent, ignore_errors=True)  # checkpoints: models/best.pt is the one kept
+    _publish_run_folder(save_dir, Path(paths.train_dir))
     tracking.write_run_file(model_dir / "run.json", run_id, params.mlflow)
     mlflow.log_artifact(str(target), artifact_path="model")
     results = Path(paths.train_dir) / "results.csv"
     if results.is_file():
         mlflow.log_artifact(str(results), artifact_path="train")
     mlflow.end_run()
+    shutil.rmtree(save_dir, ignore_errors=True)  # finished: nothing left to resume
     console.print(f"train: model written to {target}")
     return target
+
+
+def _align_with_checkpoint(save_dir: Path, last: Path, run_id: str) -> int:
+    """Make results.csv and the MLflow run agree with the checkpoint; return its epochs done.
+
+    ultralytics appends an epoch's row to results.csv just before it saves last.pt, and qblock
+    logs the epoch to MLflow just after. A kill between the two would leave a row the resumed
+    training writes again, or an epoch MLflow never heard of: trim the one, fill in the other.
+    """
+    import csv
+
+    import mlflow
+    import torch
+
+    done = int(torch.load(last, map_location="cpu", weights_only=False)["epoch"]) + 1
+    results = save_dir / "results.csv"
+    if not results.is_file():
+        return done
+    lines = results.read_text(encoding="utf-8").splitlines()[: done + 1]
+    results.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    logged = {m.step for m in mlflow.MlflowClient().get_metric_history(run_id, "val/mAP50")}
+    for row in csv.DictReader(lines):
+        step = int(float(row["epoch"]))
+        if step not in logged:
+            values = {tracking.metric_name(k.strip()): float(v) for k, v in row.items()
+                      if k.strip() not in ("epoch", "time") and v.strip()}
+            mlflow.log_metrics(values, step=step, run_id=run_id)
+    return done
 
 
 def main(params: Params, console: Console) -> None:

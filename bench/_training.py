@@ -1,0 +1,50 @@
+"""Shared by the training benchmarks: the demo data exported and split, and an epoch clock."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+
+def prepare_demo(work: Path, export_dir: Path | None = None, split_dir: Path | None = None) -> tuple[Path, Path]:
+    """The built-in demo collection (8 workbooks x 6 pages) through export, split and validate."""
+    from rich.console import Console
+
+    from qblock import export, split, validate
+    from qblock.config import ExportParams, SplitParams
+    from qblock.demo_data import write_demo_dataset
+
+    quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115
+    export_dir, split_dir = export_dir or work / "yolo", split_dir or work / "split"
+    if not (work / "app" / "documents").is_dir():
+        write_demo_dataset(work / "app", 8, 6, seed=0)
+    export.run(work / "app", export_dir, ExportParams(), work / "reports" / "export.json", quiet)
+    split.run(export_dir, split_dir, SplitParams(), quiet)
+    validate.run(export_dir, split_dir, work / "reports", 0, quiet, work / "validated.json")
+    return export_dir, split_dir
+
+
+class EpochClock:
+    """ultralytics callbacks recording, per epoch, seconds since training started and val mAP."""
+
+    def __init__(self) -> None:
+        self.start = 0.0
+        self.epochs: list[dict] = []
+
+    def attach(self, model) -> None:
+        model.add_callback("on_train_start", self._on_start)
+        model.add_callback("on_fit_epoch_end", self._on_epoch)
+
+    def _on_start(self, trainer) -> None:
+        self.start = time.perf_counter()
+
+    def _on_epoch(self, trainer) -> None:
+        if len(self.epochs) >= trainer.epochs:  # ultralytics' extra call for the final best.pt check
+            return
+        self.epochs.append({"epoch": trainer.epoch + 1, "seconds": time.perf_counter() - self.start,
+                            "mAP50": float(trainer.metrics.get("metrics/mAP50(B)", 0.0)),
+                            "mAP50-95": float(trainer.metrics.get("metrics/mAP50-95(B)", 0.0))})
+
+    def first_reaching(self, key: str, value: float) -> dict | None:
+        return next((e for e in self.epochs if e[key] >= value), None)

@@ -1,0 +1,95 @@
+"""`qblock ui` serves a real MLflow store; headless Chromium sees the runs and their mAP."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from tests.conftest import REPO
+
+from qblock.config import MlflowParams, compose_params
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def browse(url: str, screenshot: Path | None = None) -> str:
+    """The page's text once its scripts ran (or a screenshot of it)."""
+    args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1600,1000",
+            "--virtual-time-budget=30000", f"--user-data-dir={screenshot.parent if screenshot else '/tmp'}/chromium"]
+    args += [f"--screenshot={screenshot}", url] if screenshot else ["--dump-dom", url]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    html = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", result.stdout, flags=re.S)
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (`make test` installs it with apt-get)")
+def test_ui_shows_the_runs_and_their_map(tmp_path):
+    import mlflow
+
+    from qblock import tracking
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(compose_params(REPO)))
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ["DVC_ROOT"] = str(tmp_path)  # the store of this project, as the stages see it
+    try:
+        experiment = tracking.connect(MlflowParams())
+        run_ids = {}
+        for name, map50 in (("yolov8n-smoke", 0.6123), ("yolov8n-cpu", 0.9876)):
+            with mlflow.start_run(experiment_id=experiment, run_name=name) as run:
+                mlflow.log_params({"train.preset": name.split("-")[1]})
+                mlflow.log_metrics({"mAP50": map50, "mAP50-95": map50 - 0.3})
+                run_ids[name] = run.info.run_id
+    finally:
+        os.environ.pop("DVC_ROOT")
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
+    server = subprocess.Popen([sys.executable, "-m", "qblock", "ui", "--port", str(port)], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(base, timeout=2).read()
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read().decode()
+                assert time.monotonic() < deadline, "the MLflow server did not answer within 120 s"
+                time.sleep(1)
+
+        runs_page = f"{base}/#/experiments/{experiment}/runs"
+        text = browse(runs_page)
+        assert "yolov8n-smoke" in text and "yolov8n-cpu" in text and "2 matching runs" in text
+        quoted = ",".join(f"%22{i}%22" for i in run_ids.values())
+        compare_page = f"{base}/#/compare-runs?runs=[{quoted}]&experiments=[%22{experiment}%22]"
+        compare = browse(compare_page)
+        assert "mAP50" in compare and "mAP50-95" in compare
+        assert "0.9876" in compare and "0.6123" in compare
+
+        for name, url in (("runs", runs_page), ("compare", compare_page)):
+            shot = tmp_path / f"mlflow-ui-{name}.png"
+            browse(url, shot)
+            assert shot.stat().st_size > 20_000, f"{shot} looks empty"
+        print(f"screenshots: {tmp_path}/mlflow-ui-*.png")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
