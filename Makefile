@@ -7,7 +7,7 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 export PATH := $(abspath $(BIN)):$(PATH)
 export YOLO_OFFLINE := 1
 
-.PHONY: help setup demo test test-fast browser ui lint clean-outputs
+.PHONY: help setup demo test test-fast test-tools ui lint clean-outputs
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -25,12 +25,13 @@ demo: setup  ## demo data -> dvc repro (cpu preset) -> metrics and how to open M
 	$(BIN)/dvc repro
 	@$(BIN)/qblock show
 
-test: setup browser  ## the whole test suite (includes a real dvc repro with the smoke preset)
+test: setup test-tools  ## the whole test suite (includes a real dvc repro with the smoke preset)
 	$(BIN)/python -m pytest
 
-browser:  ## headless chromium for the MLflow UI test (Debian/Ubuntu: apt-get, needs root)
-	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+test-tools:  ## chromium and openssh-server for the UI and SSH-remote tests (Debian/Ubuntu: apt-get, root)
+	@{ command -v chromium || command -v chromium-browser; } >/dev/null && test -x /usr/sbin/sshd || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium openssh-server >/dev/null; } || \
+	  echo "warning: could not install chromium and openssh-server; the MLflow UI and SSH tests will be skipped"
 
 test-fast: setup  ## the tests without the slow end-to-end ones
 	$(BIN)/python -m pytest -m "not slow"

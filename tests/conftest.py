@@ -79,3 +79,49 @@ def webhook_receiver():
 def webhook():
     with webhook_receiver() as receiver:
         yield receiver
+
+
+@contextmanager
+def ssh_server(work: Path):
+    """A real OpenSSH server on 127.0.0.1 with key authentication only; yields (port, user, private key).
+
+    Needs `/usr/sbin/sshd` (Debian: openssh-server; `make test` installs it).
+    """
+    import getpass
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+    work.mkdir(parents=True, exist_ok=True)
+    for name in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / name)], check=True)
+    (work / "authorized_keys").write_text((work / "client_key.pub").read_text())
+    (work / "authorized_keys").chmod(0o600)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (work / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {work / 'host_key'}\nPidFile {work / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {work / 'authorized_keys'}\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nStrictModes no\nUsePAM no\n"
+        "PermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n"
+    )
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # sshd's privilege-separation folder
+    server = subprocess.Popen([sshd, "-D", "-e", "-f", str(work / "sshd_config")],
+                              stdout=subprocess.DEVNULL, stderr=open(work / "sshd.log", "w"))  # noqa: SIM115
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"sshd did not start: {(work / 'sshd.log').read_text()}") from None
+                time.sleep(0.2)
+        yield port, getpass.getuser(), work / "client_key"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

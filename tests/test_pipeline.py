@@ -176,6 +176,9 @@ def test_changing_epochs_reruns_only_train_and_evaluate(pipeline):
     text = log.stdout + log.stderr
     ran = {line.split("'")[1] for line in text.splitlines() if line.startswith("Running stage")}
     assert ran <= {"check_params", "train", "evaluate"} and {"train", "evaluate"} <= ran
+    shown = sh(["dvc", "exp", "show", "--json"], repo).stdout  # experiments with params and metrics
+    assert '"train.epochs"' in shown or '"epochs"' in shown
+    assert '"mAP50-95"' in shown
     runs = mlflow_runs(repo)
     assert len(runs) == 2
     assert {r.data.params["train.epochs"] for r in runs} == {"1", "2"}

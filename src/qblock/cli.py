@@ -163,6 +163,69 @@ def ui(
     raise typer.Exit(subprocess.call(command))
 
 
+remote_app = typer.Typer(help="The NAS as DVC remote (per machine, in .dvc/config.local).", no_args_is_help=True)
+app.add_typer(remote_app, name="remote")
+
+
+@remote_app.command("set")
+def remote_set(
+    location: Annotated[str, typer.Argument(help="a mounted folder (Z:\\qblock-store, /mnt/nas/qblock) or ssh://user@nas/path")],
+    timeout: Annotated[float, typer.Option(help="seconds to wait for the NAS")] = 10,
+    keyfile: Annotated[Path | None, typer.Option(help="ssh:// only: the private key to log in with")] = None,
+) -> None:
+    """Make the NAS this machine's default DVC remote, after checking it is reachable and writable."""
+    from qblock.remote import set_remote
+
+    set_remote(Path.cwd(), location, console, timeout, keyfile)
+
+
+@remote_app.command("check")
+def remote_check() -> None:
+    """Check that the NAS remote answers and takes writes."""
+    from qblock.remote import probe, remote_url
+
+    if remote_url(Path.cwd()) is None:
+        raise UserError("no NAS remote on this machine: run `qblock remote set PATH_OR_SSH_URL`")
+    probe(Path.cwd())
+    console.print(f"remote: {remote_url(Path.cwd())} is reachable and writable")
+
+
+@app.command()
+def publish() -> None:
+    """Laptop: validate the labels, snapshot them, commit, push the data to the NAS, then the commit."""
+    from qblock.config import load_params
+    from qblock.remote import publish as publish_labels
+
+    publish_labels(Path.cwd(), Path(load_params().paths.dataset_root), console)
+
+
+@app.command("desktop-run")
+def desktop_run() -> None:
+    """Desktop: git pull, dvc pull, dvc repro, commit, push the data, then the commit; stops at the first failure."""
+    from qblock.remote import desktop_run as run_round
+
+    run_round(Path.cwd(), console)
+
+
+@app.command()
+def doctor() -> None:
+    """Check the NAS remote, what is not pushed yet, the DVC cache and params; each problem with its fix."""
+    from qblock.doctor import run_doctor
+
+    if not run_doctor(Path.cwd(), console):
+        raise typer.Exit(1)
+
+
+@app.command("pull-model")
+def pull_model() -> None:
+    """Laptop: fetch the current model and its metrics only (not the training data)."""
+    from qblock.config import load_params
+    from qblock.remote import pull_model as fetch
+
+    paths = load_params().paths
+    fetch(Path.cwd(), Path(paths.model_dir) / "best.pt", Path(paths.metrics_file), console)
+
+
 def main() -> None:
     try:
         app()

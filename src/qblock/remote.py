@@ -1,0 +1,185 @@
+"""The NAS as DVC remote, and the round trips between laptop, NAS and desktop.
+
+Every command here is a short, fixed sequence of git and dvc commands that stops at the first
+failure with the command that failed and what to do. The one rule they all keep: a commit is
+pushed to git only after its data is on the remote, so the other machine never checks out a
+commit whose data it cannot pull.
+
+The remote is configured per machine in `.dvc/config.local` (never committed): the laptop may
+see the NAS as `/Volumes/qblock-store`, the desktop as `Z:\\qblock-store`, either as `ssh://`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+from rich.console import Console
+
+from qblock.errors import UserError
+
+REMOTE = "nas"
+PROBE_TIMEOUT_S = 10
+
+
+def run(args: list[str], root: Path, what: str, hint: str = "", check: bool = True) -> subprocess.CompletedProcess:
+    """Run git or dvc; on failure a UserError with the command, its last words and a hint."""
+    command = [sys.executable, "-m", "dvc", *args[1:]] if args[0] == "dvc" else args
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        said = "\n  ".join((result.stderr or result.stdout).strip().splitlines()[-6:])
+        raise UserError(f"{what} failed (`{' '.join(args)}`):\n  {said}" + (f"\n{hint}" if hint else ""))
+    return result
+
+
+def _is_url(location: str) -> bool:
+    return "://" in location
+
+
+def probe(root: Path, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Check that the configured remote is reachable and writable (write, read back, delete)."""
+    outcome: dict[str, object] = {}
+
+    def attempt() -> None:
+        try:
+            from dvc.repo import Repo
+
+            with Repo(str(root)) as repo:
+                remote = repo.cloud.get_remote(REMOTE)
+                fs, path = remote.fs, remote.path
+                fs.makedirs(path, exist_ok=True)
+                target = fs.join(path, f".qblock-probe-{uuid.uuid4().hex}")
+                fs.pipe_file(target, b"qblock")
+                if fs.cat_file(target) != b"qblock":
+                    raise OSError("what was written did not read back")
+                fs.rm_file(target)
+            outcome["ok"] = True
+        except Exception as exc:  # any failure of the remote's filesystem is the answer
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    url = remote_url(root)
+    if worker.is_alive():
+        raise UserError(f"remote {url}: no answer within {timeout_s:g} s. Is the NAS on and reachable "
+                        "(mounted, or its SSH port open)? Nothing was changed locally.")
+    if "error" in outcome:
+        raise UserError(f"remote {url}: not reachable or not writable: {outcome['error']}")
+
+
+def remote_url(root: Path) -> str | None:
+    result = run(["dvc", "config", f"remote.{REMOTE}.url"], root, "reading the DVC remote", check=False)
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() or None
+
+
+def set_remote(root: Path, location: str, console: Console, timeout_s: float = PROBE_TIMEOUT_S,
+               keyfile: Path | None = None) -> None:
+    """Make ``location`` this machine's default remote, if it answers; else change nothing."""
+    if not _is_url(location):
+        path = Path(location).expanduser()
+        if not path.parent.is_dir():  # never create a mount point on the local disk by mistake
+            raise UserError(f"{path.parent} does not exist: is the NAS mounted (or the drive mapped)? "
+                            "Nothing was changed.")
+        location = str(path.resolve())
+    local = root / ".dvc" / "config.local"
+    before = local.read_text(encoding="utf-8") if local.is_file() else None
+    run(["dvc", "remote", "add", "--local", "--default", "--force", REMOTE, location], root, "adding the remote")
+    if keyfile is not None:
+        run(["dvc", "remote", "modify", "--local", REMOTE, "keyfile", str(keyfile.expanduser().resolve())], root,
+            "setting the SSH key")
+    try:
+        probe(root, timeout_s)
+    except UserError:
+        if before is None:
+            local.unlink(missing_ok=True)
+        else:
+            local.write_text(before, encoding="utf-8")
+        raise
+    console.print(f"remote: {REMOTE} = {location} (this machine only, in .dvc/config.local); reachable and writable")
+
+
+def _require_remote(root: Path) -> None:
+    if remote_url(root) is None:
+        raise UserError("no NAS remote on this machine: run `qblock remote set PATH_OR_SSH_URL` first")
+    probe(root)
+
+
+def _require_clean(root: Path, what: str) -> None:
+    status = run(["git", "status", "--porcelain", "--untracked-files=no"], root, "git status").stdout
+    if status.strip():
+        raise UserError(f"{what} needs a clean git tree; commit or stash these first:\n  "
+                        + "\n  ".join(status.strip().splitlines()[:10]))
+
+
+def _push_data_then_commit(root: Path, console: Console) -> None:
+    console.print("push: data to the NAS ...")
+    run(["dvc", "push", "--remote", REMOTE], root, "dvc push",
+        "Nothing was pushed to git. Rerun when the NAS is back: an interrupted push resumes.")
+    missing = run(["dvc", "status", "--cloud", "--remote", REMOTE, "--json"], root, "checking the remote").stdout
+    if json.loads(missing or "{}"):
+        raise UserError("some data of this commit is still not on the NAS after `dvc push`; refusing to push "
+                        "the commit to git. Run `qblock doctor`.")
+    console.print("push: the commit to git ...")
+    run(["git", "push"], root, "git push", "The data is on the NAS already; rerun `git push` when git is reachable.")
+
+
+def publish(root: Path, dataset_root: Path, console: Console) -> None:
+    """Laptop: validate the labels, snapshot them into DVC, commit, push data, then the commit."""
+    from qblock.config import check_params_in_sync
+
+    _require_remote(root)
+    if differences := check_params_in_sync(root):
+        raise UserError("params.yaml does not match conf/: run `qblock params` first\n  " + "\n  ".join(differences))
+    console.print("publish: validating the labels (export, split, validate) ...")
+    run(["dvc", "repro", "validate"], root, "validating the labels", "Fix the files named above, then publish again.")
+    run(["dvc", "add", str(dataset_root)], root, f"snapshotting {dataset_root} into DVC")
+    run(["git", "add", "-A"], root, "git add")
+    if run(["git", "diff", "--cached", "--quiet"], root, "git diff", check=False).returncode:
+        stats = json.loads((root / "reports" / "data_stats.json").read_text(encoding="utf-8"))
+        message = f"labels: {stats.get('pages')} pages, {stats.get('boxes')} boxes, {stats.get('documents')} documents"
+        run(["git", "commit", "-q", "-m", message], root, "git commit")
+        console.print(f"publish: committed \"{message}\"")
+    _push_data_then_commit(root, console)
+    console.print("publish: done. The desktop can `qblock desktop-run`.")
+
+
+def desktop_run(root: Path, console: Console) -> None:
+    """Desktop: git pull, dvc pull, dvc repro, commit the results, push data, then the commit."""
+    _require_remote(root)
+    _require_clean(root, "desktop-run")
+    console.print("desktop-run: git pull ...")
+    run(["git", "pull", "--ff-only"], root, "git pull", "Resolve it by hand (`git status`), then rerun.")
+    console.print("desktop-run: dvc pull ...")
+    run(["dvc", "pull", "--remote", REMOTE, "--allow-missing"], root, "dvc pull")
+    console.print("desktop-run: dvc repro ...")
+    repro = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=root)  # its progress is the user's to see
+    if repro.returncode != 0:
+        raise UserError("dvc repro failed (above); nothing was committed or pushed")
+    run(["git", "add", "-A"], root, "git add")
+    if run(["git", "diff", "--cached", "--quiet"], root, "git diff", check=False).returncode:
+        metrics = json.loads((root / "metrics.json").read_text(encoding="utf-8"))
+        message = f"train: mAP50 {metrics['mAP50']:.3f}, mAP50-95 {metrics['mAP50-95']:.3f}"
+        run(["git", "commit", "-q", "-m", message], root, "git commit")
+        console.print(f"desktop-run: committed \"{message}\"")
+    _push_data_then_commit(root, console)
+    console.print("desktop-run: done. The laptop can `qblock pull-model`.")
+
+
+def pull_model(root: Path, model_file: Path, metrics_file: Path, console: Console) -> None:
+    """Laptop: the current model and its metrics, not the training data."""
+    _require_remote(root)
+    run(["git", "pull", "--ff-only"], root, "git pull", "Resolve it by hand (`git status`), then rerun.")
+    run(["dvc", "pull", "--remote", REMOTE, str(model_file)], root, f"dvc pull {model_file}",
+        "Has the desktop pushed a trained model (`qblock desktop-run`)?")
+    shown = ""
+    if metrics_file.is_file():
+        metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+        shown = f" (mAP50 {metrics.get('mAP50', 0):.3f}, mAP50-95 {metrics.get('mAP50-95', 0):.3f})"
+    console.print(f"pull-model: {model_file}{shown}")

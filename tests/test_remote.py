@@ -1,0 +1,64 @@
+"""The NAS remote: `qblock remote set` checks before it changes anything."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from tests.test_cli import qblock
+from tests.test_pipeline import copy_repo
+
+
+def test_a_reachable_folder_becomes_this_machines_remote_only(tmp_path):
+    repo = copy_repo(tmp_path / "repo")
+    nas = tmp_path / "nas" / "qblock-store"
+    nas.parent.mkdir()
+    result = qblock("remote", "set", str(nas), cwd=repo)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "reachable and writable" in result.stdout
+    assert str(nas) in (repo / ".dvc" / "config.local").read_text()
+    assert "nas" not in (repo / ".dvc" / "config").read_text()  # never in the committed config
+    assert nas.is_dir() and not list(nas.iterdir())  # the probe cleaned up after itself
+
+
+def test_a_missing_mount_is_a_clear_error_and_changes_nothing(tmp_path):
+    repo = copy_repo(tmp_path / "repo")
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    assert qblock("remote", "set", str(nas), cwd=repo).returncode == 0
+    before = (repo / ".dvc" / "config.local").read_text()
+    result = qblock("remote", "set", str(tmp_path / "not-mounted" / "qblock-store"), cwd=repo)
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+    assert "not-mounted does not exist: is the NAS mounted" in result.stdout
+    assert (repo / ".dvc" / "config.local").read_text() == before
+    assert not (tmp_path / "not-mounted").exists()
+
+
+def test_an_unreachable_ssh_remote_fails_within_the_timeout_and_keeps_the_old_one(tmp_path):
+    repo = copy_repo(tmp_path / "repo")
+    nas = tmp_path / "nas"
+    nas.mkdir()
+    assert qblock("remote", "set", str(nas), cwd=repo).returncode == 0
+    before = (repo / ".dvc" / "config.local").read_text()
+    with socket.socket() as listener:  # a port that accepts connections and then never speaks
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        start = time.monotonic()
+        result = qblock("remote", "set", f"ssh://nobody@127.0.0.1:{port}/qblock-store", "--timeout", "5", cwd=repo)
+        took = time.monotonic() - start
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+    assert "no answer within 5 s" in result.stdout or "not reachable" in result.stdout
+    assert took < 10 + 5  # the probe's 5 s, plus starting Python and dvc
+    assert (repo / ".dvc" / "config.local").read_text() == before
+
+
+def test_doctor_names_each_problem_with_its_fix(tmp_path):
+    repo = copy_repo(tmp_path / "repo")
+    result = qblock("doctor", cwd=repo)
+    assert result.returncode == 1
+    assert "no remote on this machine" in result.stdout and "qblock remote set" in result.stdout
+    assert "no upstream" in result.stdout and "git push -u origin HEAD" in result.stdout
+    params = repo / "params.yaml"
+    params.write_text(params.read_text().replace("epochs: 30", "epochs: 31"))
+    assert "params.yaml differs from conf/" in qblock("doctor", cwd=repo).stdout
