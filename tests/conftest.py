@@ -125,3 +125,19 @@ def ssh_server(work: Path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+@pytest.fixture(params=["folder", "ssh"])
+def nas(request, tmp_path):
+    """The NAS: a folder (a mounted share), or a real OpenSSH server on 127.0.0.1 with a key.
+
+    Yields (the `qblock remote set` arguments, the folder where the store lands)."""
+    store = tmp_path / "nas" / "qblock-store"
+    store.parent.mkdir()
+    if request.param == "folder":
+        yield [str(store)], store
+        return
+    if not Path("/usr/sbin/sshd").exists():
+        pytest.skip("needs openssh-server (`make test` installs it)")
+    with ssh_server(tmp_path / "ssh") as (port, user, key):
+        yield [f"ssh://{user}@127.0.0.1:{port}{store.as_posix()}", "--keyfile", str(key)], store

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.conftest import ssh_server
 from tests.test_pipeline import copy_repo, sh
 
 pytestmark = pytest.mark.slow
@@ -24,22 +23,6 @@ def clone(bare: Path, target: Path, remote: list[str]) -> Path:
     sh(["git", "config", "user.email", "test@qblock.invalid"], target)
     qb("remote", "set", *remote, cwd=target)
     return target
-
-
-@pytest.fixture(params=["folder", "ssh"])
-def nas(request, tmp_path):
-    """The NAS: a folder (a mounted share), or a real OpenSSH server on 127.0.0.1 with a key.
-
-    Yields (the `qblock remote set` arguments, the folder where the store lands)."""
-    store = tmp_path / "nas" / "qblock-store"
-    store.parent.mkdir()
-    if request.param == "folder":
-        yield [str(store)], store
-        return
-    if not Path("/usr/sbin/sshd").exists():
-        pytest.skip("needs openssh-server (`make test` installs it)")
-    with ssh_server(tmp_path / "ssh") as (port, user, key):
-        yield [f"ssh://{user}@127.0.0.1:{port}{store.as_posix()}", "--keyfile", str(key)], store
 
 
 def test_labels_go_to_the_desktop_and_the_model_comes_back(tmp_path, nas):

@@ -1,0 +1,96 @@
+"""dvc push to the NAS when things go wrong: killed midway, or two machines at once."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tests.test_pipeline import sh
+
+pytestmark = pytest.mark.slow
+
+
+def dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return sh([sys.executable, "-m", "dvc", *args], cwd)
+
+
+def new_repo(path: Path, remote: list[str]) -> Path:
+    path.mkdir(parents=True)
+    sh(["git", "init", "-q"], path)
+    sh(["git", "config", "user.name", "qblock test"], path)
+    sh(["git", "config", "user.email", "test@qblock.invalid"], path)
+    dvc("init", "-q", cwd=path)
+    sh([sys.executable, "-m", "qblock", "remote", "set", *remote], path)
+    return path
+
+
+def write_pages(folder: Path, count: int, seed: int, size: int = 40_000) -> None:
+    """``count`` page-sized files of random bytes (each one a distinct DVC object)."""
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in range(count):
+        (folder / f"page_{n:04d}.png").write_bytes(rng.randbytes(size))
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_killed_push_is_finished_by_the_next_and_pulls_back_identical(tmp_path, nas):
+    remote, store = nas
+    laptop = new_repo(tmp_path / "laptop", remote)
+    write_pages(laptop / "data" / "dataset_root", 1500, seed=1)
+    dvc("add", "data/dataset_root", cwd=laptop)
+    sh(["git", "add", "-A"], laptop)
+    sh(["git", "commit", "-qm", "pages"], laptop)
+
+    push = subprocess.Popen([sys.executable, "-m", "dvc", "push"], cwd=laptop, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    landed = 0
+    while time.monotonic() < deadline and push.poll() is None:
+        landed = sum(1 for p in (store / "files").rglob("*") if p.is_file()) if (store / "files").exists() else 0
+        if landed >= 200:
+            os.killpg(push.pid, signal.SIGKILL)
+            push.wait()
+            break
+        time.sleep(0.05)
+    assert 200 <= landed < 1500, f"push was not caught midway ({landed} objects)"
+
+    dvc("push", cwd=laptop)  # the rerun finishes the job
+    desktop = tmp_path / "desktop"
+    sh(["git", "clone", "-q", str(laptop), str(desktop)], tmp_path)
+    sh([sys.executable, "-m", "qblock", "remote", "set", *remote], desktop)
+    dvc("pull", cwd=desktop)
+    assert digest(desktop / "data" / "dataset_root") == digest(laptop / "data" / "dataset_root")
+
+
+def test_two_machines_pushing_at_once_both_finish_and_the_remote_holds_both(tmp_path, nas):
+    remote, _ = nas
+    machines = [new_repo(tmp_path / name, remote) for name in ("laptop", "desktop")]
+    for seed, repo in enumerate(machines):
+        write_pages(repo / "data" / "shared", 300, seed=99)  # the same objects from both sides
+        write_pages(repo / "data" / "own", 300, seed=seed)  # and some of each machine's own
+        dvc("add", "data/shared", "data/own", cwd=repo)
+        sh(["git", "add", "-A"], repo)
+        sh(["git", "commit", "-qm", "data"], repo)
+    pushes = [subprocess.Popen([sys.executable, "-m", "dvc", "push"], cwd=repo, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True) for repo in machines]
+    outputs = [p.communicate(timeout=600)[0] for p in pushes]
+    assert [p.returncode for p in pushes] == [0, 0], outputs
+    for n, repo in enumerate(machines):
+        assert dvc("status", "--cloud", cwd=repo).stdout.strip().endswith("up to date."), n
+        fresh = tmp_path / f"fresh{n}"
+        sh(["git", "clone", "-q", str(repo), str(fresh)], tmp_path)
+        sh([sys.executable, "-m", "qblock", "remote", "set", *remote], fresh)
+        dvc("pull", cwd=fresh)
+        for folder in ("shared", "own"):
+            assert digest(fresh / "data" / folder) == digest(repo / "data" / folder)
