@@ -141,3 +141,16 @@ def nas(request, tmp_path):
         pytest.skip("needs openssh-server (`make test` installs it)")
     with ssh_server(tmp_path / "ssh") as (port, user, key):
         yield [f"ssh://{user}@127.0.0.1:{port}{store.as_posix()}", "--keyfile", str(key)], store
+
+
+@pytest.fixture(autouse=True)
+def pillow_unpatched():
+    """Importing ultralytics anywhere patches PIL.Image.open for the whole process (see
+    yolo_env._restore_pil_open); the stages never run beside it, so tests must not either."""
+    yield
+    import sys
+
+    if "ultralytics.utils.patches" in sys.modules:
+        from qblock.yolo_env import _restore_pil_open
+
+        _restore_pil_open()

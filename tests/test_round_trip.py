@@ -38,10 +38,11 @@ def test_labels_go_to_the_desktop_and_the_model_comes_back(tmp_path, nas):
     sh(["git", "push", "-q", "-u", "origin", "HEAD"], laptop)
     qb("remote", "set", *remote, cwd=laptop)
 
-    # laptop: label (demo pages), publish
-    qb("demo-data", "data/dataset_root", "--documents", "3", "--pages", "2", cwd=laptop)
-    log = qb("publish", cwd=laptop)
-    assert "publish: committed \"labels: 6 pages" in log and "publish: done" in log
+    # laptop: the app labels pages in its own folder, outside the repo; publish
+    app = tmp_path / "app on the laptop"
+    qb("demo-data", str(app), "--documents", "3", "--pages", "2", cwd=laptop)
+    log = qb("publish", "--app", str(app), cwd=laptop)
+    assert "files copied" in log and "publish: committed \"labels: 6 pages" in log and "publish: done" in log
     assert sh(["git", "status", "--porcelain"], laptop).stdout == ""
     assert sh(["git", "log", "-1", "--format=%s"], bare).stdout.startswith("labels: 6 pages")  # pushed
     assert any(p.is_file() for p in (store / "files").rglob("*"))  # and its data is on the NAS

@@ -191,12 +191,15 @@ def remote_check() -> None:
 
 
 @app.command()
-def publish() -> None:
+def publish(
+    app: Annotated[Path | None, typer.Option(help="the app's dataset_root on this machine, if it is not "
+                                                  "paths.dataset_root (remembered in .qblock/machine.yaml)")] = None,
+) -> None:
     """Laptop: validate the labels, snapshot them, commit, push the data to the NAS, then the commit."""
     from qblock.config import load_params
     from qblock.remote import publish as publish_labels
 
-    publish_labels(Path.cwd(), Path(load_params().paths.dataset_root), console)
+    publish_labels(Path.cwd(), Path(load_params().paths.dataset_root), console, app)
 
 
 @app.command("desktop-run")

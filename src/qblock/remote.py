@@ -130,13 +130,20 @@ def _push_data_then_commit(root: Path, console: Console) -> None:
     run(["git", "push"], root, "git push", "The data is on the NAS already; rerun `git push` when git is reachable.")
 
 
-def publish(root: Path, dataset_root: Path, console: Console) -> None:
+def publish(root: Path, dataset_root: Path, console: Console, app_root: Path | None = None) -> None:
     """Laptop: validate the labels, snapshot them into DVC, commit, push data, then the commit."""
+    from qblock import app_folder
     from qblock.config import check_params_in_sync
 
     _require_remote(root)
     if differences := check_params_in_sync(root):
         raise UserError("params.yaml does not match conf/: run `qblock params` first\n  " + "\n  ".join(differences))
+    if app_root is not None:
+        app_folder.remember(root, app_root)
+    app_root = app_folder.remembered(root)
+    if app_root is not None:
+        copied, deleted = app_folder.mirror(app_root, root / dataset_root)
+        console.print(f"publish: {app_root} -> {dataset_root}: {copied} files copied, {deleted} deleted")
     console.print("publish: validating the labels (export, split, validate) ...")
     run(["dvc", "repro", "validate"], root, "validating the labels", "Fix the files named above, then publish again.")
     run(["dvc", "add", str(dataset_root)], root, f"snapshotting {dataset_root} into DVC")
