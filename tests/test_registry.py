@@ -1,0 +1,56 @@
+"""The champion alias against a real MLflow store and registry (a tiny untrained model)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    import mlflow
+
+    from qblock.yolo_env import prepare_ultralytics
+
+    prepare_ultralytics(tmp_path)
+    from ultralytics import YOLO
+
+    weights = tmp_path / "w.pt"
+    YOLO("yolov8n.yaml").save(str(weights))
+    mlflow.set_tracking_uri(f"sqlite:///{(tmp_path / 'mlflow.db').as_posix()}")
+    yield weights
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+def test_the_alias_moves_only_to_a_better_model_on_the_same_val_data(store):
+    import mlflow
+
+    from qblock import registry
+
+    rescored: list[str] = []
+
+    def run(score: float, val_hash: str, champion_now: float = 0.0):
+        with mlflow.start_run() as active:
+            mlflow.set_tag("qblock.val_hash", val_hash)
+            mlflow.log_metric("mAP50-95", score)
+            version = registry.register(store, 256)
+
+            def rescore(run_id: str) -> float:
+                rescored.append(run_id)
+                return champion_now
+
+            return active.info.run_id, registry.decide_champion(version, "mAP50-95", score, val_hash, rescore)
+
+    first, decision = run(0.50, "aaa")
+    assert decision.promoted and decision.reason == "no champion yet"
+    _, decision = run(0.45, "aaa")
+    assert not decision.promoted and "does not beat champion v1's 0.5000, on the same val data" in decision.reason
+    third, decision = run(0.60, "aaa")
+    assert decision.promoted and decision.champion_before is not None
+    # new val data: the champion (v3) is measured again before comparing, not trusted from its run
+    _, decision = run(0.58, "bbb", champion_now=0.55)
+    assert rescored == [third] and decision.promoted and "re-measured on today's val data" in decision.reason
+
+    client = mlflow.MlflowClient()
+    champion = client.get_model_version_by_alias(registry.REGISTERED_MODEL, registry.CHAMPION)
+    assert str(champion.version) == "4"
+    assert client.get_model_version(registry.REGISTERED_MODEL, "2").tags["champion.decision"] == "not promoted"
