@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 from rich.console import Console
 
 from qblock.config import Params
+from qblock.contact_sheet import save_contact_sheet
 from qblock.errors import UserError
 from qblock.labels import LabelRow, parse_row
 from qblock.problems import Problem, ProblemLog, write_json
@@ -311,13 +312,7 @@ def draw_samples(export_dir: Path, labels: dict[str, str], count: int, out: Path
             draw.rectangle(row.to_pixels(page.width, page.height), outline=(220, 30, 30), width=width)
         scale = thumb_h / page.height
         tiles.append(page.resize((max(1, int(page.width * scale)), thumb_h)))
-    sheet = Image.new("RGB", (sum(t.width for t in tiles) + 8 * (len(tiles) + 1), thumb_h + 16), "gray")
-    x = 8
-    for tile in tiles:
-        sheet.paste(tile, (x, 8))
-        x += tile.width + 8
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out)
+    save_contact_sheet(tiles, out)
 
 
 def run(export_dir: Path, split_dir: Path, reports_dir: Path, sample_pages: int, console: Console,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from qblock.contact_sheet import save_contact_sheet
 from qblock.validate import parse_clean
 
 TRUE, PREDICTED = (30, 160, 60), (220, 30, 30)
@@ -60,14 +61,7 @@ def draw_worst(export_dir: Path, val_images: list[str], predictions_file: Path, 
                       "_truth": truth, "_boxes": boxes})
     pages.sort(key=lambda p: (-(p["missed"] + p["false"]), p["image"]))
     tiles = [_tile(export_dir / p["image"], p) for p in pages[:count]]  # with no errors: the first pages
-    if tiles:
-        sheet = Image.new("RGB", (sum(t.width for t in tiles) + 8 * (len(tiles) + 1), tiles[0].height + 16), "gray")
-        x = 8
-        for tile in tiles:
-            sheet.paste(tile, (x, 8))
-            x += tile.width + 8
-        out.parent.mkdir(parents=True, exist_ok=True)
-        sheet.save(out)
+    save_contact_sheet(tiles, out)
     return [{k: v for k, v in p.items() if not k.startswith("_")} for p in pages]
 
 
