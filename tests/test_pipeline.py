@@ -224,18 +224,37 @@ def test_exp_run_switches_the_preset_through_hydra(pipeline):
 
 
 def test_metrics_diff_shows_what_adding_a_document_changed(pipeline):
-    """Changes the shared repo's data: a copy of one workbook under a new name."""
+    """Changes the shared repo's data: a copy of one workbook under a new name that hashes into val."""
+    from qblock.split import document_score
+
     repo = pipeline["repo"]
     sh(["git", "add", "-A"], repo)
     sh(["git", "commit", "-qm", "trained"], repo)
     documents = repo / "data" / "dataset_root" / "documents"
-    shutil.copytree(next(documents.iterdir()), documents / "added workbook")
+    names = (f"added workbook {i}" for i in range(1000))
+    added = next(name for name in names if 0.05 < document_score(name, "qblock") < 0.2)  # val: below 0.25
+    shutil.copytree(next(documents.iterdir()), documents / added)
     log = sh(["dvc", "repro", "validate"], repo).stdout
     assert "Running stage 'export'" in log and "(4 files written, the rest unchanged)" in log
     diff = json.loads(sh(["dvc", "metrics", "diff", "--json"], repo).stdout)
     stats = diff["reports/data_stats.json"]
     assert stats["pages"]["old"] == 6 and stats["pages"]["new"] == 8
     assert stats["documents"]["diff"] == 1
+    assert json.loads((repo / "data" / "split" / "split.json").read_text())["documents"][added] == "val"
+
+
+def test_new_val_data_measures_the_champion_again_before_comparing(pipeline):
+    """Continues from the previous test (a document added to val): the full pipeline reruns and
+    evaluate downloads the champion's weights from MLflow and measures them on today's val pages."""
+    import mlflow
+
+    repo = pipeline["repo"]
+    log = sh(["dvc", "repro"], repo).stdout
+    assert "the champion was measured on other val data; measuring it again" in log
+    client = mlflow.MlflowClient(f"sqlite:///{(repo / 'mlflow.db').as_posix()}")
+    newest = max(client.search_model_versions("name='question-block-detector'"), key=lambda v: int(v.version))
+    assert "re-measured on today's val data" in newest.tags["champion.reason"]
+    assert newest.tags["champion.decision"] in ("promoted", "not promoted")
 
 
 def test_repro_stops_when_params_no_longer_match_conf(pipeline):
