@@ -39,3 +39,32 @@ def test_demo_data_refuses_to_write_over_existing_documents(tmp_path):
     assert qblock("demo-data", str(tmp_path), "--documents", "1", "--pages", "1").returncode == 0
     result = qblock("demo-data", str(tmp_path), "--documents", "1", "--pages", "1")
     assert result.returncode == 1 and "already has documents" in result.stdout
+
+
+def test_first_stage_stops_when_the_labeled_pages_are_missing_and_says_what_brings_them(tmp_path):
+    import os
+    import shutil
+
+    shutil.copytree(REPO / "conf", tmp_path / "conf")
+    assert qblock("params", cwd=tmp_path).returncode == 0
+
+    def check(**env: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "qblock", "params", "--check", "--stamp", "ok"], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=120, env=os.environ | env)
+        assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+        assert not (tmp_path / "ok").exists()
+        return " ".join(result.stdout.split())  # rich wraps long lines
+
+    said = check()
+    assert "data/dataset_root: no labeled pages here (no documents/ folder)" in said
+    assert "qblock demo-data data/dataset_root" in said
+    # a queued `dvc exp run`: DVC_ROOT is the parent repo, the stage runs in a temporary copy
+    said = check(DVC_ROOT=str(tmp_path.parent), DVC_EXP_NAME="queued-one")
+    assert "queued experiment" in said and "dvc add data/dataset_root" in said
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "dataset_root.dvc").write_text("outs:\n- path: dataset_root\n")
+    assert "run `dvc pull data/dataset_root.dvc`" in check()
+
+    assert qblock("demo-data", "data/dataset_root", "--documents", "1", "--pages", "1", cwd=tmp_path).returncode == 0
+    result = qblock("params", "--check", "--stamp", "ok", cwd=tmp_path)
+    assert result.returncode == 0 and (tmp_path / "ok").is_file()

@@ -223,13 +223,42 @@ def test_exp_run_switches_the_preset_through_hydra(pipeline):
     assert "cpu" in presets
 
 
+def test_a_queued_experiment_runs_in_a_copy_and_records_into_the_same_store(pipeline):
+    """`dvc exp run --queue` runs in a temporary copy of the repo: the pages must be tracked to be
+    there, and MLflow must still be the project's store. Tracks the shared repo's pages (as
+    `qblock publish` would) and commits."""
+    repo = pipeline["repo"]
+    before = len(mlflow_runs(repo))
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "commit", "-qm", "before queueing"], repo)
+    sh(["dvc", "exp", "run", "--queue", "-S", "train.epochs=1"], repo)
+    untracked = sh(["dvc", "exp", "run", "--run-all"], repo)
+    said = " ".join((untracked.stdout + untracked.stderr).split())
+    assert "This is a queued experiment" in said and "dvc add data/dataset_root" in said
+    assert len(mlflow_runs(repo)) == before
+
+    sh(["dvc", "add", "data/dataset_root"], repo)
+    sh(["git", "add", "data/dataset_root.dvc"], repo)
+    sh(["git", "commit", "-qm", "Track the labeled pages"], repo)
+    sh(["dvc", "exp", "run", "--queue", "-S", "train.epochs=1", "--name", "queued-one"], repo)
+    sh(["dvc", "exp", "run", "--run-all"], repo)
+    runs = mlflow_runs(repo)
+    assert len(runs) == before + 1
+    queued = max(runs, key=lambda r: r.info.start_time)
+    assert queued.data.tags["dvc.exp_name"] == "queued-one" and queued.info.status == "FINISHED"
+    assert queued.data.params["train.epochs"] == "1" and "mAP50" in queued.data.metrics
+    assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))
+    shown = json.loads(sh(["dvc", "exp", "show", "--json"], repo).stdout)
+    assert "queued-one" in json.dumps(shown)
+
+
 def test_metrics_diff_shows_what_adding_a_document_changed(pipeline):
     """Changes the shared repo's data: a copy of one workbook under a new name that hashes into val."""
     from qblock.split import document_score
 
     repo = pipeline["repo"]
     sh(["git", "add", "-A"], repo)
-    sh(["git", "commit", "-qm", "trained"], repo)
+    sh(["git", "commit", "-qm", "trained", "--allow-empty"], repo)
     documents = repo / "data" / "dataset_root" / "documents"
     names = (f"added workbook {i}" for i in range(1000))
     added = next(name for name in names if 0.05 < document_score(name, "qblock") < 0.2)  # val: below 0.25

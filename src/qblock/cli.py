@@ -54,17 +54,18 @@ def demo_data(
 
 @app.command("params")
 def params(
-    check: Annotated[bool, typer.Option("--check", help="only check that params.yaml matches conf/")] = False,
+    check: Annotated[bool, typer.Option(
+        "--check", help="only check that params.yaml matches conf/ and the labeled pages are here")] = False,
     stamp: Annotated[Path | None, typer.Option(hidden=True, help="with --check: write this file when in sync")] = None,
 ) -> None:
-    """Compose conf/ (Hydra) into params.yaml, or check that they agree."""
+    """Compose conf/ (Hydra) into params.yaml, or check that they agree (the pipeline's first stage)."""
     from qblock.config import check_params_in_sync, in_dvc_experiment, load_params, write_params
 
     root = Path.cwd()
     if not check:
         console.print(f"params: composed conf/ -> {write_params(root).name}")
         return
-    load_params(root)  # the schema check applies everywhere
+    loaded = load_params(root)  # the schema check applies everywhere
     differences = check_params_in_sync(root)
     if differences and in_dvc_experiment():
         console.print("params: experiment overrides (composed by `dvc exp run -S`): " + "; ".join(differences))
@@ -77,6 +78,9 @@ def params(
         )
     else:
         console.print("params: params.yaml matches conf/")
+    from qblock.export import check_pages_present
+
+    check_pages_present(root, root / loaded.paths.dataset_root)
     if stamp:
         stamp.parent.mkdir(parents=True, exist_ok=True)
         stamp.write_text("params.yaml matches conf/\n", encoding="utf-8")

@@ -201,6 +201,30 @@ def _stat(entry: os.DirEntry) -> list[int]:
     return [stat.st_size, stat.st_mtime_ns]
 
 
+def check_pages_present(root: Path, dataset_root: Path) -> None:
+    """Stop before the pipeline starts when the labeled pages are not on this machine (or in this copy).
+
+    DVC alone would fail at the export stage with a bare "No such file or directory"; this says
+    why the folder is missing and what brings it.
+    """
+    if (dataset_root / "documents").is_dir():
+        return
+    folder = dataset_root.relative_to(root).as_posix() if dataset_root.is_relative_to(root) else str(dataset_root)
+    tracked = f"{folder}.dvc"
+    queued = os.environ.get("DVC_ROOT") and Path(os.environ["DVC_ROOT"]).resolve() != root.resolve()
+    if (root / tracked).is_file():
+        how = f"DVC tracks it ({tracked}) but it is not checked out here: run `dvc pull {tracked}`."
+    elif queued:
+        how = ("This is a queued experiment: it runs in a temporary copy of the repository that holds only "
+               "what git and DVC track. Track the pages, commit, and queue again:\n"
+               f"  dvc add {folder}\n  git add {tracked}\n"
+               "  git commit -m 'Track the labeled pages'")
+    else:
+        how = ("Point paths.dataset_root (conf/config.yaml) at the app's dataset_root, mirror it here with "
+               f"`qblock publish --app PATH`, or write demo pages: `qblock demo-data {folder}`.")
+    raise UserError(f"{folder}: no labeled pages here (no documents/ folder). {how}")
+
+
 def scan_documents(dataset_root: Path) -> tuple[list[PageSource], int]:
     """Every groups file with its page image; also the count of page images with no groups file.
 
