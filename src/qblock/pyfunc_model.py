@@ -33,14 +33,10 @@ class QuestionBlockDetector(mlflow.pyfunc.PythonModel):
         self.model = YOLO(context.artifacts["weights"])
         self.imgsz = int((context.model_config or {}).get("imgsz", 640))
 
-    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         params = params or {}
-        if isinstance(model_input, pd.DataFrame):
-            images = [str(v) for v in model_input["image"]]
-        else:
-            images = [str(v) for v in model_input]
         rows = []
-        for image in images:
+        for image in (str(v) for v in model_input["image"]):
             result = self.model.predict(image, conf=float(params.get("conf", 0.25)), imgsz=self.imgsz,
                                         device=params.get("device") or None, verbose=False)[0]
             for (x0, y0, x1, y1), score, cls in zip(result.boxes.xyxy.tolist(), result.boxes.conf.tolist(),
