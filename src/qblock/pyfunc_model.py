@@ -13,6 +13,7 @@ name and confidence. This file imports nothing from qblock on purpose.
 
 from __future__ import annotations
 
+import getpass
 import os
 import tempfile
 
@@ -22,12 +23,20 @@ import pandas as pd
 COLUMNS = ["image", "class", "confidence", "x", "y", "width", "height"]
 
 
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in this environment (some containers)
+        return "anyone"
+
+
 class QuestionBlockDetector(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         # Offline and quiet: never download, install or write settings into the user's home.
         os.environ.setdefault("YOLO_OFFLINE", "1")
         os.environ.setdefault("YOLO_AUTOINSTALL", "false")
-        os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="qblock-yolo-"))
+        # one settings folder for every load (not the user's ~/.config/Ultralytics, not a new one each time)
+        os.environ.setdefault("YOLO_CONFIG_DIR", os.path.join(tempfile.gettempdir(), f"qblock-ultralytics-{_user()}"))
         from ultralytics import YOLO
 
         self.model = YOLO(context.artifacts["weights"])
