@@ -186,12 +186,9 @@ def remote_set(
 @remote_app.command("check")
 def remote_check() -> None:
     """Check that the NAS remote answers and takes writes."""
-    from qblock.remote import probe, remote_url
+    from qblock.remote import require_remote
 
-    if remote_url(Path.cwd()) is None:
-        raise UserError("no NAS remote on this machine: run `qblock remote set PATH_OR_SSH_URL`")
-    probe(Path.cwd())
-    console.print(f"remote: {remote_url(Path.cwd())} is reachable and writable")
+    console.print(f"remote: {require_remote(Path.cwd())} is reachable and writable")
 
 
 @app.command()
@@ -203,15 +200,16 @@ def publish(
     from qblock.config import load_params
     from qblock.remote import publish as publish_labels
 
-    publish_labels(Path.cwd(), Path(load_params().paths.dataset_root), console, app)
+    publish_labels(Path.cwd(), load_params().paths, console, app)
 
 
 @app.command("desktop-run")
 def desktop_run() -> None:
     """Desktop: git pull, dvc pull, dvc repro, commit, push the data, then the commit; stops at the first failure."""
+    from qblock.config import load_params
     from qblock.remote import desktop_run as run_round
 
-    run_round(Path.cwd(), console)
+    run_round(Path.cwd(), load_params().paths, console)
 
 
 @app.command()

@@ -26,7 +26,7 @@ def check_remote(root: Path) -> list[Check]:
     if url is None:
         return [Check("NAS remote", False, "no remote on this machine", "qblock remote set PATH_OR_SSH_URL")]
     try:
-        probe(root)
+        probe(root, url=url)
     except UserError as exc:
         return [Check("NAS remote", False, str(exc), f"qblock remote set {url}  (once the NAS answers)")]
     checks = [Check("NAS remote", True, f"{url}: reachable and writable")]

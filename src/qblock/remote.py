@@ -16,10 +16,12 @@ import subprocess
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 
+from qblock.config import Paths
 from qblock.errors import UserError
 
 REMOTE = "nas"
@@ -40,8 +42,11 @@ def _is_url(location: str) -> bool:
     return "://" in location
 
 
-def probe(root: Path, timeout_s: float = PROBE_TIMEOUT_S) -> None:
-    """Check that the configured remote is reachable and writable (write, read back, delete)."""
+def probe(root: Path, timeout_s: float = PROBE_TIMEOUT_S, url: str | None = None) -> None:
+    """Check that the configured remote is reachable and writable (write, read back, delete).
+
+    ``url`` is only for the error messages (looked up when not given).
+    """
     outcome: dict[str, object] = {}
 
     def attempt() -> None:
@@ -64,12 +69,13 @@ def probe(root: Path, timeout_s: float = PROBE_TIMEOUT_S) -> None:
     worker = threading.Thread(target=attempt, daemon=True)
     worker.start()
     worker.join(timeout_s)
-    url = remote_url(root)
+    if "ok" in outcome:
+        return
+    url = url or remote_url(root)
     if worker.is_alive():
         raise UserError(f"remote {url}: no answer within {timeout_s:g} s. Is the NAS on and reachable "
                         "(mounted, or its SSH port open)? Nothing was changed locally.")
-    if "error" in outcome:
-        raise UserError(f"remote {url}: not reachable or not writable: {outcome['error']}")
+    raise UserError(f"remote {url}: not reachable or not writable: {outcome['error']}")
 
 
 def remote_url(root: Path) -> str | None:
@@ -105,10 +111,13 @@ def set_remote(root: Path, location: str, console: Console, timeout_s: float = P
     console.print(f"remote: {REMOTE} = {location} (this machine only, in .dvc/config.local); reachable and writable")
 
 
-def _require_remote(root: Path) -> None:
-    if remote_url(root) is None:
+def require_remote(root: Path) -> str:
+    """The remote's URL, once it has answered the probe."""
+    url = remote_url(root)
+    if url is None:
         raise UserError("no NAS remote on this machine: run `qblock remote set PATH_OR_SSH_URL` first")
-    probe(root)
+    probe(root, url=url)
+    return url
 
 
 def _require_clean(root: Path, what: str) -> None:
@@ -116,6 +125,15 @@ def _require_clean(root: Path, what: str) -> None:
     if status.strip():
         raise UserError(f"{what} needs a clean git tree; commit or stash these first:\n  "
                         + "\n  ".join(status.strip().splitlines()[:10]))
+
+
+def _commit_changes(root: Path, message: Callable[[], str], console: Console, who: str) -> None:
+    """Stage everything and commit it, if anything changed (``message`` is only asked for then)."""
+    run(["git", "add", "-A"], root, "git add")
+    if run(["git", "diff", "--cached", "--quiet"], root, "git diff", check=False).returncode:
+        text = message()
+        run(["git", "commit", "-q", "-m", text], root, "git commit")
+        console.print(f"{who}: committed \"{text}\"")
 
 
 def _push_data_then_commit(root: Path, console: Console) -> None:
@@ -130,36 +148,37 @@ def _push_data_then_commit(root: Path, console: Console) -> None:
     run(["git", "push"], root, "git push", "The data is on the NAS already; rerun `git push` when git is reachable.")
 
 
-def publish(root: Path, dataset_root: Path, console: Console, app_root: Path | None = None) -> None:
+def publish(root: Path, paths: Paths, console: Console, app_root: Path | None = None) -> None:
     """Laptop: validate the labels, snapshot them into DVC, commit, push data, then the commit."""
     from qblock import app_folder
     from qblock.config import check_params_in_sync
 
-    _require_remote(root)
+    require_remote(root)
     if differences := check_params_in_sync(root):
         raise UserError("params.yaml does not match conf/: run `qblock params` first\n  " + "\n  ".join(differences))
     if app_root is not None:
         app_folder.remember(root, app_root)
     app_root = app_folder.remembered(root)
+    dataset_root = Path(paths.dataset_root)
     if app_root is not None:
         copied, deleted = app_folder.mirror(app_root, root / dataset_root)
         console.print(f"publish: {app_root} -> {dataset_root}: {copied} files copied, {deleted} deleted")
     console.print("publish: validating the labels (export, split, validate) ...")
     run(["dvc", "repro", "validate"], root, "validating the labels", "Fix the files named above, then publish again.")
     run(["dvc", "add", str(dataset_root)], root, f"snapshotting {dataset_root} into DVC")
-    run(["git", "add", "-A"], root, "git add")
-    if run(["git", "diff", "--cached", "--quiet"], root, "git diff", check=False).returncode:
-        stats = json.loads((root / "reports" / "data_stats.json").read_text(encoding="utf-8"))
-        message = f"labels: {stats.get('pages')} pages, {stats.get('boxes')} boxes, {stats.get('documents')} documents"
-        run(["git", "commit", "-q", "-m", message], root, "git commit")
-        console.print(f"publish: committed \"{message}\"")
+
+    def message() -> str:
+        stats = json.loads((root / paths.reports_dir / "data_stats.json").read_text(encoding="utf-8"))
+        return f"labels: {stats.get('pages')} pages, {stats.get('boxes')} boxes, {stats.get('documents')} documents"
+
+    _commit_changes(root, message, console, "publish")
     _push_data_then_commit(root, console)
     console.print("publish: done. The desktop can `qblock desktop-run`.")
 
 
-def desktop_run(root: Path, console: Console) -> None:
+def desktop_run(root: Path, paths: Paths, console: Console) -> None:
     """Desktop: git pull, dvc pull, dvc repro, commit the results, push data, then the commit."""
-    _require_remote(root)
+    require_remote(root)
     _require_clean(root, "desktop-run")
     console.print("desktop-run: git pull ...")
     run(["git", "pull", "--ff-only"], root, "git pull", "Resolve it by hand (`git status`), then rerun.")
@@ -169,19 +188,19 @@ def desktop_run(root: Path, console: Console) -> None:
     repro = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=root)  # its progress is the user's to see
     if repro.returncode != 0:
         raise UserError("dvc repro failed (above); nothing was committed or pushed")
-    run(["git", "add", "-A"], root, "git add")
-    if run(["git", "diff", "--cached", "--quiet"], root, "git diff", check=False).returncode:
-        metrics = json.loads((root / "metrics.json").read_text(encoding="utf-8"))
-        message = f"train: mAP50 {metrics['mAP50']:.3f}, mAP50-95 {metrics['mAP50-95']:.3f}"
-        run(["git", "commit", "-q", "-m", message], root, "git commit")
-        console.print(f"desktop-run: committed \"{message}\"")
+
+    def message() -> str:
+        metrics = json.loads((root / paths.metrics_file).read_text(encoding="utf-8"))
+        return f"train: mAP50 {metrics['mAP50']:.3f}, mAP50-95 {metrics['mAP50-95']:.3f}"
+
+    _commit_changes(root, message, console, "desktop-run")
     _push_data_then_commit(root, console)
     console.print("desktop-run: done. The laptop can `qblock pull-model`.")
 
 
 def pull_model(root: Path, model_file: Path, metrics_file: Path, console: Console) -> None:
     """Laptop: the current model and its metrics, not the training data."""
-    _require_remote(root)
+    require_remote(root)
     run(["git", "pull", "--ff-only"], root, "git pull", "Resolve it by hand (`git status`), then rerun.")
     run(["dvc", "pull", "--remote", REMOTE, str(model_file)], root, f"dvc pull {model_file}",
         "Has the desktop pushed a trained model (`qblock desktop-run`)?")
