@@ -13,8 +13,9 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+from qblock.tracking import installed_version
 
 REGISTERED_MODEL = "question-block-detector"
 CHAMPION = "champion"
@@ -32,13 +33,8 @@ class Decision:
 
 
 def _pins(*packages: str) -> list[str]:
-    pins = []
-    for package in packages:
-        try:
-            pins.append(f"{package}=={version(package)}")
-        except PackageNotFoundError:
-            pins.append(package)
-    return pins
+    """``package==version`` for what is installed here (the bare name otherwise)."""
+    return [f"{package}=={v}" if (v := installed_version(package)) else package for package in packages]
 
 
 def register(model_file: Path, imgsz: int) -> str:

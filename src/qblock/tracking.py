@@ -19,8 +19,6 @@ from typing import Any
 from qblock.config import MlflowParams, Params, overrides_from_conf
 from qblock.errors import UserError
 
-CHECKPOINTS_HINT = ".qblock/checkpoints"
-
 
 def project_root() -> Path:
     return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
@@ -111,16 +109,21 @@ def start_run(params: Params, dataset_hash: str) -> str:
     return run.info.run_id
 
 
+def installed_version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
 def library_versions() -> dict[str, str]:
     import platform
-    from importlib.metadata import PackageNotFoundError, version
 
     tags = {"versions.python": platform.python_version()}
     for package in ("qblock", "ultralytics", "torch", "mlflow", "dvc"):
-        try:
-            tags[f"versions.{package}"] = version(package)
-        except PackageNotFoundError:
-            tags[f"versions.{package}"] = "not installed"
+        tags[f"versions.{package}"] = installed_version(package) or "not installed"
     return tags
 
 
@@ -133,8 +136,11 @@ def device_name(device) -> str:
     return f"{device} ({torch.get_num_threads()} threads)"
 
 
-def reopen_run(params: MlflowParams, run_id: str) -> None:
-    """Make an interrupted training's run the active run again (status back to RUNNING)."""
+def reopen_run(params: MlflowParams, run_id: str, fix: str) -> None:
+    """Make an interrupted training's run the active run again (status back to RUNNING).
+
+    ``fix`` tells the user what to do when the run is gone from the store.
+    """
     import mlflow
 
     connect(params)
@@ -142,7 +148,7 @@ def reopen_run(params: MlflowParams, run_id: str) -> None:
         mlflow.start_run(run_id=run_id)
     except mlflow.exceptions.MlflowException as exc:
         raise UserError(f"MLflow run {run_id} of the interrupted training is not in {tracking_uri(params)}: {exc}. "
-                        f"Delete {CHECKPOINTS_HINT} to start training over.") from None
+                        f"{fix}") from None
 
 
 def resume_run(params: MlflowParams, run_id: str):

@@ -145,7 +145,7 @@ def run(params: Params, console: Console) -> Path:
         resumable = last.is_file() and state_file.is_file()
         if resumable:
             run_id = tracking.read_run_file(state_file)
-            tracking.reopen_run(params.mlflow, run_id)
+            tracking.reopen_run(params.mlflow, run_id, f"Delete {save_dir} to start training over.")
             model = YOLO(str(last))
             done = _align_with_checkpoint(save_dir, last, run_id)
             console.print(f"train: resuming the interrupted training from epoch {done + 1} of "
