@@ -44,10 +44,10 @@ def print_metrics(console: Console, metrics: dict) -> None:
     console.print(table)
 
 
-def val_fingerprint(export_dir: Path, split_dir: Path) -> str:
+def val_fingerprint(export_dir: Path, val_images: list[str]) -> str:
     """A hash of the val pages: the list, each label file and each image."""
     digest = hashlib.sha256()
-    for entry in (split_dir / "val.txt").read_text(encoding="utf-8").split():
+    for entry in val_images:
         image = export_dir / entry
         label = export_dir / "labels" / (image.stem + ".txt")
         digest.update(entry.encode("utf-8") + b"\0")
@@ -92,7 +92,8 @@ def run(params: Params, console: Console) -> dict:
     export_dir, split_dir, eval_dir = Path(paths.export_dir), Path(paths.split_dir), Path(paths.eval_dir).resolve()
     shutil.rmtree(eval_dir, ignore_errors=True)
     run_id = tracking.read_run_file(Path(paths.model_dir) / "run.json")
-    val_hash = val_fingerprint(export_dir, split_dir)
+    val_images = (split_dir / "val.txt").read_text(encoding="utf-8").split()
+    val_hash = val_fingerprint(export_dir, val_images)
     with ultralytics_dataset(export_dir, split_dir, root) as data_yaml:
         box = measure(model_file, params, data_yaml, eval_dir, plots=True)
         metrics = {
@@ -100,12 +101,10 @@ def run(params: Params, console: Console) -> dict:
             "mAP50-95": round(float(box.map), 5),
             "precision": round(float(box.mp), 5),
             "recall": round(float(box.mr), 5),
-            "val_pages": sum(1 for line in (split_dir / "val.txt").read_text(encoding="utf-8").splitlines()
-                             if line.strip()),
+            "val_pages": len(val_images),
         }
         Path(paths.metrics_file).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         write_pr_curve(box.curves_results, Path(paths.plots_dir) / "pr_curve.csv")
-        val_images = (split_dir / "val.txt").read_text(encoding="utf-8").split()
         worst = draw_worst(export_dir, val_images, eval_dir / "predictions.json", eval_dir / "worst_val_pages.png")
         write_json(eval_dir / "val_page_errors.json", worst)
 

@@ -231,12 +231,8 @@ def scan_documents(dataset_root: Path) -> tuple[list[PageSource], int]:
     One directory listing per folder (``os.scandir``; on Windows it carries the file times, so no
     file is opened or stat'ed twice), which keeps a re-run over 10,000 unchanged pages fast.
     """
+    check_pages_present(Path.cwd(), dataset_root)
     documents_dir = dataset_root / "documents"
-    if not documents_dir.is_dir():
-        raise UserError(
-            f"{dataset_root}: no documents/ folder. Point paths.dataset_root at the app's dataset_root, "
-            f"or make demo data with `qblock demo-data {dataset_root}`."
-        )
     sources: list[PageSource] = []
     unlabeled = 0
     for document in sorted((e for e in os.scandir(documents_dir) if e.is_dir()), key=lambda e: e.name):
