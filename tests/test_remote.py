@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 
 from tests.test_cli import qblock
 from tests.test_pipeline import copy_repo
@@ -21,12 +22,17 @@ def test_a_reachable_folder_becomes_this_machines_remote_only(tmp_path):
     assert nas.is_dir() and not list(nas.iterdir())  # the probe cleaned up after itself
 
 
-def test_a_missing_mount_is_a_clear_error_and_changes_nothing(tmp_path):
+def repo_with_a_folder_remote(tmp_path: Path) -> tuple[Path, str]:
+    """A repo copy whose remote is a reachable folder; also its .dvc/config.local as set."""
     repo = copy_repo(tmp_path / "repo")
     nas = tmp_path / "nas"
     nas.mkdir()
     assert qblock("remote", "set", str(nas), cwd=repo).returncode == 0
-    before = (repo / ".dvc" / "config.local").read_text()
+    return repo, (repo / ".dvc" / "config.local").read_text()
+
+
+def test_a_missing_mount_is_a_clear_error_and_changes_nothing(tmp_path):
+    repo, before = repo_with_a_folder_remote(tmp_path)
     result = qblock("remote", "set", str(tmp_path / "not-mounted" / "qblock-store"), cwd=repo)
     assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
     assert "not-mounted does not exist: is the NAS mounted" in result.stdout
@@ -35,11 +41,7 @@ def test_a_missing_mount_is_a_clear_error_and_changes_nothing(tmp_path):
 
 
 def test_an_unreachable_ssh_remote_fails_within_the_timeout_and_keeps_the_old_one(tmp_path):
-    repo = copy_repo(tmp_path / "repo")
-    nas = tmp_path / "nas"
-    nas.mkdir()
-    assert qblock("remote", "set", str(nas), cwd=repo).returncode == 0
-    before = (repo / ".dvc" / "config.local").read_text()
+    repo, before = repo_with_a_folder_remote(tmp_path)
     with socket.socket() as listener:  # a port that accepts connections and then never speaks
         listener.bind(("127.0.0.1", 0))
         listener.listen()
