@@ -16,8 +16,10 @@ from rich.console import Console
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Tests never reach the network, and ultralytics must not try.
+# Tests never reach the network: ultralytics must not try, and neither must DVC's usage report (each `dvc`
+# call in a repo a test makes with `dvc init` would try to send one, and leave its report file in the temp dir).
 os.environ["YOLO_OFFLINE"] = "1"
+os.environ["DVC_NO_ANALYTICS"] = "1"
 os.environ["YOLO_AUTOINSTALL"] = "false"
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
