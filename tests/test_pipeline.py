@@ -86,6 +86,9 @@ def test_repro_runs_every_stage_and_writes_metrics(pipeline):
     curve = (repo / "plots" / "pr_curve.csv").read_text().splitlines()
     assert curve[0] == "recall,precision" and len(curve) > 50
     assert not list((repo / "data" / "yolo").glob("*.cache")), "ultralytics' label cache must not linger"
+    # With predictions kept, ultralytics also tries faster-coco-eval (not installed): no lines about it
+    assert json.loads((repo / "runs" / "evaluate" / "predictions.json").read_text())
+    assert "faster-coco-eval" not in log
 
 
 def test_evaluate_map_agrees_with_pycocotools_on_its_own_predictions(pipeline):

@@ -21,7 +21,7 @@ from qblock.config import Params
 from qblock.errors import UserError
 from qblock.problems import write_json
 from qblock.worst_pages import draw_worst
-from qblock.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads
+from qblock.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads, without_coco_eval_notes
 
 
 def write_pr_curve(curves_results: list, path: Path, points: int = 101) -> None:
@@ -66,12 +66,13 @@ def measure(model_file: Path, params: Params, data_yaml: Path, out_dir: Path, pl
 
     model = YOLO(str(model_file))
     use_cpu_threads(model, params.train.cpu_threads)
-    result = model.val(
-        data=str(data_yaml), split="val", imgsz=params.train.imgsz, batch=params.evaluate.batch,
-        conf=params.evaluate.conf, iou=params.evaluate.iou, device=params.train.device,
-        project=str(out_dir.parent), name=out_dir.name, exist_ok=True, plots=plots, verbose=False,
-        save_json=plots,
-    )
+    with without_coco_eval_notes():
+        result = model.val(
+            data=str(data_yaml), split="val", imgsz=params.train.imgsz, batch=params.evaluate.batch,
+            conf=params.evaluate.conf, iou=params.evaluate.iou, device=params.train.device,
+            project=str(out_dir.parent), name=out_dir.name, exist_ok=True, plots=plots, verbose=False,
+            save_json=plots,
+        )
     return result.box
 
 

@@ -9,6 +9,7 @@ and never edits the user's global settings.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -71,6 +72,30 @@ def _install_fonts(config_dir: Path) -> None:
         target = config_dir / name
         if not target.exists() and source.exists():
             shutil.copyfile(source, target)
+
+
+class _WithoutCocoEvalNotes(logging.Filter):
+    """Drops ultralytics' lines about faster-coco-eval.
+
+    Asked to keep its predictions (``save_json``) on a dataset that is not COCO, ultralytics also
+    tries a COCO evaluation with faster-coco-eval, which qblock does not install: three lines
+    ("requirement not found", "unable to run") that change no metric and read like a failure.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return "faster-coco-eval" not in message and "faster_coco_eval" not in message
+
+
+@contextmanager
+def without_coco_eval_notes() -> Iterator[None]:
+    logger = logging.getLogger("ultralytics")
+    quiet = _WithoutCocoEvalNotes()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def use_cpu_threads(model, threads: int) -> None:
