@@ -64,6 +64,8 @@ def test_first_stage_stops_when_the_labeled_pages_are_missing_and_says_what_brin
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "dataset_root.dvc").write_text("outs:\n- path: dataset_root\n")
     assert "run `dvc pull data/dataset_root.dvc`" in check()
+    status = qblock("status", cwd=tmp_path)  # the same advice from `qblock status`
+    assert status.returncode == 1 and "run `dvc pull data/dataset_root.dvc`" in " ".join(status.stdout.split())
 
     assert qblock("demo-data", "data/dataset_root", "--documents", "1", "--pages", "1", cwd=tmp_path).returncode == 0
     result = qblock("params", "--check", "--stamp", "ok", cwd=tmp_path)

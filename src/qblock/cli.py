@@ -124,10 +124,12 @@ def status(
     """Labeling progress per document: pages with and without groups, what to label next."""
     from qblock.status import collect_status, print_status
 
-    if dataset_root is None:
+    if dataset_root is None:  # the project's copy: when missing, say whether to pull it or where it comes from
         from qblock.config import load_params
+        from qblock.export import check_pages_present
 
         dataset_root = Path(load_params().paths.dataset_root)
+        check_pages_present(Path.cwd(), dataset_root)
     print_status(console, collect_status(dataset_root), unlabeled)
 
 

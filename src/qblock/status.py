@@ -43,7 +43,8 @@ def _question_count(groups_file: Path) -> int | None:
 def collect_status(dataset_root: Path) -> list[DocumentStatus]:
     documents_dir = dataset_root / "documents"
     if not documents_dir.is_dir():
-        raise UserError(f"{dataset_root}: no documents/ folder (paths.dataset_root in conf/config.yaml)")
+        raise UserError(f"{dataset_root}: no documents/ folder; give the app's dataset_root (the folder that holds "
+                        "documents/)")
     result = []
     for doc_dir in sorted(p for p in documents_dir.iterdir() if p.is_dir()):
         status = DocumentStatus(doc_dir.name)
