@@ -13,6 +13,7 @@ import typer
 
 from qblock.console import console
 from qblock.errors import UserError
+from qblock.remote import PROBE_TIMEOUT_S
 
 app = typer.Typer(
     help="qblock: labeled workbook pages -> a trained, versioned question-block detector.\n\n"
@@ -176,7 +177,7 @@ app.add_typer(remote_app, name="remote")
 @remote_app.command("set")
 def remote_set(
     location: Annotated[str, typer.Argument(help="a mounted folder (Z:\\qblock-store, /mnt/nas/qblock) or ssh://user@nas/path")],
-    timeout: Annotated[float, typer.Option(help="seconds to wait for the NAS")] = 10,
+    timeout: Annotated[float, typer.Option(help="seconds the NAS gets to answer")] = PROBE_TIMEOUT_S,
     keyfile: Annotated[Path | None, typer.Option(help="ssh:// only: the private key to log in with")] = None,
 ) -> None:
     """Make the NAS this machine's default DVC remote, after checking it is reachable and writable."""

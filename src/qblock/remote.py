@@ -18,14 +18,17 @@ import threading
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from qblock.config import Paths
 from qblock.errors import UserError
 
+if TYPE_CHECKING:
+    from qblock.config import Paths
+
 REMOTE = "nas"
-PROBE_TIMEOUT_S = 10
+PROBE_TIMEOUT_S = 6  # for the remote's answer; with Python and dvc starting, a command fails within 10 s
 
 
 def run(args: list[str], root: Path, what: str, hint: str = "", check: bool = True) -> subprocess.CompletedProcess:
@@ -45,14 +48,15 @@ def _is_url(location: str) -> bool:
 def probe(root: Path, timeout_s: float = PROBE_TIMEOUT_S, url: str | None = None) -> None:
     """Check that the configured remote is reachable and writable (write, read back, delete).
 
-    ``url`` is only for the error messages (looked up when not given).
+    ``url`` is only for the error messages (looked up when not given). The clock starts once
+    dvc is imported: ``timeout_s`` is the time the remote gets to answer.
     """
+    from dvc.repo import Repo
+
     outcome: dict[str, object] = {}
 
     def attempt() -> None:
         try:
-            from dvc.repo import Repo
-
             with Repo(str(root)) as repo:
                 remote = repo.cloud.get_remote(REMOTE)
                 fs, path = remote.fs, remote.path
@@ -74,7 +78,8 @@ def probe(root: Path, timeout_s: float = PROBE_TIMEOUT_S, url: str | None = None
     url = url or remote_url(root)
     if worker.is_alive():
         raise UserError(f"remote {url}: no answer within {timeout_s:g} s. Is the NAS on and reachable "
-                        "(mounted, or its SSH port open)? Nothing was changed locally.")
+                        "(mounted, or its SSH port open)? One waking from sleep may need a second try. "
+                        "Nothing was changed locally.")
     raise UserError(f"remote {url}: not reachable or not writable: {outcome['error']}")
 
 
