@@ -38,6 +38,11 @@ def test_a_missing_mount_is_a_clear_error_and_changes_nothing(tmp_path):
     assert "not-mounted does not exist: is the NAS mounted" in result.stdout
     assert (repo / ".dvc" / "config.local").read_text() == before
     assert not (tmp_path / "not-mounted").exists()
+    for mistake, said in ((["webdav2://nas/store"], "DVC does not take this as a remote"),
+                          ([str(tmp_path / "nas"), "--keyfile", "id_nas"], "--keyfile is for ssh:// remotes")):
+        result = qblock("remote", "set", *mistake, cwd=repo)
+        assert result.returncode == 1 and said in result.stdout and "Traceback" not in result.stderr
+        assert (repo / ".dvc" / "config.local").read_text() == before
 
 
 def test_an_unreachable_ssh_remote_fails_within_10_s_and_keeps_the_old_one(tmp_path):
