@@ -18,9 +18,10 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from _harness import work_folder
 
 PAGES_PER_DOCUMENT = 50
 
@@ -120,7 +121,7 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=10_000)
     parser.add_argument("--unique", type=int, default=300, help="distinct rendered pages behind the hard links")
     parser.add_argument("--added", type=int, default=100, help="pages added for the incremental run")
-    parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
+    parser.add_argument("--work", type=Path, help="working folder, kept (default: a temporary one, removed)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -131,20 +132,24 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    work = args.work or Path(tempfile.mkdtemp(prefix="qblock-bench-"))
+    with work_folder(args.work, "qblock-bench-") as work:
+        measure(work, args.pages, args.unique, args.added)
+
+
+def measure(work: Path, pages: int, unique: int, added: int) -> None:
     start = time.perf_counter()
-    build_collection(work, args.pages, args.unique)
+    build_collection(work, pages, unique)
     took = time.perf_counter() - start
-    print(f"built {args.pages} pages ({args.unique} distinct images, hard-linked) in {took:.0f} s under {work}")
+    print(f"built {pages} pages ({unique} distinct images, hard-linked) in {took:.0f} s under {work}")
     naive, naive_mb = in_child("naive", work)
     cold, cold_mb = in_child("stages", work)
-    first_new = (args.pages + PAGES_PER_DOCUMENT - 1) // PAGES_PER_DOCUMENT
-    build_collection(work, args.added, args.unique, first_document=first_new)
+    first_new = (pages + PAGES_PER_DOCUMENT - 1) // PAGES_PER_DOCUMENT
+    build_collection(work, added, unique, first_document=first_new)
     warm, warm_mb = in_child("stages", work)
 
     cold_total = sum(cold[s] for s in ("export", "split", "validate"))
     warm_total = sum(warm[s] for s in ("export", "split", "validate"))
-    print(f"\n{'':28}{'cold':>10}{f'+{args.added} pages':>14}")
+    print(f"\n{'':28}{'cold':>10}{f'+{added} pages':>14}")
     for stage in ("export", "split", "validate"):
         print(f"{stage:28}{cold[stage]:>9.2f}s{warm[stage]:>13.2f}s")
     print(f"{'export+split+validate':28}{cold_total:>9.2f}s{warm_total:>13.2f}s   (targets: 10 s, 2 s)")
@@ -154,7 +159,7 @@ def main() -> None:
     print(f"\nnaive one-pass loop (labels only: no checks, no image copies, no validation): "
           f"{naive['naive']:.2f}s, peak {naive_mb:.0f} MB")
     print(f"ratio qblock/naive: cold {cold_total / naive['naive']:.2f}x, "
-          f"after adding {args.added} pages {warm_total / naive['naive']:.2f}x "
+          f"after adding {added} pages {warm_total / naive['naive']:.2f}x "
           f"(the naive loop has no incremental mode: it redoes every page every time)")
 
 

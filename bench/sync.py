@@ -15,38 +15,36 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from _harness import timed, work_folder  # noqa: E402  (bench/, the script's own folder)
 from tests.conftest import ssh_server  # noqa: E402
 from tests.test_push import write_pages  # noqa: E402
-
-
-def timed(args: list[str], cwd: Path) -> float:
-    start = time.perf_counter()
-    subprocess.run(args, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=10_000)
-    parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
+    parser.add_argument("--work", type=Path, help="working folder, kept (default: a temporary one, removed)")
     args = parser.parse_args()
-    work = (args.work or Path(tempfile.mkdtemp(prefix="qblock-sync-"))).resolve()
+    with work_folder(args.work, "qblock-sync-") as work:
+        measure(work, args.pages)
+
+
+def measure(work: Path, pages: int) -> None:
     repo = work / "repo"
     repo.mkdir(parents=True)
     dvc = [sys.executable, "-m", "dvc"]
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     subprocess.run([*dvc, "init", "-q"], cwd=repo, check=True)
     start = time.perf_counter()
-    write_pages(repo / "data" / "dataset_root", args.pages, seed=0)
+    write_pages(repo / "data" / "dataset_root", pages, seed=0)
     subprocess.run([*dvc, "add", "-q", "data/dataset_root"], cwd=repo, check=True)
-    print(f"{args.pages} pages written and `dvc add`ed in {time.perf_counter() - start:.0f} s under {work}")
+    print(f"{pages} pages written and `dvc add`ed in {time.perf_counter() - start:.0f} s under {work}")
 
     with ssh_server(work / "ssh") as (port, user, key):
         store = work / "nas" / "qblock-store"
@@ -63,7 +61,7 @@ def main() -> None:
         again = timed([*dvc, "push"], repo)
 
     print(f"\n{'':34}{'seconds':>9}")
-    print(f"{'dvc push, ' + str(args.pages) + ' pages':34}{first:>9.1f}")
+    print(f"{'dvc push, ' + str(pages) + ' pages':34}{first:>9.1f}")
     print(f"{'rsync -a over ssh, same tree':34}{rsync:>9.1f}   (dvc push / rsync: {first / rsync:.2f}x)")
     print(f"{'dvc add after 50 new pages':34}{added:>9.1f}")
     print(f"{'dvc push of those 50 pages':34}{again:>9.1f}")

@@ -17,15 +17,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _harness import timed, work_folder  # noqa: E402
 from _training import prepare_demo  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,24 +43,20 @@ with ultralytics_dataset(Path(params.paths.export_dir), Path(params.paths.split_
 """
 
 
-def timed(args: list[str], work: Path) -> float:
-    start = time.perf_counter()
-    subprocess.run(args, cwd=work, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
+    parser.add_argument("--work", type=Path, help="working folder, kept (default: a temporary one, removed)")
     args = parser.parse_args()
-    work = (args.work or Path(tempfile.mkdtemp(prefix="qblock-overhead-"))).resolve()
-    work.mkdir(parents=True, exist_ok=True)
+    with work_folder(args.work, "qblock-overhead-") as work:
+        measure(work, args.epochs, args.repeats)
 
+
+def measure(work: Path, epochs: int, repeats: int) -> None:
     from qblock.config import compose_params, load_params
 
-    data = compose_params(REPO, ["train=cpu", f"train.epochs={args.epochs}"])
+    data = compose_params(REPO, ["train=cpu", f"train.epochs={epochs}"])
     (work / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     params = load_params(work)
     os.chdir(work)
@@ -72,12 +66,12 @@ def main() -> None:
     for command in variants.values():  # warm-up: the MLflow store, the disk cache
         timed(command, work)
     times: dict[str, list[float]] = {name: [] for name in variants}
-    for index in range(args.repeats):
+    for index in range(repeats):
         order = list(variants) if index % 2 == 0 else list(reversed(variants))
         for name in order:
             times[name].append(timed(variants[name], work))
         print(f"round {index + 1}: " + ", ".join(f"{n} {times[n][-1]:.1f} s" for n in variants), flush=True)
-    print(f"\n{args.epochs} epochs, {args.repeats} round(s), each run a fresh process; yolov8n, cpu preset, "
+    print(f"\n{epochs} epochs, {repeats} round(s), each run a fresh process; yolov8n, cpu preset, "
           "48 demo pages")
     for name, values in times.items():
         print(f"{name:22}" + "".join(f"{v:>9.1f}s" for v in values) + f"   median {statistics.median(values):.1f} s")

@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _harness import work_folder  # noqa: E402
 from _training import EpochClock, prepare_demo  # noqa: E402
 
 
@@ -42,10 +42,14 @@ def train_once(name: str, arguments: dict, threads: int | None, work: Path) -> E
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--work", type=Path, help="working folder (default: a temporary one)")
+    parser.add_argument("--work", type=Path, help="working folder, kept with the per-epoch figures and the models "
+                                                   "(default: a temporary one, removed)")
     args = parser.parse_args()
-    work = args.work or Path(tempfile.mkdtemp(prefix="qblock-train-bench-"))
+    with work_folder(args.work, "qblock-train-bench-") as work:
+        measure(work, args.epochs, keep=args.work is not None)
 
+
+def measure(work: Path, epochs: int, keep: bool) -> None:
     from qblock.config import compose_params, parse_params
     from qblock.train import train_arguments
     from qblock.yolo_env import prepare_ultralytics
@@ -55,13 +59,13 @@ def main() -> None:
     params = parse_params(compose_params(Path(__file__).resolve().parents[1], ["train=cpu"]), "conf/")
     preset = {k: v for k, v in train_arguments(params, Path("unused"), Path("unused/x")).items()
               if k not in ("data", "project", "name", "exist_ok", "plots", "verbose")}
-    preset["epochs"] = args.epochs
+    preset["epochs"] = epochs
     runs = {
-        "ultralytics defaults": train_once("defaults", {"epochs": args.epochs, "imgsz": 256, "device": "cpu"},
+        "ultralytics defaults": train_once("defaults", {"epochs": epochs, "imgsz": 256, "device": "cpu"},
                                            None, work),
         "qblock cpu preset": train_once("preset", preset, params.train.cpu_threads, work),
     }
-    print(f"\n{args.epochs} epochs each, yolov8n from scratch, 48 demo pages, imgsz 256\n")
+    print(f"\n{epochs} epochs each, yolov8n from scratch, 48 demo pages, imgsz 256\n")
     print(f"{'':24}{'mAP50>=0.9 after':>22}{'final mAP50':>14}{'final mAP50-95':>16}{'total':>9}")
     summary = {}
     for name, clock in runs.items():
@@ -74,11 +78,12 @@ def main() -> None:
     if base and ours:
         print(f"\nthe preset reaches mAP50 0.9 {base['seconds'] / ours['seconds']:.2f}x sooner (target: >= 2x)")
     elif ours:
-        print(f"\nthe defaults never reached mAP50 0.9 in {args.epochs} epochs; the preset did")
+        print(f"\nthe defaults never reached mAP50 0.9 in {epochs} epochs; the preset did")
     gap = summary["qblock cpu preset"]["final"]["mAP50-95"] - summary["ultralytics defaults"]["final"]["mAP50-95"]
     print(f"final mAP50-95, preset minus defaults: {gap:+.3f} (target: >= 0)")
     (work / "train_quality.json").write_text(json.dumps({n: c.epochs for n, c in runs.items()}, indent=1))
-    print(f"per-epoch figures: {work / 'train_quality.json'}")
+    print(f"per-epoch figures: {work / 'train_quality.json'}" if keep else
+          "(run with --work DIR to keep the per-epoch figures and the trained models)")
 
 
 if __name__ == "__main__":
