@@ -3,14 +3,13 @@ the command that fixes it."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
 from qblock.errors import UserError
-from qblock.remote import REMOTE, probe, remote_url, run
+from qblock.remote import not_on_remote, probe, remote_url, run
 
 
 @dataclass
@@ -26,15 +25,14 @@ def check_remote(root: Path) -> list[Check]:
     if url is None:
         return [Check("NAS remote", False, "no remote on this machine", "qblock remote set PATH_OR_SSH_URL")]
     try:
-        probe(root, url=url)
+        probe(root, url)
     except UserError as exc:
         return [Check("NAS remote", False, str(exc), f"qblock remote set {url}  (once the NAS answers)")]
     checks = [Check("NAS remote", True, f"{url}: reachable and writable")]
-    status = run(["dvc", "status", "--cloud", "--remote", REMOTE, "--json"], root, "dvc status", check=False)
     try:
-        missing = json.loads(status.stdout or "{}")
-    except ValueError:
-        missing = {"?": status.stderr.strip()[-200:]}
+        missing = not_on_remote(root)
+    except UserError as exc:
+        return [*checks, Check("data pushed", False, str(exc), "dvc status --cloud --remote nas  (to see it whole)")]
     if missing:
         shown = ", ".join(sorted(missing)[:5]) + (" ..." if len(missing) > 5 else "")
         checks.append(Check("data pushed", False, f"not on the NAS yet: {shown}", "dvc push --remote nas"))

@@ -45,11 +45,10 @@ def _is_url(location: str) -> bool:
     return "://" in location
 
 
-def probe(root: Path, timeout_s: float = PROBE_TIMEOUT_S, url: str | None = None) -> None:
-    """Check that the configured remote is reachable and writable (write, read back, delete).
-
-    ``url`` is only for the error messages (looked up when not given). The clock starts once
-    dvc is imported: ``timeout_s`` is the time the remote gets to answer.
+def probe(root: Path, url: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Check that the configured remote (``url``, for the messages) is reachable and writable:
+    write, read back, delete. The clock starts once dvc is imported: ``timeout_s`` is the time
+    the remote gets to answer.
     """
     from dvc.repo import Repo
 
@@ -75,7 +74,6 @@ def probe(root: Path, timeout_s: float = PROBE_TIMEOUT_S, url: str | None = None
     worker.join(timeout_s)
     if "ok" in outcome:
         return
-    url = url or remote_url(root)
     if worker.is_alive():
         raise UserError(f"remote {url}: no answer within {timeout_s:g} s. Is the NAS on and reachable "
                         "(mounted, or its SSH port open)? One waking from sleep may need a second try. "
@@ -83,11 +81,22 @@ def probe(root: Path, timeout_s: float = PROBE_TIMEOUT_S, url: str | None = None
     raise UserError(f"remote {url}: not reachable or not writable: {outcome['error']}")
 
 
+def _dvc_config(root: Path):
+    """DVC's own reader and writer of `.dvc/config` and `.dvc/config.local` (in-process: no dvc to start)."""
+    from dvc.config import Config, ConfigError
+
+    if not (root / ".dvc").is_dir():
+        raise UserError(f"{root}: not a DVC repository (no .dvc folder); run this in the qblock project")
+    try:
+        return Config(dvc_dir=str(root / ".dvc"))
+    except ConfigError as exc:
+        raise UserError(f"{root / '.dvc'}: {exc}") from None
+
+
 def remote_url(root: Path) -> str | None:
-    result = run(["dvc", "config", f"remote.{REMOTE}.url"], root, "reading the DVC remote", check=False)
-    if result.returncode != 0:
-        return None
-    return result.stdout.strip() or None
+    """The NAS remote's URL, from every config level as DVC merges them; None when there is none."""
+    url = _dvc_config(root)["remote"].get(REMOTE, {}).get("url")
+    return str(url) if url else None
 
 
 def set_remote(root: Path, location: str, console: Console, timeout_s: float = PROBE_TIMEOUT_S,
@@ -99,18 +108,17 @@ def set_remote(root: Path, location: str, console: Console, timeout_s: float = P
             raise UserError(f"{path.parent} does not exist: is the NAS mounted (or the drive mapped)? "
                             "Nothing was changed.")
         location = str(path.resolve())
-    if not (root / ".dvc").is_dir():
-        raise UserError(f"{root}: not a DVC repository (no .dvc folder); run this in the qblock project")
     if keyfile is not None and not location.startswith("ssh://"):
         raise UserError(f"--keyfile is for ssh:// remotes; {location} is not one. Nothing was changed.")
-    from dvc.config import Config, ConfigError
+    from dvc.config import ConfigError
 
+    dvc_config = _dvc_config(root)
     local = root / ".dvc" / "config.local"
     before = local.read_text(encoding="utf-8") if local.is_file() else None
     # what `dvc remote add --local --default --force` and `dvc remote modify --local` write, without
     # starting dvc twice more: the whole command stays within 10 s when the NAS does not answer
     try:
-        with Config(dvc_dir=str(root / ".dvc")).edit("local") as config:  # validated before it is written
+        with dvc_config.edit("local") as config:  # validated before it is written
             config["remote"][REMOTE] = {"url": location}
             if keyfile is not None:
                 config["remote"][REMOTE]["keyfile"] = str(keyfile.expanduser().resolve())
@@ -118,7 +126,7 @@ def set_remote(root: Path, location: str, console: Console, timeout_s: float = P
     except ConfigError as exc:
         raise UserError(f"{location}: DVC does not take this as a remote ({exc}). Nothing was changed.") from None
     try:
-        probe(root, timeout_s, url=location)
+        probe(root, location, timeout_s)
     except UserError:
         if before is None:
             local.unlink(missing_ok=True)
@@ -133,7 +141,7 @@ def require_remote(root: Path) -> str:
     url = remote_url(root)
     if url is None:
         raise UserError("no NAS remote on this machine: run `qblock remote set PATH_OR_SSH_URL` first")
-    probe(root, url=url)
+    probe(root, url)
     return url
 
 
@@ -153,12 +161,20 @@ def _commit_changes(root: Path, message: Callable[[], str], console: Console, wh
         console.print(f"{who}: committed \"{text}\"")
 
 
+def not_on_remote(root: Path) -> dict:
+    """What this commit needs that the NAS does not hold yet (`dvc status --cloud`; empty: nothing)."""
+    status = run(["dvc", "status", "--cloud", "--remote", REMOTE, "--json"], root, "checking the remote")
+    try:
+        return json.loads(status.stdout or "{}")
+    except ValueError:
+        raise UserError(f"`dvc status --cloud` did not answer in JSON: {status.stdout.strip()[-200:]}") from None
+
+
 def _push_data_then_commit(root: Path, console: Console) -> None:
     console.print("push: data to the NAS ...")
     run(["dvc", "push", "--remote", REMOTE], root, "dvc push",
         "Nothing was pushed to git. Rerun when the NAS is back: an interrupted push resumes.")
-    missing = run(["dvc", "status", "--cloud", "--remote", REMOTE, "--json"], root, "checking the remote").stdout
-    if json.loads(missing or "{}"):
+    if not_on_remote(root):
         raise UserError("some data of this commit is still not on the NAS after `dvc push`; refusing to push "
                         "the commit to git. Run `qblock doctor`.")
     console.print("push: the commit to git ...")
