@@ -74,7 +74,8 @@ def _install_fonts(config_dir: Path) -> None:
             shutil.copyfile(source, target)
 
 
-class _WithoutCocoEvalNotes(logging.Filter):
+@contextmanager
+def without_coco_eval_notes() -> Iterator[None]:
     """Drops ultralytics' lines about faster-coco-eval.
 
     Asked to keep its predictions (``save_json``) on a dataset that is not COCO, ultralytics also
@@ -82,20 +83,16 @@ class _WithoutCocoEvalNotes(logging.Filter):
     ("requirement not found", "unable to run") that change no metric and read like a failure.
     """
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def keep(record: logging.LogRecord) -> bool:
         message = record.getMessage()
         return "faster-coco-eval" not in message and "faster_coco_eval" not in message
 
-
-@contextmanager
-def without_coco_eval_notes() -> Iterator[None]:
     logger = logging.getLogger("ultralytics")
-    quiet = _WithoutCocoEvalNotes()
-    logger.addFilter(quiet)
+    logger.addFilter(keep)
     try:
         yield
     finally:
-        logger.removeFilter(quiet)
+        logger.removeFilter(keep)
 
 
 def use_cpu_threads(model, threads: int) -> None:
