@@ -21,10 +21,8 @@ import sys
 from pathlib import Path
 
 import yaml
-
-sys.path.insert(0, str(Path(__file__).parent))
-from _harness import timed, work_folder  # noqa: E402
-from _training import prepare_demo  # noqa: E402
+from _harness import timed, work_folder
+from _training import prepare_demo
 
 REPO = Path(__file__).resolve().parents[1]
 BARE = """

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _harness import work_folder  # noqa: E402
-from _training import EpochClock, prepare_demo  # noqa: E402
+from _harness import work_folder
+from _training import EpochClock, prepare_demo
 
 
 def train_once(name: str, arguments: dict, threads: int | None, work: Path) -> EpochClock:

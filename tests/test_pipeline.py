@@ -29,6 +29,12 @@ def sh(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedPr
     return result
 
 
+def git_identity(repo: Path) -> None:
+    """A committer for this repository only (the tests commit, and so does `dvc exp run`)."""
+    sh(["git", "config", "user.name", "qblock test"], repo)
+    sh(["git", "config", "user.email", "test@qblock.invalid"], repo)
+
+
 def copy_repo(target: Path) -> Path:
     """The project's tracked and new files (no data, no outputs), as a fresh git repo."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
@@ -41,8 +47,7 @@ def copy_repo(target: Path) -> Path:
     for stale in ("dvc.lock", "metrics.json"):
         (target / stale).unlink(missing_ok=True)
     sh(["git", "init", "-q"], target)
-    sh(["git", "config", "user.name", "qblock test"], target)  # this copy only; dvc exp commits too
-    sh(["git", "config", "user.email", "test@qblock.invalid"], target)
+    git_identity(target)
     sh(["git", "add", "-A"], target)
     sh(["git", "commit", "-qm", "copy"], target)
     return target

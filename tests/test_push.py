@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.test_pipeline import sh
+from tests.test_pipeline import git_identity, sh
 
 pytestmark = pytest.mark.slow
 
@@ -25,8 +25,7 @@ def dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def new_repo(path: Path, remote: list[str]) -> Path:
     path.mkdir(parents=True)
     sh(["git", "init", "-q"], path)
-    sh(["git", "config", "user.name", "qblock test"], path)
-    sh(["git", "config", "user.email", "test@qblock.invalid"], path)
+    git_identity(path)
     dvc("init", "-q", cwd=path)
     sh([sys.executable, "-m", "qblock", "remote", "set", *remote], path)
     return path

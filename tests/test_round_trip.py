@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.test_pipeline import copy_repo, sh
+from tests.test_pipeline import copy_repo, git_identity, sh
 
 pytestmark = pytest.mark.slow
 
@@ -19,8 +19,7 @@ def qb(*args: str, cwd: Path) -> str:
 
 def clone(bare: Path, target: Path, remote: list[str]) -> Path:
     sh(["git", "clone", "-q", str(bare), str(target)], bare.parent)
-    sh(["git", "config", "user.name", "qblock test"], target)
-    sh(["git", "config", "user.email", "test@qblock.invalid"], target)
+    git_identity(target)
     qb("remote", "set", *remote, cwd=target)
     return target
 
