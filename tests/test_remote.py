@@ -78,3 +78,33 @@ def test_doctor_names_each_problem_with_its_fix(tmp_path):
     params = repo / "params.yaml"
     params.write_text(params.read_text().replace("epochs: 30", "epochs: 31"))
     assert "params.yaml differs from conf/" in qblock("doctor", cwd=repo).stdout
+
+
+def test_the_is_it_on_the_nas_check_reads_each_dvc_status(tmp_path):
+    """`deleted` (on the NAS, not in this cache) is fine; `new` and `missing` are not; a failed
+    status is "cannot tell", never "all there"."""
+    import pytest
+
+    from qblock.errors import UserError
+    from qblock.remote import missing_from_remote, not_on_remote
+    from tests.test_pipeline import sh
+
+    repo, _ = repo_with_a_folder_remote(tmp_path)
+    for name in ("pushed", "only_here", "nowhere"):
+        (repo / f"{name}.txt").write_text(f"{name}\n")
+    sh(["dvc", "add", "pushed.txt"], repo)
+    sh(["dvc", "push", "pushed.txt"], repo)
+    sh(["dvc", "add", "only_here.txt", "nowhere.txt"], repo)
+    for name in ("pushed", "nowhere"):  # gone from this machine's cache (as after `pull-model`)
+        md5 = (repo / f"{name}.txt.dvc").read_text().split("md5: ")[1][:32]
+        (repo / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]).unlink()
+    assert not_on_remote(repo) == {"only_here.txt": "new", "nowhere.txt": "missing"}
+    assert missing_from_remote({"a": "deleted", "b": "new", "c": "missing", "d": "modified"}) == \
+        {"b": "new", "c": "missing", "d": "modified"}
+
+    (repo / "nowhere.txt.dvc").write_text("<<<<<<< HEAD\nouts: [\n")  # a merge conflict: DVC cannot answer
+    with pytest.raises(UserError, match="cannot tell whether this commit's data is on the NAS"):
+        not_on_remote(repo)
+    doctor = qblock("doctor", cwd=repo)
+    assert doctor.returncode == 1 and "everything this commit needs is on the NAS" not in doctor.stdout
+    assert "cannot tell whether this commit's data is on the NAS" in " ".join(doctor.stdout.split())

@@ -12,8 +12,10 @@ see the NAS as `/Volumes/qblock-store`, the desktop as `Z:\\qblock-store`, eithe
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import sysconfig
 import threading
 import uuid
 from collections.abc import Callable
@@ -31,10 +33,23 @@ REMOTE = "nas"
 PROBE_TIMEOUT_S = 6  # for the remote's answer; with Python and dvc starting, a command fails within 10 s
 
 
+def tools_env() -> dict[str, str]:
+    """This process's environment with the interpreter's scripts folder first on PATH.
+
+    The pipeline's stages are `qblock ...` commands that dvc finds on the PATH. Run as
+    `.venv/bin/qblock` (or `.venv\\Scripts\\qblock.exe` from a scheduled task, a shortcut, an IDE
+    button) without activating the environment, that folder is not on it.
+    """
+    folders = [sysconfig.get_path("scripts"), str(Path(sys.executable).parent)]
+    path = os.environ.get("PATH", "")
+    first = [f for i, f in enumerate(folders) if f and f not in folders[:i]]
+    return os.environ | {"PATH": os.pathsep.join([*first, path] if path else first)}
+
+
 def run(args: list[str], root: Path, what: str, hint: str = "", check: bool = True) -> subprocess.CompletedProcess:
     """Run git or dvc; on failure a UserError with the command, its last words and a hint."""
     command = [sys.executable, "-m", "dvc", *args[1:]] if args[0] == "dvc" else args
-    result = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True, env=tools_env())
     if check and result.returncode != 0:
         said = "\n  ".join((result.stderr or result.stdout).strip().splitlines()[-6:])
         raise UserError(f"{what} failed (`{' '.join(args)}`):\n  {said}" + (f"\n{hint}" if hint else ""))
@@ -161,21 +176,48 @@ def _commit_changes(root: Path, message: Callable[[], str], console: Console, wh
         console.print(f"{who}: committed \"{text}\"")
 
 
-def not_on_remote(root: Path) -> dict:
-    """What this commit needs that the NAS does not hold yet (`dvc status --cloud`; empty: nothing)."""
-    status = run(["dvc", "status", "--cloud", "--remote", REMOTE, "--json"], root, "checking the remote")
+# `dvc status --cloud`: "deleted" is on the NAS but not in this machine's cache (a laptop that
+# pulled only the model lacks the training pictures): on the NAS, so fine. "new" (only here) and
+# "missing" (nowhere), or any other word a DVC version may use, mean the NAS lacks it.
+ON_REMOTE_ONLY = "deleted"
+
+
+def missing_from_remote(status: dict[str, str]) -> dict[str, str]:
+    """The entries of `dvc status --cloud --json` that the NAS does not hold."""
+    return {path: state for path, state in status.items() if state != ON_REMOTE_ONLY}
+
+
+def not_on_remote(root: Path) -> dict[str, str]:
+    """What this commit needs that the NAS does not hold (empty: everything is there).
+
+    When DVC cannot answer, a UserError says the answer is not known: never "all there".
+    """
+    status = run(["dvc", "status", "--cloud", "--remote", REMOTE, "--json"], root, "checking the remote", check=False)
+    said = (status.stderr or status.stdout).strip().splitlines()[-3:]
+    if status.returncode != 0:
+        raise UserError("cannot tell whether this commit's data is on the NAS: `dvc status --cloud` failed:\n  "
+                        + "\n  ".join(said))
     try:
-        return json.loads(status.stdout or "{}")
+        answer = json.loads(status.stdout or "{}")
     except ValueError:
-        raise UserError(f"`dvc status --cloud` did not answer in JSON: {status.stdout.strip()[-200:]}") from None
+        answer = None
+    if not isinstance(answer, dict):
+        raise UserError("cannot tell whether this commit's data is on the NAS: `dvc status --cloud` did not "
+                        f"answer in JSON: {status.stdout.strip()[-200:]}")
+    return missing_from_remote(answer)
 
 
 def _push_data_then_commit(root: Path, console: Console) -> None:
     console.print("push: data to the NAS ...")
     run(["dvc", "push", "--remote", REMOTE], root, "dvc push",
         "Nothing was pushed to git. Rerun when the NAS is back: an interrupted push resumes.")
-    if not_on_remote(root):
-        raise UserError("some data of this commit is still not on the NAS after `dvc push`; refusing to push "
+    try:
+        missing = not_on_remote(root)
+    except UserError as exc:
+        raise UserError(f"{exc}\nThe commit was not pushed to git; rerun the same command to finish.") from None
+    if missing:
+        shown = ", ".join(f"{path} ({state})" for path, state in sorted(missing.items())[:5])
+        raise UserError(f"some data of this commit is not on the NAS after `dvc push`: {shown}; refusing to push "
                         "the commit to git. Run `qblock doctor`.")
     console.print("push: the commit to git ...")
     run(["git", "push"], root, "git push", "The data is on the NAS already; rerun `git push` when git is reachable.")
@@ -218,7 +260,7 @@ def desktop_run(root: Path, paths: Paths, console: Console) -> None:
     console.print("desktop-run: dvc pull ...")
     run(["dvc", "pull", "--remote", REMOTE, "--allow-missing"], root, "dvc pull")
     console.print("desktop-run: dvc repro ...")
-    repro = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=root)  # its progress is the user's to see
+    repro = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=root, env=tools_env())  # progress: the user's
     if repro.returncode != 0:
         raise UserError("dvc repro failed (above); nothing was committed or pushed")
 
