@@ -39,3 +39,11 @@ def timed(args: list[str], cwd: Path) -> float:
     if result.returncode != 0:
         raise SystemExit(f"`{' '.join(args)}` failed ({result.returncode}):\n{result.stderr[-3000:]}")
     return took
+
+
+def project_params(*overrides: str):
+    """The project's conf/ composed (with Hydra overrides) and checked, as the stages get it."""
+    from qblock.config.compose import compose_params
+    from qblock.config.schema import parse_params
+
+    return parse_params(compose_params(Path(__file__).resolve().parents[1], list(overrides)), "conf/")

@@ -28,7 +28,7 @@ PAGES_PER_DOCUMENT = 50
 
 def build_collection(root: Path, pages: int, unique: int, first_document: int = 0) -> None:
     """``pages`` labeled pages in documents of 50; images are hard links to ``unique`` renders."""
-    from qblock.demo_data import _groups_document, render_page
+    from qblock.labeling.demo_data import _groups_document, render_page
 
     pool = root / "pool"
     pool.mkdir(parents=True, exist_ok=True)
@@ -40,7 +40,7 @@ def build_collection(root: Path, pages: int, unique: int, first_document: int = 
             image.save(pool / f"{index}.png")
             boxes[str(index)] = [[b.x, b.y, b.width, b.height] for b in page_boxes]
     boxes_file.write_text(json.dumps(boxes))
-    from qblock.demo_data import Box
+    from qblock.labeling.demo_data import Box
 
     for n in range(pages):
         document = f"문제집 {first_document + n // PAGES_PER_DOCUMENT:04d}"
@@ -58,18 +58,20 @@ def build_collection(root: Path, pages: int, unique: int, first_document: int = 
 
 def run_stages(root: Path) -> dict:
     """export, split, validate in this process; the seconds of each."""
+    from _harness import project_params
     from rich.console import Console
 
-    from qblock import export, split, validate
-    from qblock.config import ExportParams, SplitParams
+    from qblock.stages import export, split, validate
+
+    params = project_params()
 
     quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115
     times = {}
     start = time.perf_counter()
-    export.run(root / "app", root / "yolo", ExportParams(), root / "reports" / "export.json", quiet)
+    export.run(root / "app", root / "yolo", params.export, root / "reports" / "export.json", quiet)
     times["export"] = time.perf_counter() - start
     start = time.perf_counter()
-    split.run(root / "yolo", root / "split", SplitParams(), quiet)
+    split.run(root / "yolo", root / "split", params.split, quiet)
     times["split"] = time.perf_counter() - start
     start = time.perf_counter()
     validate.run(root / "yolo", root / "split", root / "reports", 0, quiet, root / "validate_cache.json")

@@ -27,9 +27,9 @@ from _training import prepare_demo
 REPO = Path(__file__).resolve().parents[1]
 BARE = """
 from pathlib import Path
-from qblock.config import load_params
-from qblock.train import train_arguments
-from qblock.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads
+from qblock.config.schema import load_params
+from qblock.stages.train import train_arguments
+from qblock.model.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads
 root = Path.cwd()
 params = load_params(root)
 prepare_ultralytics(root)
@@ -52,7 +52,8 @@ def main() -> None:
 
 
 def measure(work: Path, epochs: int, repeats: int) -> None:
-    from qblock.config import compose_params, load_params
+    from qblock.config.compose import compose_params
+    from qblock.config.schema import load_params
 
     data = compose_params(REPO, ["train=cpu", f"train.epochs={epochs}"])
     (work / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))

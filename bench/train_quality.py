@@ -24,7 +24,7 @@ from _training import EpochClock, prepare_demo
 def train_once(name: str, arguments: dict, threads: int | None, work: Path) -> EpochClock:
     from ultralytics import YOLO
 
-    from qblock.yolo_env import ultralytics_dataset, use_cpu_threads
+    from qblock.model.yolo_env import ultralytics_dataset, use_cpu_threads
 
     clock = EpochClock()
     with ultralytics_dataset(work / "yolo", work / "split", work) as data_yaml:
@@ -48,13 +48,14 @@ def main() -> None:
 
 
 def measure(work: Path, epochs: int, keep: bool) -> None:
-    from qblock.config import compose_params, parse_params
-    from qblock.train import train_arguments
-    from qblock.yolo_env import prepare_ultralytics
+    from _harness import project_params
+
+    from qblock.model.yolo_env import prepare_ultralytics
+    from qblock.stages.train import train_arguments
 
     prepare_ultralytics(work)
     prepare_demo(work)
-    params = parse_params(compose_params(Path(__file__).resolve().parents[1], ["train=cpu"]), "conf/")
+    params = project_params("train=cpu")
     preset = {k: v for k, v in train_arguments(params, Path("unused"), Path("unused/x")).items()
               if k not in ("data", "project", "name", "exist_ok", "plots", "verbose")}
     preset["epochs"] = epochs

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import io
 import json
 import os
@@ -153,6 +155,20 @@ def pillow_unpatched():
     import sys
 
     if "ultralytics.utils.patches" in sys.modules:
-        from qblock.yolo_env import _restore_pil_open
+        from qblock.model.yolo_env import _restore_pil_open
 
         _restore_pil_open()
+
+
+@functools.lru_cache(maxsize=8)
+def conf_params(*overrides: str):
+    """This project's conf/ composed (with Hydra overrides) and checked: the params the stages really get."""
+    from qblock.config.compose import compose_params
+    from qblock.config.schema import parse_params
+
+    return parse_params(compose_params(REPO, list(overrides)))
+
+
+def params_of(section: str, **changes):
+    """One section of the project's params (``export``, ``split``, ...), with some values changed."""
+    return dataclasses.replace(getattr(conf_params(), section), **changes)

@@ -5,8 +5,8 @@ import os
 import pytest
 from tests.conftest import bbox, write_page
 
-from qblock import app_folder
-from qblock.errors import UserError
+from qblock.core.errors import UserError
+from qblock.sync import app_folder
 
 
 def test_mirror_copies_new_and_changed_files_and_deletes_removed_ones(tmp_path):

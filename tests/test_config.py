@@ -6,8 +6,9 @@ import pytest
 import yaml
 from tests.conftest import REPO
 
-from qblock.config import check_params_in_sync, compose_params, parse_params, write_params
-from qblock.errors import UserError
+from qblock.config.compose import check_params_in_sync, compose_params, write_params
+from qblock.config.schema import parse_params
+from qblock.core.errors import UserError
 
 
 @pytest.fixture
@@ -61,3 +62,52 @@ def test_hand_edit_of_params_is_detected(project):
 def test_bad_override_is_a_user_error(project):
     with pytest.raises(UserError, match="conf/"):
         compose_params(project, ["train=nonexistent"])
+
+
+def _edit(path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new))
+
+
+@pytest.mark.parametrize(("file", "old", "new", "said"), [
+    ("train/cpu.yaml", "epochs: 30", "", "conf/train/cpu.yaml: bad value at `train.epochs`: missing"),
+    ("train/cpu.yaml", "nbs: 8", "nbs: 8\nnbz: 8", "conf/train/cpu.yaml: bad value at `train.nbz`: unknown key"),
+    ("config.yaml", "  duplicate_boxes: warn", "  duplicate_boxes: warm",
+     "conf/config.yaml: `export.duplicate_boxes` is 'warm'; use one of warn, error"),
+    ("config.yaml", "  champion_metric: mAP50-95", "  champion_metric: map",
+     "conf/config.yaml: `evaluate.champion_metric` is 'map'; use one of mAP50, mAP50-95"),
+    ("config.yaml", "  timeout_s: 10", "", "conf/config.yaml: bad value at `notify.timeout_s`: missing"),
+    ("model/yolov8n.yaml", "weights: null", "", "conf/model/yolov8n.yaml: bad value at `model.weights`: missing"),
+])
+def test_a_missing_misspelled_or_unknown_value_names_the_key_and_the_file(project, file, old, new, said):
+    """No built-in defaults: what conf/ does not say is an error where it should be said."""
+    _edit(project / "conf" / file, old, new)
+    with pytest.raises(UserError) as caught:
+        write_params(project)
+    assert said in str(caught.value)
+    assert not (project / "params.yaml").exists()
+
+
+def test_a_key_missing_from_params_yaml_is_an_error_naming_it(project):
+    from qblock.config.schema import load_params
+
+    path = write_params(project)
+    _edit(path, "  salt: qblock\n", "")
+    with pytest.raises(UserError, match=r"params.yaml: bad value at `split.salt`: missing"):
+        load_params(project)
+
+
+def test_ultralytics_gets_every_train_field_but_qblocks_own(tmp_path):
+    from dataclasses import fields
+
+    from qblock.config.schema import TrainParams
+    from qblock.model.yolo_env import prepare_ultralytics
+    from tests.conftest import conf_params
+
+    passed = conf_params().train.ultralytics_arguments()
+    assert set(passed) == {f.name for f in fields(TrainParams)} - {"preset", "cpu_threads"}
+    prepare_ultralytics(tmp_path)  # its settings in the test's folder, never the user's home
+    from ultralytics.cfg import get_cfg
+
+    assert set(passed) <= set(vars(get_cfg()))  # each is a real ultralytics argument

@@ -4,15 +4,15 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.conftest import bbox, write_page
+from tests.conftest import bbox, params_of, write_page
 
-from qblock import export
-from qblock.config import ExportParams
-from qblock.errors import StageFailed, UserError
+from qblock.core.errors import StageFailed, UserError
+from qblock.stages import export
 
 
-def run_export(root: Path, tmp_path: Path, console, params: ExportParams | None = None) -> dict:
-    return export.run(root, tmp_path / "yolo", params or ExportParams(), tmp_path / "reports" / "export.json", console)
+def run_export(root: Path, tmp_path: Path, console, params=None) -> dict:
+    params = params or params_of("export")
+    return export.run(root, tmp_path / "yolo", params, tmp_path / "reports" / "export.json", console)
 
 
 def test_box_becomes_a_normalised_yolo_row(tmp_path, console):
@@ -46,7 +46,7 @@ def test_odd_document_ids_stay_inside_the_output_folder(tmp_path, console, docum
 
 
 def test_safe_name_never_escapes():
-    from qblock.labels import safe_name
+    from qblock.data.labels import safe_name
 
     for name in ["..", "../x", "a/b", "a\\b", ".", ""]:
         safe = safe_name(name)
@@ -119,7 +119,7 @@ def test_duplicate_box_is_kept_once_with_a_warning_or_is_an_error(tmp_path, cons
     assert "page_001_groups.json: group 1: duplicates group 0; kept once" in console.text
     assert len((tmp_path / "yolo" / "labels" / "doc__page_001.txt").read_text().splitlines()) == 1
     with pytest.raises(StageFailed):
-        run_export(root, tmp_path, console, ExportParams(duplicate_boxes="error"))
+        run_export(root, tmp_path, console, params_of("export", duplicate_boxes="error"))
 
 
 def test_empty_page_is_a_counted_negative_and_unlabeled_pages_are_counted(tmp_path, console):
@@ -152,7 +152,7 @@ def test_exif_rotation_swaps_the_frame_with_a_warning(tmp_path, console):
 def test_class_mapping_from_a_group_field(tmp_path, console):
     root = tmp_path / "app"
     write_page(root, "doc", "page_001", [bbox(0, 0, 10, 10, type="question"), bbox(20, 20, 10, 10, type="figure")])
-    params = ExportParams(class_names=["Question_Block", "Figure"], class_field="type",
+    params = params_of("export", class_names=["Question_Block", "Figure"], class_field="type",
                           class_map={"question": "Question_Block", "figure": "Figure"})
     run_export(root, tmp_path, console, params)
     rows = (tmp_path / "yolo" / "labels" / "doc__page_001.txt").read_text().splitlines()
@@ -200,7 +200,7 @@ def test_changed_export_params_recompute_the_labels(tmp_path, console):
     root = tmp_path / "app"
     write_page(root, "doc", "page_001", [bbox(10, 10, 50, 20, type="figure")])
     run_export(root, tmp_path, console)
-    params = ExportParams(class_names=["Question_Block", "Figure"], class_field="type",
+    params = params_of("export", class_names=["Question_Block", "Figure"], class_field="type",
                           class_map={"figure": "Figure"})
     run_export(root, tmp_path, console, params)
     assert (tmp_path / "yolo" / "labels" / "doc__page_001.txt").read_text().startswith("1 ")
@@ -236,7 +236,7 @@ def test_an_interrupted_export_is_repaired_by_the_next_run(tmp_path, console, mo
 
 
 def test_worker_processes_give_the_same_export_and_problems(tmp_path, console, monkeypatch):
-    from qblock import progress
+    from qblock.core import progress
 
     root = tmp_path / "app"
     for n in range(6):

@@ -6,17 +6,17 @@ import socket
 import time
 
 import yaml
-from tests.conftest import REPO
+from tests.conftest import REPO, params_of
 from tests.test_cli import qblock
 
-from qblock import notify
-from qblock.config import NotifyParams, compose_params
+from qblock.config.compose import compose_params
+from qblock.core import notify
 
 
 def test_finished_run_posts_a_summary(webhook, console):
     url, received = webhook
     metrics = {"mAP50": 0.95, "mAP50-95": 0.71, "val_pages": 12}
-    assert notify.run_finished(NotifyParams(webhook_url=url), metrics, "question-block-detector v3", console)
+    assert notify.run_finished(params_of("notify", webhook_url=url), metrics, "question-block-detector v3", console)
     (body,) = received
     assert body["path"] == "/hook" and body["content_type"] == "application/json"
     assert body["status"] == "finished" and body["metrics"] == metrics
@@ -24,7 +24,7 @@ def test_finished_run_posts_a_summary(webhook, console):
 
 
 def test_off_by_default(console):
-    assert notify.run_finished(NotifyParams(), {"mAP50": 0.5}, "v1", console) is False
+    assert notify.run_finished(params_of("notify"), {"mAP50": 0.5}, "v1", console) is False
     assert console.text == ""
 
 
@@ -44,7 +44,7 @@ def test_an_unreachable_webhook_is_a_warning_within_the_timeout(console):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     start = time.monotonic()
-    params = NotifyParams(webhook_url=f"http://127.0.0.1:{port}/", timeout_s=2)
+    params = params_of("notify", webhook_url=f"http://127.0.0.1:{port}/", timeout_s=2)
     sent = notify.stage_failed(params, "train", "x", console)
     assert sent is False and time.monotonic() - start < 5
     assert "could not reach notify.webhook_url" in console.text

@@ -101,7 +101,7 @@ def test_evaluate_map_agrees_with_pycocotools_on_its_own_predictions(pipeline):
     from tests.coco import coco_map
     from tests.test_coco_crosscheck import TOLERANCE
 
-    from qblock.validate import parse_clean
+    from qblock.data.labels import parse_clean
 
     repo = pipeline["repo"]
     yolo = repo / "data" / "yolo"
@@ -262,7 +262,7 @@ def test_a_queued_experiment_runs_in_a_copy_and_records_into_the_same_store(pipe
 
 def test_metrics_diff_shows_what_adding_a_document_changed(pipeline):
     """Changes the shared repo's data: a copy of one workbook under a new name that hashes into val."""
-    from qblock.split import document_score
+    from qblock.stages.split import document_score
 
     repo = pipeline["repo"]
     sh(["git", "add", "-A"], repo)

@@ -9,7 +9,7 @@ import pytest
 def store(tmp_path, monkeypatch):
     import mlflow
 
-    from qblock.yolo_env import prepare_ultralytics
+    from qblock.model.yolo_env import prepare_ultralytics
 
     prepare_ultralytics(tmp_path)
     from ultralytics import YOLO
@@ -24,7 +24,7 @@ def store(tmp_path, monkeypatch):
 def test_the_alias_moves_only_to_a_better_model_on_the_same_val_data(store):
     import mlflow
 
-    from qblock import registry
+    from qblock.model import champion, tracking
 
     rescored: list[str] = []
 
@@ -32,13 +32,15 @@ def test_the_alias_moves_only_to_a_better_model_on_the_same_val_data(store):
         with mlflow.start_run() as active:
             mlflow.set_tag("qblock.val_hash", val_hash)
             mlflow.log_metric("mAP50-95", score)
-            version = registry.register(store, 256)
+            version = tracking.register(store, 256)
 
             def rescore(run_id: str) -> float:
                 rescored.append(run_id)
                 return champion_now
 
-            return active.info.run_id, registry.decide_champion(version, "mAP50-95", score, val_hash, rescore)
+            decision = champion.decide(version, "mAP50-95", score, val_hash, tracking.current_champion(), rescore)
+            tracking.record_decision(decision)
+            return active.info.run_id, decision
 
     first, decision = run(0.50, "aaa")
     assert decision.promoted and decision.reason == "no champion yet"
@@ -51,6 +53,6 @@ def test_the_alias_moves_only_to_a_better_model_on_the_same_val_data(store):
     assert rescored == [third] and decision.promoted and "re-measured on today's val data" in decision.reason
 
     client = mlflow.MlflowClient()
-    champion = client.get_model_version_by_alias(registry.REGISTERED_MODEL, registry.CHAMPION)
-    assert str(champion.version) == "4"
-    assert client.get_model_version(registry.REGISTERED_MODEL, "2").tags["champion.decision"] == "not promoted"
+    alias = client.get_model_version_by_alias(champion.REGISTERED_MODEL, champion.CHAMPION)
+    assert str(alias.version) == "4"
+    assert client.get_model_version(champion.REGISTERED_MODEL, "2").tags["champion.decision"] == "not promoted"

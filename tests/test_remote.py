@@ -84,10 +84,10 @@ def test_the_is_it_on_the_nas_check_reads_each_dvc_status(tmp_path):
     """`deleted` (on the NAS, not in this cache) is fine; `new` and `missing` are not; a failed
     status is "cannot tell", never "all there"."""
     import pytest
-
-    from qblock.errors import UserError
-    from qblock.remote import missing_from_remote, not_on_remote
     from tests.test_pipeline import sh
+
+    from qblock.core.errors import UserError
+    from qblock.sync.remote import missing_from_remote, not_on_remote
 
     repo, _ = repo_with_a_folder_remote(tmp_path)
     for name in ("pushed", "only_here", "nowhere"):

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 from tests.conftest import bbox, write_page
 
-from qblock.errors import UserError
-from qblock.status import collect_status, print_status
+from qblock.core.errors import UserError
+from qblock.labeling.status import collect_status, print_status
 
 
 def test_progress_counts_labeled_negative_and_unlabeled_pages(tmp_path, console):

@@ -5,33 +5,33 @@ from __future__ import annotations
 import os
 
 import pytest
+from tests.conftest import conf_params, params_of
 
-from qblock import evaluate, train
-from qblock.config import ModelParams, Params
-from qblock.errors import UserError
+from qblock.core.errors import UserError
+from qblock.stages import evaluate, train
 
 
 def test_missing_pretrained_weights_say_where_to_put_them(tmp_path):
     with pytest.raises(UserError) as excinfo:
-        train.model_source(ModelParams(weights=str(tmp_path / "weights" / "yolov8n.pt")))
+        train.model_source(params_of("model", weights=str(tmp_path / "weights" / "yolov8n.pt")))
     message = str(excinfo.value)
     assert "yolov8n.pt not found" in message and "dvc add" in message and "never downloads" in message
 
 
 def test_from_scratch_uses_the_architecture():
-    assert train.model_source(ModelParams()) == "yolov8n.yaml"
+    assert train.model_source(params_of("model")) == "yolov8n.yaml"
 
 
 def test_evaluate_without_a_model_is_a_clear_error(tmp_path, console, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match="no trained model; run the train stage"):
-        evaluate.run(Params(), console)
+        evaluate.run(conf_params(), console)
 
 
 def test_train_without_a_split_is_a_clear_error(tmp_path, console, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match="manifest.json: cannot read"):
-        train.run(Params(), console)
+        train.run(conf_params(), console)
     assert not os.environ.get("YOLO_CONFIG_DIR", "").startswith(str(os.path.expanduser("~")))
 
 
@@ -40,7 +40,7 @@ def test_ultralytics_leaves_pillow_errors_alone(tmp_path):
     an attempt to pip-install a HEIF plugin (ultralytics patches PIL.Image.open globally)."""
     from PIL import Image, UnidentifiedImageError
 
-    from qblock.yolo_env import prepare_ultralytics
+    from qblock.model.yolo_env import prepare_ultralytics
 
     prepare_ultralytics(tmp_path)
     import ultralytics  # noqa: F401
@@ -52,7 +52,7 @@ def test_ultralytics_leaves_pillow_errors_alone(tmp_path):
 
 
 def test_page_errors_count_misses_and_false_detections():
-    from qblock.worst_pages import page_errors
+    from qblock.quality.worst_pages import page_errors
 
     truth = [(0, 0, 100, 100), (200, 200, 300, 300)]
     assert page_errors(truth, [(1, 1, 99, 101, 0.9), (200, 200, 300, 300, 0.8)]) == (0, 0)

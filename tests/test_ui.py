@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.conftest import REPO
+from tests.conftest import REPO, params_of
 
-from qblock.config import MlflowParams, compose_params
+from qblock.config.compose import compose_params
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -43,13 +43,13 @@ def browse(url: str, screenshot: Path | None = None) -> str:
 def test_ui_shows_the_runs_and_their_map(tmp_path):
     import mlflow
 
-    from qblock import tracking
+    from qblock.model import tracking
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(compose_params(REPO)))
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.environ["DVC_ROOT"] = str(tmp_path)  # the store of this project, as the stages see it
     try:
-        experiment = tracking.connect(MlflowParams())
+        experiment = tracking.connect(params_of("mlflow"))
         run_ids = {}
         for name, map50 in (("yolov8n-smoke", 0.6123), ("yolov8n-cpu", 0.9876)):
             with mlflow.start_run(experiment_id=experiment, run_name=name) as run:

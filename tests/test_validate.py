@@ -3,19 +3,19 @@ from __future__ import annotations
 import json
 
 import pytest
+from tests.conftest import params_of
 
-from qblock import export, split, validate
-from qblock.config import ExportParams, SplitParams
-from qblock.demo_data import write_demo_dataset
-from qblock.errors import StageFailed
+from qblock.core.errors import StageFailed
+from qblock.labeling.demo_data import write_demo_dataset
+from qblock.stages import export, split, validate
 
 
 @pytest.fixture
 def exported(tmp_path, console):
     """A tiny demo collection run through export and split."""
     write_demo_dataset(tmp_path / "app", documents=3, pages=2, seed=1)
-    export.run(tmp_path / "app", tmp_path / "yolo", ExportParams(), tmp_path / "reports" / "export.json", console)
-    split.run(tmp_path / "yolo", tmp_path / "split", SplitParams(), console)
+    export.run(tmp_path / "app", tmp_path / "yolo", params_of("export"), tmp_path / "reports" / "export.json", console)
+    split.run(tmp_path / "yolo", tmp_path / "split", params_of("split"), console)
     return tmp_path
 
 
@@ -153,7 +153,7 @@ def test_png_check_catches_every_flipped_byte_and_truncation(tmp_path):
 
 
 def test_worker_processes_find_the_same_problems(exported, console, monkeypatch):
-    from qblock import progress
+    from qblock.core import progress
 
     label = sorted((exported / "yolo" / "labels").iterdir())[0]
     label.write_text(label.read_text() + "0 2 0.5 0.1 0.1\n")

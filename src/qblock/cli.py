@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
@@ -11,9 +10,9 @@ from typing import Annotated
 
 import typer
 
-from qblock.console import console
-from qblock.errors import UserError
-from qblock.remote import PROBE_TIMEOUT_S
+from qblock.core.console import console
+from qblock.core.errors import UserError
+from qblock.sync.remote import PROBE_TIMEOUT_S
 
 app = typer.Typer(
     help="qblock: labeled workbook pages -> a trained, versioned question-block detector.\n\n"
@@ -25,16 +24,9 @@ app = typer.Typer(
 
 
 def _run_stage(name: str) -> None:
-    from qblock import notify
-    from qblock.config import load_params
+    from qblock.stages import run_stage
 
-    params = load_params()
-    module = importlib.import_module(f"qblock.{name}")
-    try:
-        module.main(params, console)
-    except (Exception, KeyboardInterrupt) as exc:
-        notify.stage_failed(params.notify, name, str(exc) or type(exc).__name__, console)
-        raise
+    run_stage(name, console)
 
 
 @app.command("demo-data")
@@ -45,7 +37,7 @@ def demo_data(
     seed: Annotated[int, typer.Option(help="same seed, same pages")] = 0,
 ) -> None:
     """Write a synthetic labeled dataset_root (pages + groups JSON) for demos and tests."""
-    from qblock.demo_data import write_demo_dataset
+    from qblock.labeling.demo_data import write_demo_dataset
 
     if (directory / "documents").exists() and any((directory / "documents").iterdir()):
         raise UserError(f"{directory / 'documents'} already has documents; choose an empty folder")
@@ -60,31 +52,15 @@ def params(
     stamp: Annotated[Path | None, typer.Option(hidden=True, help="with --check: write this file when in sync")] = None,
 ) -> None:
     """Compose conf/ (Hydra) into params.yaml, or check that they agree (the pipeline's first stage)."""
-    from qblock.config import check_params_in_sync, in_dvc_experiment, load_params, write_params
-
     root = Path.cwd()
-    if not check:
-        console.print(f"params: composed conf/ -> {write_params(root).name}")
-        return
-    loaded = load_params(root)  # the schema check applies everywhere
-    differences = check_params_in_sync(root)
-    if differences and in_dvc_experiment():
-        console.print("params: experiment overrides (composed by `dvc exp run -S`): " + "; ".join(differences))
-    elif differences:
-        shown = "\n  ".join(differences)
-        raise UserError(
-            f"params.yaml does not match conf/:\n  {shown}\n"
-            "Run `qblock params` to rebuild params.yaml from conf/ (make lasting changes in conf/), "
-            "or try a variant with `dvc exp run -S key=value`."
-        )
-    else:
-        console.print("params: params.yaml matches conf/")
-    from qblock.export import check_pages_present
+    if check:
+        from qblock.stages.check_params import run
 
-    check_pages_present(root, root / loaded.paths.dataset_root)
-    if stamp:
-        stamp.parent.mkdir(parents=True, exist_ok=True)
-        stamp.write_text("params.yaml matches conf/\n", encoding="utf-8")
+        run(root, console, stamp)
+    else:
+        from qblock.config.compose import write_params
+
+        console.print(f"params: composed conf/ -> {write_params(root).name}")
 
 
 @app.command()
@@ -123,11 +99,11 @@ def status(
     unlabeled: Annotated[int, typer.Option(help="unlabeled pages to list per document")] = 5,
 ) -> None:
     """Labeling progress per document: pages with and without groups, what to label next."""
-    from qblock.status import collect_status, print_status
+    from qblock.labeling.status import collect_status, print_status
 
     if dataset_root is None:  # the project's copy: when missing, say whether to pull it or where it comes from
-        from qblock.config import load_params
-        from qblock.export import check_pages_present
+        from qblock.config.schema import load_params
+        from qblock.data.app_dataset import check_pages_present
 
         dataset_root = Path(load_params().paths.dataset_root)
         check_pages_present(Path.cwd(), dataset_root)
@@ -137,9 +113,9 @@ def status(
 @app.command()
 def show() -> None:
     """Print the latest metrics and how to look at the runs in the MLflow UI."""
-    from qblock.config import load_params
-    from qblock.evaluate import print_metrics
-    from qblock.tracking import tracking_uri
+    from qblock.config.schema import load_params
+    from qblock.model.tracking import tracking_uri
+    from qblock.stages.evaluate import print_metrics
 
     params = load_params()
     metrics_file = Path(params.paths.metrics_file)
@@ -156,8 +132,8 @@ def ui(
     host: Annotated[str, typer.Option(help="address to listen on; 0.0.0.0 serves the LAN")] = "127.0.0.1",
 ) -> None:
     """Start the MLflow UI on the configured store."""
-    from qblock.config import load_params
-    from qblock.tracking import artifact_root, connect, tracking_uri
+    from qblock.config.schema import load_params
+    from qblock.model.tracking import artifact_root, connect, tracking_uri
 
     params = load_params()
     experiment = connect(params.mlflow)
@@ -181,7 +157,7 @@ def remote_set(
     keyfile: Annotated[Path | None, typer.Option(help="ssh:// only: the private key to log in with")] = None,
 ) -> None:
     """Make the NAS this machine's default DVC remote, after checking it is reachable and writable."""
-    from qblock.remote import set_remote
+    from qblock.sync.remote import set_remote
 
     set_remote(Path.cwd(), location, console, timeout, keyfile)
 
@@ -189,7 +165,7 @@ def remote_set(
 @remote_app.command("check")
 def remote_check() -> None:
     """Check that the NAS remote answers and takes writes."""
-    from qblock.remote import require_remote
+    from qblock.sync.remote import require_remote
 
     console.print(f"remote: {require_remote(Path.cwd())} is reachable and writable")
 
@@ -200,8 +176,8 @@ def publish(
                                                   "paths.dataset_root (remembered in .qblock/machine.yaml)")] = None,
 ) -> None:
     """Laptop: validate the labels, snapshot them, commit, push the data to the NAS, then the commit."""
-    from qblock.config import load_params
-    from qblock.remote import publish as publish_labels
+    from qblock.config.schema import load_params
+    from qblock.sync.round_trips import publish as publish_labels
 
     publish_labels(Path.cwd(), load_params().paths, console, app)
 
@@ -209,8 +185,8 @@ def publish(
 @app.command("desktop-run")
 def desktop_run() -> None:
     """Desktop: git pull, dvc pull, dvc repro, commit, push the data, then the commit; stops at the first failure."""
-    from qblock.config import load_params
-    from qblock.remote import desktop_run as run_round
+    from qblock.config.schema import load_params
+    from qblock.sync.round_trips import desktop_run as run_round
 
     run_round(Path.cwd(), load_params().paths, console)
 
@@ -218,7 +194,7 @@ def desktop_run() -> None:
 @app.command()
 def doctor() -> None:
     """Check the NAS remote, what is not pushed yet, the DVC cache and params; each problem with its fix."""
-    from qblock.doctor import run_doctor
+    from qblock.sync.doctor import run_doctor
 
     if not run_doctor(Path.cwd(), console):
         raise typer.Exit(1)
@@ -227,8 +203,8 @@ def doctor() -> None:
 @app.command("pull-model")
 def pull_model() -> None:
     """Laptop: fetch the current model and its metrics only (not the training data)."""
-    from qblock.config import load_params
-    from qblock.remote import pull_model as fetch
+    from qblock.config.schema import load_params
+    from qblock.sync.round_trips import pull_model as fetch
 
     paths = load_params().paths
     fetch(Path.cwd(), Path(paths.model_dir) / "best.pt", Path(paths.metrics_file), console)

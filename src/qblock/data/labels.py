@@ -54,6 +54,12 @@ def parse_row(line: str, class_count: int) -> LabelRow:
     return LabelRow(cls, x, y, w, h)
 
 
+def parse_clean(text: str) -> list[LabelRow]:
+    """Rows of a label text validate has already checked."""
+    return [LabelRow(int(f[0]), float(f[1]), float(f[2]), float(f[3]), float(f[4]))
+            for f in map(str.split, text.splitlines()) if f]
+
+
 @lru_cache(maxsize=65536)  # page names (page_001, ...) repeat in every document
 def safe_name(text: str) -> str:
     """A file-name-safe form of an id: letters of any script, digits, '.', '-', '_'.

@@ -15,7 +15,7 @@ import urllib.request
 
 from rich.console import Console
 
-from qblock.config import NotifyParams
+from qblock.config.schema import NotifyParams
 
 
 def send(params: NotifyParams, payload: dict, console: Console) -> bool:

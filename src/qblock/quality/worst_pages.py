@@ -12,8 +12,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from qblock.contact_sheet import save_contact_sheet
-from qblock.validate import parse_clean
+from qblock.data.contact_sheet import save_contact_sheet
+from qblock.data.labels import parse_clean
 
 TRUE, PREDICTED = (30, 160, 60), (220, 30, 30)
 

@@ -25,41 +25,18 @@ import shutil
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
-from typing import NamedTuple
 
-from PIL import Image, UnidentifiedImageError
 from rich.console import Console
 
-from qblock.config import ExportParams, Params
-from qblock.errors import UserError
-from qblock.labels import LabelRow, page_key
-from qblock.problems import Problem, ProblemLog, write_json
-from qblock.progress import map_pages, track
+from qblock.config.schema import ExportParams, Params
+from qblock.core.errors import UserError
+from qblock.core.progress import map_pages, track
+from qblock.data.app_dataset import PageSource, read_groups, read_image_size, scan_documents
+from qblock.data.labels import LabelRow
+from qblock.data.problems import Problem, ProblemLog, write_json
+from qblock.data.yolo_folder import Manifest, PageRecord, read_manifest, write_manifest
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-GROUPS_SUFFIX = "_groups.json"
-_ROTATING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 _PLAIN = (int, float)  # not bool, not str
-
-
-def read_image_size(path: Path, rel: str, log: ProblemLog) -> tuple[int, int] | None:
-    """The image's displayed size (EXIF rotation applied), or None if it cannot be read."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            # A PNG's getexif() decodes the whole image looking for a late eXIf chunk; the header's
-            # chunks are enough (and JPEG keeps EXIF in its header anyway).
-            exif = image.getexif() if image.format != "PNG" else Image.Exif()
-            if image.format == "PNG" and "exif" in image.info:
-                exif.load(image.info["exif"])
-            orientation = exif.get(0x0112, 1)
-    except (UnidentifiedImageError, OSError) as exc:
-        log.error(rel, f"cannot read the page image: {exc}")
-        return None
-    if orientation in _ROTATING_ORIENTATIONS:
-        log.warning(rel, f"EXIF orientation {orientation} rotates the image; boxes are read in the rotated frame")
-        return height, width
-    return width, height
 
 
 def _number(value: object) -> float | None:
@@ -126,24 +103,6 @@ def class_of(group: dict, params: ExportParams, file: str, label: str, log: Prob
     return params.class_names.index(name)
 
 
-def read_groups(path: Path, rel: str, log: ProblemLog) -> list | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        log.error(rel, "not UTF-8 text")
-        return None
-    except json.JSONDecodeError as exc:
-        log.error(rel, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
-        return None
-    if not isinstance(data, dict) or "groups" not in data:
-        log.error(rel, "no `groups` list at the top level")
-        return None
-    if not isinstance(data["groups"], list):
-        log.error(rel, f"`groups` is a {type(data['groups']).__name__}, not a list")
-        return None
-    return data["groups"]
-
-
 def page_rows(
     groups: list, width: int, height: int, params: ExportParams, rel: str, log: ProblemLog
 ) -> list[LabelRow]:
@@ -177,87 +136,8 @@ def page_rows(
 
 
 
-class PageSource(NamedTuple):
-    """One labeled page in the app's dataset: its groups file and page image (relative paths)."""
-
-    key: str
-    document: str
-    page: str
-    groups: str
-    image: str | None
-    groups_stat: list[int]  # [size, mtime_ns]
-    image_stat: list[int] | None
-
-
-def _entries(folder: Path) -> list[os.DirEntry]:
-    try:
-        return list(os.scandir(folder))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-
-
-def _stat(entry: os.DirEntry) -> list[int]:
-    stat = entry.stat()
-    return [stat.st_size, stat.st_mtime_ns]
-
-
-def check_pages_present(root: Path, dataset_root: Path) -> None:
-    """Stop before the pipeline starts when the labeled pages are not on this machine (or in this copy).
-
-    DVC alone would fail at the export stage with a bare "No such file or directory"; this says
-    why the folder is missing and what brings it.
-    """
-    if (dataset_root / "documents").is_dir():
-        return
-    folder = dataset_root.relative_to(root).as_posix() if dataset_root.is_relative_to(root) else str(dataset_root)
-    tracked = f"{folder}.dvc"
-    queued = os.environ.get("DVC_ROOT") and Path(os.environ["DVC_ROOT"]).resolve() != root.resolve()
-    if (root / tracked).is_file():
-        how = f"DVC tracks it ({tracked}) but it is not checked out here: run `dvc pull {tracked}`."
-    elif queued:
-        how = ("This is a queued experiment: it runs in a temporary copy of the repository that holds only "
-               "what git and DVC track. Track the pages, commit, and queue again:\n"
-               f"  dvc add {folder}\n  git add {tracked}\n"
-               "  git commit -m 'Track the labeled pages'")
-    else:
-        how = ("Point paths.dataset_root (conf/config.yaml) at the app's dataset_root, mirror it here with "
-               f"`qblock publish --app PATH`, or write demo pages: `qblock demo-data {folder}`.")
-    raise UserError(f"{folder}: no labeled pages here (no documents/ folder). {how}")
-
-
-def scan_documents(dataset_root: Path) -> tuple[list[PageSource], int]:
-    """Every groups file with its page image; also the count of page images with no groups file.
-
-    One directory listing per folder (``os.scandir``; on Windows it carries the file times, so no
-    file is opened or stat'ed twice), which keeps a re-run over 10,000 unchanged pages fast.
-    """
-    check_pages_present(Path.cwd(), dataset_root)
-    documents_dir = dataset_root / "documents"
-    sources: list[PageSource] = []
-    unlabeled = 0
-    for document in sorted((e for e in os.scandir(documents_dir) if e.is_dir()), key=lambda e: e.name):
-        images: dict[str, os.DirEntry] = {}
-        entries = _entries(documents_dir / document.name / "pages")
-        for suffix in reversed(IMAGE_SUFFIXES):  # the earlier suffix wins: page_001.png over page_001.jpg
-            images |= {e.name[: -len(suffix)]: e for e in entries if e.name.endswith(suffix)}
-        labeled = set()
-        for entry in sorted(_entries(documents_dir / document.name / "groups"), key=lambda e: e.name):
-            if not entry.name.endswith(GROUPS_SUFFIX):
-                continue
-            page = entry.name[: -len(GROUPS_SUFFIX)]
-            labeled.add(page)
-            image = images.get(page)
-            sources.append(PageSource(
-                page_key(document.name, page), document.name, page,
-                f"documents/{document.name}/groups/{entry.name}",
-                f"documents/{document.name}/pages/{image.name}" if image else None,
-                _stat(entry), _stat(image) if image else None,
-            ))
-        unlabeled += len(images.keys() - labeled)
-    return sources, unlabeled
-
-
-def convert_page(source: PageSource, dataset_root: Path, params: ExportParams) -> tuple[dict | None, list[Problem]]:
+def convert_page(source: PageSource, dataset_root: Path, params: ExportParams
+                 ) -> tuple[PageRecord | None, list[Problem]]:
     """One page -> its manifest record (None on errors) and its problems. Runs in worker processes."""
     log = ProblemLog()
     if source.image is None:
@@ -268,12 +148,11 @@ def convert_page(source: PageSource, dataset_root: Path, params: ExportParams) -
     rows = page_rows(groups, *size, params, source.groups, log) if size and groups is not None else []
     if log.errors:
         return None, log.problems
-    record = {
-        "key": source.key, "document": source.document, "page": source.page, "image": source.image,
-        "width": size[0], "height": size[1], "groups_stat": source.groups_stat, "image_stat": source.image_stat,
-        "labels": "".join(row.format() + "\n" for row in rows), "boxes": len(rows),
-        "problems": [asdict(p) for p in log.warnings],
-    }
+    assert size is not None and source.image is not None
+    record = PageRecord(
+        source.key, source.document, source.page, source.image, size[0], size[1], source.groups_stat,
+        source.image_stat, "".join(row.format() + "\n" for row in rows), len(rows), [asdict(p) for p in log.warnings],
+    )
     return record, log.problems
 
 
@@ -281,36 +160,36 @@ def params_fingerprint(params: ExportParams) -> str:
     return hashlib.sha256(json.dumps(asdict(params), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def load_previous(out_dir: Path, fingerprint: str) -> dict[str, dict]:
+def load_previous(out_dir: Path, fingerprint: str) -> dict[str, PageRecord]:
     """The page records of the last export, if it was made with the same parameters (else nothing to reuse)."""
     try:
-        manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
-        if manifest["summary"].get("params") != fingerprint:
-            return {}
-        return {p["key"]: p for p in manifest["pages"] if "labels" in p}
-    except (OSError, ValueError, KeyError, TypeError):
+        manifest = read_manifest(out_dir)
+    except UserError:  # none yet, or unreadable: everything is exported again
         return {}
+    if manifest.summary.get("params") != fingerprint:
+        return {}
+    return {p.key: p for p in manifest.pages}
 
 
 def collect_pages(
-    dataset_root: Path, params: ExportParams, previous: dict[str, dict], log: ProblemLog
-) -> tuple[list[dict], int]:
+    dataset_root: Path, params: ExportParams, previous: dict[str, PageRecord], log: ProblemLog
+) -> tuple[list[PageRecord], int]:
     """The records of every labeled page: reused when neither of its files changed, else converted."""
     sources, unlabeled = scan_documents(dataset_root)
-    records: dict[str, dict] = {}
+    records: dict[str, PageRecord] = {}
     todo: list[PageSource] = []
     for source in sources:
         cached = previous.get(source.key)
-        if cached and cached["groups_stat"] == source.groups_stat and cached["image_stat"] == source.image_stat \
-                and cached["image"] == source.image:
+        if cached and cached.groups_stat == source.groups_stat and cached.image_stat == source.image_stat \
+                and cached.image == source.image:
             records[source.key] = cached
-            log.problems.extend(Problem(**p) for p in cached["problems"])
+            log.problems.extend(Problem(**p) for p in cached.problems)
         else:
             todo.append(source)
     for record, problems in map_pages(partial(convert_page, dataset_root=dataset_root, params=params), todo, "export"):
         log.problems.extend(problems)
         if record:
-            records[record["key"]] = record
+            records[record.key] = record
     return [records[s.key] for s in sources if s.key in records], unlabeled
 
 
@@ -322,7 +201,7 @@ def _write_label(text: str, target: Path) -> None:
     target.write_bytes(text.encode("utf-8"))
 
 
-def write_export(pages: list[dict], previous: dict[str, dict], dataset_root: Path, out_dir: Path,
+def write_export(pages: list[PageRecord], previous: dict[str, PageRecord], dataset_root: Path, out_dir: Path,
                  summary: dict) -> int:
     """Bring out_dir up to date file by file; return how many files were (re)written.
 
@@ -338,20 +217,20 @@ def write_export(pages: list[dict], previous: dict[str, dict], dataset_root: Pat
     wanted: set[str] = set()
     jobs: list[tuple] = []
     for page in pages:
-        image_name, label_name = page["key"] + Path(page["image"]).suffix.lower(), page["key"] + ".txt"
+        image_name, label_name = page.image_name, page.label_name
         wanted |= {image_name, label_name}
-        before = previous.get(page["key"])
-        if image_name not in present or before is None or before["image_stat"] != page["image_stat"]:
-            jobs.append((_copy_image, dataset_root / page["image"], images_dir / image_name))
-        if label_name not in present or before is None or before["labels"] != page["labels"]:
-            jobs.append((_write_label, page["labels"], labels_dir / label_name))
+        before = previous.get(page.key)
+        if image_name not in present or before is None or before.image_stat != page.image_stat:
+            jobs.append((_copy_image, dataset_root / page.image, images_dir / image_name))
+        if label_name not in present or before is None or before.labels != page.labels:
+            jobs.append((_write_label, page.labels, labels_dir / label_name))
     for write, *args in track(jobs, "export: write"):  # threads measured slower here: the disk is the limit
         write(*args)
     for folder in (images_dir, labels_dir):
         for stale in os.scandir(folder):
             if stale.name not in wanted:
                 os.unlink(stale.path)
-    write_json(out_dir / "manifest.json", {"summary": summary, "pages": pages}, compact=True)
+    write_manifest(out_dir, Manifest(summary, pages))
     return len(jobs)
 
 
@@ -362,10 +241,10 @@ def run(dataset_root: Path, out_dir: Path, params: ExportParams, report_file: Pa
     previous = load_previous(out_dir, fingerprint)
     pages, unlabeled = collect_pages(dataset_root, params, previous, log)
     summary = {
-        "documents": len({p["document"] for p in pages}),
+        "documents": len({p.document for p in pages}),
         "pages": len(pages),
-        "boxes": sum(p["boxes"] for p in pages),
-        "negative_pages": sum(1 for p in pages if not p["boxes"]),
+        "boxes": sum(p.boxes for p in pages),
+        "negative_pages": sum(1 for p in pages if not p.boxes),
         "unlabeled_pages": unlabeled,
         "class_names": list(params.class_names),
         "errors": len(log.errors),

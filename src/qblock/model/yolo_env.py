@@ -126,7 +126,7 @@ def clear_label_caches(label_dir: Path) -> None:
 @contextmanager
 def ultralytics_dataset(export_dir: Path, split_dir: Path, root: Path) -> Iterator[Path]:
     """The dataset file for one train or val call, with no stale label cache before or after."""
-    from qblock.dataset_yaml import write_dataset_yaml
+    from qblock.model.dataset_yaml import write_dataset_yaml
 
     data_yaml = write_dataset_yaml(export_dir, split_dir, root / ".qblock" / "data")
     clear_label_caches(export_dir / "labels")

@@ -21,13 +21,12 @@ from typing import NamedTuple
 from PIL import Image, ImageDraw, UnidentifiedImageError
 from rich.console import Console
 
-from qblock.config import Params
-from qblock.contact_sheet import save_contact_sheet
-from qblock.errors import UserError
-from qblock.labels import LabelRow, parse_row
-from qblock.problems import Problem, ProblemLog, write_json
-from qblock.progress import map_pages
-from qblock.split import SPLITS
+from qblock.config.schema import Params
+from qblock.core.progress import map_pages
+from qblock.data.contact_sheet import save_contact_sheet
+from qblock.data.labels import LabelRow, parse_clean, parse_row
+from qblock.data.problems import Problem, ProblemLog, write_json
+from qblock.data.yolo_folder import SPLITS, read_manifest, split_list
 
 MIN_IMAGE_SIDE = 10  # ultralytics skips smaller images
 
@@ -233,18 +232,8 @@ def check_files(export_dir: Path, class_count: int, cache: CheckCache, log: Prob
     return clean
 
 
-def parse_clean(text: str) -> list[LabelRow]:
-    """Rows of a label text validate has already checked."""
-    return [LabelRow(int(f[0]), float(f[1]), float(f[2]), float(f[3]), float(f[4]))
-            for f in map(str.split, text.splitlines()) if f]
-
-
 def read_split_lists(split_dir: Path, log: ProblemLog) -> dict[str, list[str]]:
-    lists = {}
-    for split in SPLITS:
-        path = split_dir / f"{split}.txt"
-        if path.is_file():
-            lists[split] = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lists = {split: entries for split in SPLITS if (entries := split_list(split_dir, split)) is not None}
     if not lists.get("train"):
         log.error(split_dir / "train.txt", "missing or empty: nothing to train on")
     if not lists.get("val"):
@@ -317,11 +306,7 @@ def draw_samples(export_dir: Path, labels: dict[str, str], count: int, out: Path
 
 def run(export_dir: Path, split_dir: Path, reports_dir: Path, sample_pages: int, console: Console,
         cache_file: Path | None = None) -> dict:
-    manifest_file = export_dir / "manifest.json"
-    try:
-        class_names = json.loads(manifest_file.read_text(encoding="utf-8"))["summary"]["class_names"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"{manifest_file}: cannot read the export manifest ({exc}); run the export stage") from None
+    class_names = read_manifest(export_dir).summary["class_names"]
     log = ProblemLog()
     checked = CheckCache(cache_file or Path(".qblock") / "cache" / "validated.json")
     labels = check_files(export_dir, len(class_names), checked, log)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from qblock.errors import UserError
-from qblock.remote import not_on_remote, probe, remote_url, run
+from qblock.core.errors import UserError
+from qblock.sync.remote import not_on_remote, probe, remote_url, run
 
 
 @dataclass
@@ -67,7 +67,7 @@ def check_cache(root: Path) -> list[Check]:
 
 
 def check_params(root: Path) -> list[Check]:
-    from qblock.config import check_params_in_sync
+    from qblock.config.compose import check_params_in_sync
 
     try:
         differences = check_params_in_sync(root)

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from qblock.console import console
+from qblock.core.console import console
 
 T = TypeVar("T")
 R = TypeVar("R")

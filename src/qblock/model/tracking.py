@@ -1,4 +1,6 @@
-"""The one module that talks to MLflow: one run per pipeline run, shared by train and evaluate.
+"""The one module that talks to MLflow: one run per pipeline run, shared by train and evaluate,
+and the model registry with its champion alias. (`pyfunc_model.py` is the model MLflow loads,
+not a caller.)
 
 The store is an absolute location: `mlflow.tracking_uri` from params, else $MLFLOW_TRACKING_URI,
 else a SQLite file at the project root. The project root is DVC's own idea of it ($DVC_ROOT),
@@ -12,12 +14,16 @@ import json
 import logging
 import os
 import subprocess
+import warnings
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from qblock.config import MlflowParams, Params, overrides_from_conf
-from qblock.errors import UserError
+from qblock.config.compose import overrides_from_conf
+from qblock.config.schema import MlflowParams, Params
+from qblock.core.errors import UserError
+from qblock.model.champion import CHAMPION, REGISTERED_MODEL, Champion, Decision
 
 
 def project_root() -> Path:
@@ -100,7 +106,7 @@ def start_run(params: Params, dataset_hash: str) -> str:
         tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
     tags |= library_versions()
     try:
-        tags["hydra.overrides"] = " ".join(overrides_from_conf(Path.cwd(), asdict(params))) or "none"
+        tags["hydra.overrides"] = " ".join(overrides_from_conf(Path.cwd(), params)) or "none"
     except UserError as exc:  # no conf/ here (a bare params.yaml): say so rather than guess
         tags["hydra.overrides"] = f"unknown ({exc})"[:500]
     run = mlflow.start_run(experiment_id=experiment_id, run_name=os.environ.get("DVC_EXP_NAME"), tags=tags)
@@ -183,3 +189,143 @@ def metric_name(key: str) -> str:
     if key.startswith("metrics/"):
         key = "val/" + key[len("metrics/"):]
     return key.replace("(B)", "").replace("(", "_").replace(")", "")
+
+
+# --- during training ---------------------------------------------------------------------------
+
+def epoch_logger(run_id: str) -> Callable[[Any], None]:
+    """An ultralytics callback that logs losses, val metrics and learning rates per epoch."""
+    import mlflow
+
+    finished = False
+
+    def on_fit_epoch_end(trainer) -> None:
+        nonlocal finished
+        if finished:  # ultralytics' final eval of best.pt: evaluate logs those numbers
+            return
+        finished = bool(trainer.stop)
+        values = {**trainer.label_loss_items(trainer.tloss, prefix="train"), **trainer.metrics, **trainer.lr}
+        metrics = {metric_name(k): float(v) for k, v in values.items()}
+        mlflow.log_metrics(metrics, step=trainer.epoch + 1, run_id=run_id)
+
+    return on_fit_epoch_end
+
+
+def device_tagger(run_id: str) -> Callable[[Any], None]:
+    """An ultralytics callback that tags the run with the device it trains on, once."""
+    import mlflow
+
+    def on_train_epoch_start(trainer) -> None:
+        if trainer.epoch == trainer.start_epoch:
+            mlflow.MlflowClient().set_tag(run_id, "qblock.device", device_name(trainer.device))
+
+    return on_train_epoch_start
+
+
+def logged_steps(run_id: str, metric: str) -> set[int]:
+    import mlflow
+
+    return {m.step for m in mlflow.MlflowClient().get_metric_history(run_id, metric)}
+
+
+def log_step(run_id: str, values: dict[str, float], step: int) -> None:
+    import mlflow
+
+    mlflow.log_metrics(values, step=step, run_id=run_id)
+
+
+def fail_active_run() -> None:
+    import mlflow
+
+    mlflow.end_run(status="FAILED")
+
+
+def finish_training(model_file: Path, results_csv: Path) -> None:
+    """Log the trained weights (and the epoch table) in the active run, and end it."""
+    import mlflow
+
+    mlflow.log_artifact(str(model_file), artifact_path="model")
+    if results_csv.is_file():
+        mlflow.log_artifact(str(results_csv), artifact_path="train")
+    mlflow.end_run()
+
+
+# --- evaluation and the registry ----------------------------------------------------------------
+
+def log_evaluation(metrics: dict[str, float], val_hash: str, metrics_file: Path, files: list[Path]) -> None:
+    """Final metrics, the val data's hash, metrics.json and the evaluation's files, in the active run."""
+    import mlflow
+
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+    mlflow.set_tag("qblock.val_hash", val_hash)
+    mlflow.log_artifact(str(metrics_file))
+    for path in files:
+        mlflow.log_artifact(str(path), artifact_path="evaluate")
+
+
+def download_model(run_id: str, folder: Path) -> Path:
+    """A run's trained weights (``model/best.pt``), downloaded into ``folder``."""
+    import mlflow
+
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model/best.pt",
+                                                    dst_path=str(folder)))
+
+
+def _pins(*packages: str) -> list[str]:
+    """``package==version`` for what is installed here (the bare name otherwise)."""
+    return [f"{package}=={v}" if (v := installed_version(package)) else package for package in packages]
+
+
+def register(model_file: Path, imgsz: int) -> str:
+    """Log the weights as a pyfunc model in the active run and register it; return the version."""
+    import mlflow
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    signature = ModelSignature(
+        inputs=Schema([ColSpec("string", "image")]),
+        outputs=Schema([ColSpec("string", "image"), ColSpec("string", "class"), ColSpec("double", "confidence"),
+                        ColSpec("double", "x"), ColSpec("double", "y"), ColSpec("double", "width"),
+                        ColSpec("double", "height")]),
+        params=ParamSchema([ParamSpec("conf", "double", 0.25), ParamSpec("device", "string", "")]),
+    )
+    with warnings.catch_warnings():  # no input example (it would load the model at log time), no type hints
+        warnings.simplefilter("ignore", UserWarning)
+        info = mlflow.pyfunc.log_model(
+            name="detector",
+            python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+            artifacts={"weights": str(model_file)},
+            model_config={"imgsz": imgsz},
+            signature=signature,
+            pip_requirements=_pins("ultralytics", "torch", "torchvision", "pandas", "pillow", "mlflow"),
+            registered_model_name=REGISTERED_MODEL,
+        )
+    return str(info.registered_model_version)
+
+
+def current_champion() -> Champion | None:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
+    except MlflowException:
+        return None
+    run = client.get_run(version.run_id)
+    return Champion(str(version.version), version.run_id, run.data.tags.get("qblock.val_hash"), run.data.metrics)
+
+
+def record_decision(decision: Decision) -> None:
+    """Move the alias when promoted; write the decision on the version, the active run and its JSON."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    if decision.promoted:
+        client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION, decision.version)
+    tags = {"champion.decision": "promoted" if decision.promoted else "not promoted",
+            "champion.reason": decision.reason}
+    for key, value in tags.items():
+        client.set_model_version_tag(REGISTERED_MODEL, decision.version, key, value)
+    mlflow.set_tags(tags)
+    mlflow.log_dict(asdict(decision), "champion_decision.json")

@@ -11,17 +11,22 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from qblock import notify, registry, tracking
-from qblock.config import Params
-from qblock.errors import UserError
-from qblock.problems import write_json
-from qblock.worst_pages import draw_worst
-from qblock.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads, without_coco_eval_notes
+from qblock.config.schema import Params
+from qblock.core import metric_names as names
+from qblock.core import notify
+from qblock.core.errors import UserError
+from qblock.data.problems import write_json
+from qblock.data.yolo_folder import split_list
+from qblock.model import champion, tracking
+from qblock.model.champion import Decision
+from qblock.quality.worst_pages import draw_worst
+from qblock.model.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads, without_coco_eval_notes
 
 
 def write_pr_curve(curves_results: list, path: Path, points: int = 101) -> None:
@@ -77,12 +82,51 @@ def measure(model_file: Path, params: Params, data_yaml: Path, out_dir: Path, pl
 
 
 def score_of(box, metric: str) -> float:
-    return {"mAP50": float(box.map50), "mAP50-95": float(box.map)}[metric]
+    return {names.MAP50: float(box.map50), names.MAP50_95: float(box.map)}[metric]
+
+
+def write_reports(box, params: Params, val_images: list[str], eval_dir: Path) -> dict:
+    """metrics.json (a DVC metric), the PR curve (a DVC plot), the worst val pages; return the metrics."""
+    paths = params.paths
+    metrics = {
+        names.MAP50: round(float(box.map50), 5),
+        names.MAP50_95: round(float(box.map), 5),
+        names.PRECISION: round(float(box.mp), 5),
+        names.RECALL: round(float(box.mr), 5),
+        names.VAL_PAGES: len(val_images),
+    }
+    Path(paths.metrics_file).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_pr_curve(box.curves_results, Path(paths.plots_dir) / "pr_curve.csv")
+    worst = draw_worst(Path(paths.export_dir), val_images, eval_dir / "predictions.json",
+                       eval_dir / "worst_val_pages.png")
+    write_json(eval_dir / "val_page_errors.json", worst)
+    return metrics
+
+
+def register_and_judge(params: Params, run_id: str, metrics: dict, val_hash: str, eval_dir: Path,
+                       score: float, rescore: Callable[[str], float]) -> Decision:
+    """Log the evaluation into the pipeline's run, register the model, decide the champion."""
+    paths = params.paths
+    with tracking.resume_run(params.mlflow, run_id):
+        evaluation_files = [*sorted(eval_dir.glob("*.png")), eval_dir / "val_page_errors.json"]
+        tracking.log_evaluation(metrics, val_hash, Path(paths.metrics_file), evaluation_files)
+        version = tracking.register(Path(paths.model_dir) / "best.pt", params.train.imgsz)
+        decision = champion.decide(version, params.evaluate.champion_metric, score, val_hash,
+                                   tracking.current_champion(), rescore)
+        tracking.record_decision(decision)
+    return decision
+
+
+def announce(params: Params, metrics: dict, decision: Decision, console: Console) -> None:
+    print_metrics(console, metrics)
+    verdict = "[green]is the new champion[/]" if decision.promoted else "stays a challenger"
+    model = f"{champion.REGISTERED_MODEL} v{decision.version}"
+    console.print(f"evaluate: {model} {verdict}: {decision.reason}")
+    status = "the new champion" if decision.promoted else "not the champion"
+    notify.run_finished(params.notify, metrics, f"{model}, {status}", console)
 
 
 def run(params: Params, console: Console) -> dict:
-    import mlflow
-
     root = Path.cwd()
     paths = params.paths
     prepare_ultralytics(root)
@@ -93,44 +137,21 @@ def run(params: Params, console: Console) -> dict:
     export_dir, split_dir, eval_dir = Path(paths.export_dir), Path(paths.split_dir), Path(paths.eval_dir).resolve()
     shutil.rmtree(eval_dir, ignore_errors=True)
     run_id = tracking.read_run_file(Path(paths.model_dir) / "run.json")
-    val_images = (split_dir / "val.txt").read_text(encoding="utf-8").split()
+    val_images = split_list(split_dir, "val") or []
     val_hash = val_fingerprint(export_dir, val_images)
+    metric = params.evaluate.champion_metric
     with ultralytics_dataset(export_dir, split_dir, root) as data_yaml:
         box = measure(model_file, params, data_yaml, eval_dir, plots=True)
-        metrics = {
-            "mAP50": round(float(box.map50), 5),
-            "mAP50-95": round(float(box.map), 5),
-            "precision": round(float(box.mp), 5),
-            "recall": round(float(box.mr), 5),
-            "val_pages": len(val_images),
-        }
-        Path(paths.metrics_file).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-        write_pr_curve(box.curves_results, Path(paths.plots_dir) / "pr_curve.csv")
-        worst = draw_worst(export_dir, val_images, eval_dir / "predictions.json", eval_dir / "worst_val_pages.png")
-        write_json(eval_dir / "val_page_errors.json", worst)
+        metrics = write_reports(box, params, val_images, eval_dir)
 
         def rescore(champion_run: str) -> float:
             console.print("evaluate: the champion was measured on other val data; measuring it again")
             with tempfile.TemporaryDirectory() as tmp:
-                weights = mlflow.artifacts.download_artifacts(run_id=champion_run, artifact_path="model/best.pt",
-                                                               dst_path=tmp)
-                champion_box = measure(Path(weights), params, data_yaml, Path(tmp) / "val", plots=False)
-                return score_of(champion_box, params.evaluate.champion_metric)
+                weights = tracking.download_model(champion_run, Path(tmp))
+                return score_of(measure(weights, params, data_yaml, Path(tmp) / "val", plots=False), metric)
 
-        with tracking.resume_run(params.mlflow, run_id):
-            mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
-            mlflow.set_tag("qblock.val_hash", val_hash)
-            mlflow.log_artifact(paths.metrics_file)
-            for picture in [*sorted(eval_dir.glob("*.png")), eval_dir / "val_page_errors.json"]:
-                mlflow.log_artifact(str(picture), artifact_path="evaluate")
-            version = registry.register(model_file, params.train.imgsz)
-            decision = registry.decide_champion(version, params.evaluate.champion_metric,
-                                                score_of(box, params.evaluate.champion_metric), val_hash, rescore)
-    print_metrics(console, metrics)
-    verdict = "[green]is the new champion[/]" if decision.promoted else "stays a challenger"
-    console.print(f"evaluate: {registry.REGISTERED_MODEL} v{version} {verdict}: {decision.reason}")
-    status = "the new champion" if decision.promoted else "not the champion"
-    notify.run_finished(params.notify, metrics, f"{registry.REGISTERED_MODEL} v{version}, {status}", console)
+        decision = register_and_judge(params, run_id, metrics, val_hash, eval_dir, score_of(box, metric), rescore)
+    announce(params, metrics, decision, console)
     return metrics
 
 

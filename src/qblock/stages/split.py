@@ -9,17 +9,15 @@ straddle splits (their layouts are near-copies, which would flatter val mAP).
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import defaultdict
 from pathlib import Path
 
 from rich.console import Console
 
-from qblock.config import Params, SplitParams
-from qblock.errors import UserError
-from qblock.problems import write_json
-
-SPLITS = ("train", "val", "test")
+from qblock.config.schema import Params, SplitParams
+from qblock.core.errors import UserError
+from qblock.data.problems import write_json
+from qblock.data.yolo_folder import SPLITS, read_manifest
 
 
 def document_score(document: str, salt: str) -> float:
@@ -66,17 +64,12 @@ def assign_documents(documents: list[str], params: SplitParams) -> tuple[dict[st
 
 
 def run(export_dir: Path, out_dir: Path, params: SplitParams, console: Console) -> dict:
-    manifest_file = export_dir / "manifest.json"
-    try:
-        pages = json.loads(manifest_file.read_text(encoding="utf-8"))["pages"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"{manifest_file}: cannot read the export manifest ({exc}); run the export stage") from None
-    documents = sorted({p["document"] for p in pages})
+    pages = read_manifest(export_dir).pages
+    documents = sorted({p.document for p in pages})
     assignment, notes = assign_documents(documents, params)
     lists: dict[str, list[str]] = defaultdict(list)
-    for page in sorted(pages, key=lambda p: p["key"]):
-        suffix = Path(page["image"]).suffix.lower()
-        lists[assignment[page["document"]]].append(f"images/{page['key']}{suffix}")
+    for page in sorted(pages, key=lambda p: p.key):
+        lists[assignment[page.document]].append(f"images/{page.image_name}")
     out_dir.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
         target = out_dir / f"{split}.txt"

@@ -18,20 +18,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from qblock import tracking
-from qblock.config import ModelParams, Params
-from qblock.errors import UserError
-from qblock.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads
+from qblock.config.schema import ModelParams, Params
+from qblock.core.errors import UserError
+from qblock.model import tracking
+from qblock.model.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads
 
 CHECKPOINTS = ".qblock/checkpoints"
-
-# ultralytics' train() arguments that qblock's `train` params pass through unchanged
-_PASSTHROUGH = (
-    "epochs", "imgsz", "batch", "nbs", "device", "workers", "patience", "seed", "optimizer", "lr0", "cos_lr",
-    "warmup_epochs", "amp", "cache", "rect", "mosaic", "close_mosaic", "fliplr", "flipud", "scale",
-    "translate", "degrees", "hsv_h", "hsv_s", "hsv_v", "mixup",
-)
-
 
 def model_source(params: ModelParams) -> str:
     """The weights file to start from, or the architecture to build from scratch."""
@@ -58,39 +50,8 @@ def dataset_fingerprint(export_dir: Path, split_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def epoch_logger(run_id: str):
-    """An ultralytics callback that logs losses, val metrics and learning rates per epoch."""
-    import mlflow
-
-    finished = False
-
-    def on_fit_epoch_end(trainer) -> None:
-        nonlocal finished
-        if finished:  # ultralytics' final eval of best.pt: evaluate logs those numbers
-            return
-        finished = bool(trainer.stop)
-        values = {**trainer.label_loss_items(trainer.tloss, prefix="train"), **trainer.metrics, **trainer.lr}
-        metrics = {tracking.metric_name(k): float(v) for k, v in values.items()}
-        mlflow.log_metrics(metrics, step=trainer.epoch + 1, run_id=run_id)
-
-    return on_fit_epoch_end
-
-
-def device_tagger(run_id: str):
-    """An ultralytics callback that tags the run with the device it trains on, once."""
-    import mlflow
-
-    def on_train_epoch_start(trainer) -> None:
-        if trainer.epoch == trainer.start_epoch:
-            mlflow.MlflowClient().set_tag(run_id, "qblock.device", tracking.device_name(trainer.device))
-
-    return on_train_epoch_start
-
-
 def train_arguments(params: Params, data_yaml: Path, save_dir: Path) -> dict:
-    train = asdict(params.train)
-    args = {key: train[key] for key in _PASSTHROUGH}
-    return args | {
+    return params.train.ultralytics_arguments() | {
         "data": str(data_yaml),
         "project": str(save_dir.parent.resolve()),
         "name": save_dir.name,
@@ -129,8 +90,6 @@ def _publish_run_folder(save_dir: Path, train_dir: Path) -> None:
 
 
 def run(params: Params, console: Console) -> Path:
-    import mlflow
-
     root = Path.cwd()
     paths = params.paths
     prepare_ultralytics(root)
@@ -157,30 +116,26 @@ def run(params: Params, console: Console) -> Path:
             save_dir.mkdir(parents=True)
             tracking.write_run_file(state_file, run_id, params.mlflow)
         console.print(f"train: MLflow run {run_id} in {tracking.tracking_uri(params.mlflow)}")
-        model.add_callback("on_fit_epoch_end", epoch_logger(run_id))
+        model.add_callback("on_fit_epoch_end", tracking.epoch_logger(run_id))
         use_cpu_threads(model, params.train.cpu_threads)
-        model.add_callback("on_train_epoch_start", device_tagger(run_id))
+        model.add_callback("on_train_epoch_start", tracking.device_tagger(run_id))
         arguments = train_arguments(params, data_yaml, save_dir)
         try:
             model.train(**arguments, resume=str(last) if resumable else False)
         except BaseException:
-            mlflow.end_run(status="FAILED")
+            tracking.fail_active_run()
             raise
 
     best = Path(model.trainer.best)
     if not best.is_file():
-        mlflow.end_run(status="FAILED")
+        tracking.fail_active_run()
         raise UserError(f"training ended without a model file at {best}")
     model_dir.mkdir(parents=True, exist_ok=True)
     target = model_dir / "best.pt"
     shutil.copyfile(best, target)
     _publish_run_folder(save_dir, Path(paths.train_dir))
     tracking.write_run_file(model_dir / "run.json", run_id, params.mlflow)
-    mlflow.log_artifact(str(target), artifact_path="model")
-    results = Path(paths.train_dir) / "results.csv"
-    if results.is_file():
-        mlflow.log_artifact(str(results), artifact_path="train")
-    mlflow.end_run()
+    tracking.finish_training(target, Path(paths.train_dir) / "results.csv")
     shutil.rmtree(save_dir, ignore_errors=True)  # finished: nothing left to resume
     console.print(f"train: model written to {target}")
     return target
@@ -195,7 +150,6 @@ def _align_with_checkpoint(save_dir: Path, last: Path, run_id: str) -> int:
     """
     import csv
 
-    import mlflow
     import torch
 
     done = int(torch.load(last, map_location="cpu", weights_only=False)["epoch"]) + 1
@@ -204,13 +158,13 @@ def _align_with_checkpoint(save_dir: Path, last: Path, run_id: str) -> int:
         return done
     lines = results.read_text(encoding="utf-8").splitlines()[: done + 1]
     results.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    logged = {m.step for m in mlflow.MlflowClient().get_metric_history(run_id, "val/mAP50")}
+    logged = tracking.logged_steps(run_id, "val/mAP50")
     for row in csv.DictReader(lines):
         step = int(float(row["epoch"]))
         if step not in logged:
             values = {tracking.metric_name(k.strip()): float(v) for k, v in row.items()
                       if k.strip() not in ("epoch", "time") and v.strip()}
-            mlflow.log_metrics(values, step=step, run_id=run_id)
+            tracking.log_step(run_id, values, step)
     return done
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from qblock.errors import UserError
+from qblock.core.errors import UserError
 
 MACHINE_FILE = Path(".qblock") / "machine.yaml"
 

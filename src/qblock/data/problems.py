@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from qblock.errors import StageFailed
+from qblock.core.errors import StageFailed
 
 
 @dataclass(frozen=True)

@@ -7,34 +7,29 @@ wherever it runs, so train and evaluate turn them into absolute ones in a scratc
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import yaml
 
-from qblock.errors import UserError
-from qblock.split import SPLITS
+from qblock.core.errors import UserError
+from qblock.data.yolo_folder import SPLITS, read_manifest, split_list
 
 
 def write_dataset_yaml(export_dir: Path, split_dir: Path, scratch: Path) -> Path:
     export_dir = export_dir.resolve()
-    try:
-        manifest = json.loads((export_dir / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{export_dir / 'manifest.json'}: cannot read ({exc}); run the export stage") from None
+    class_names = read_manifest(export_dir).summary["class_names"]
     scratch.mkdir(parents=True, exist_ok=True)
     data: dict = {"path": str(export_dir)}
     for split in SPLITS:
-        source = split_dir / f"{split}.txt"
-        if not source.is_file():
+        entries = split_list(split_dir, split)
+        if entries is None:
             continue
-        entries = [line for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
         target = scratch / f"{split}.txt"
         target.write_text("".join(f"{export_dir / e}\n" for e in entries), encoding="utf-8")
         data[split] = str(target.resolve())
     if "train" not in data or "val" not in data:
         raise UserError(f"{split_dir}: train.txt and val.txt are both needed; run the split stage")
-    data["names"] = dict(enumerate(manifest["summary"]["class_names"]))
+    data["names"] = dict(enumerate(class_names))
     path = scratch / "data.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path

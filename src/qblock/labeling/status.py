@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from qblock.errors import UserError
-from qblock.export import GROUPS_SUFFIX, IMAGE_SUFFIXES
+from qblock.core.errors import UserError
+from qblock.data.app_dataset import GROUPS_SUFFIX, IMAGE_SUFFIXES
 
 
 @dataclass

@@ -1,0 +1,146 @@
+"""The layout keeps its promises: each dvc stage depends on exactly the code it runs, and one
+module speaks to MLflow."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from tests.conftest import REPO
+
+SRC = REPO / "src"
+PACKAGE = SRC / "qblock"
+
+
+def module_file(name: str) -> Path | None:
+    """The file of a qblock module (a package's __init__.py), or None when there is none."""
+    base = SRC / Path(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_modules(path: Path, name: str) -> set[str]:
+    """Every qblock module that ``path`` (module ``name``) imports, at the top or inside a function.
+
+    The stage runner's one dynamic import (the stage module by name) is the start of each closure.
+    """
+    found: set[str] = set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            found.add(base)
+            found |= {f"{base}.{alias.name}" for alias in node.names}  # `from qblock.model import tracking`
+    result = set()
+    for module in found:
+        parts = module.split(".")
+        if parts[0] != "qblock":
+            continue
+        for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ too
+            if module_file(".".join(parts[:i])):
+                result.add(".".join(parts[:i]))
+    return result
+
+
+def closure(start: str) -> set[Path]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = module_file(name)
+        assert path is not None, name
+        todo.extend(imported_modules(path, name) - seen)
+    return {module_file(name) for name in seen}  # type: ignore[misc]
+
+
+def only_a_docstring(path: Path) -> bool:
+    body = ast.parse(path.read_text(encoding="utf-8")).body
+    return all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) or
+               (isinstance(n, ast.Assign) and all(isinstance(t, ast.Name) and t.id == "__version__" for t in n.targets))
+               for n in body)
+
+
+def stage_deps(stage: str) -> list[Path]:
+    spec = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]
+    return [REPO / d for d in spec["deps"] if isinstance(d, str) and d.startswith("src/")]
+
+
+def covered(path: Path, deps: list[Path]) -> bool:
+    return any(path == dep or dep in path.parents for dep in deps)
+
+
+STAGE_MODULES = {"check_params": "qblock.stages.check_params", "export": "qblock.stages.export",
+                 "split": "qblock.stages.split", "validate": "qblock.stages.validate",
+                 "train": "qblock.stages.train", "evaluate": "qblock.stages.evaluate"}
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_MODULES))
+def test_each_stage_depends_on_all_the_code_it_runs(stage):
+    """The stage's import closure (from what `qblock <stage>` runs) is inside its dvc.yaml deps;
+    files with no code (a docstring, the version) change no result and need no entry."""
+    code = closure(STAGE_MODULES[stage]) | closure("qblock.stages")
+    deps = stage_deps(stage)
+    uncovered = sorted(str(p.relative_to(REPO)) for p in code if not covered(p, deps) and not only_a_docstring(p))
+    assert not uncovered, f"dvc.yaml stage {stage} runs code it does not depend on: {uncovered}"
+    unused = [str(d.relative_to(REPO)) for d in deps if not any(covered(p, [d]) for p in code)]
+    assert not unused, f"dvc.yaml stage {stage} depends on code it never runs: {unused}"
+
+
+def test_no_stage_depends_on_the_cli_or_sync():
+    for stage in STAGE_MODULES:
+        for path in closure(STAGE_MODULES[stage]) | closure("qblock.stages"):
+            assert path != PACKAGE / "cli.py" and PACKAGE / "sync" not in path.parents, (stage, path)
+        assert not any(covered(PACKAGE / "cli.py", [d]) or d == PACKAGE / "sync" for d in stage_deps(stage))
+
+
+def test_one_module_speaks_to_mlflow():
+    speakers = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(n == "mlflow" or n.startswith("mlflow.") for n in names):
+                speakers.add(path.relative_to(PACKAGE).as_posix())
+    # pyfunc_model.py is the model MLflow itself loads (in any environment), not a caller
+    assert speakers == {"model/tracking.py", "model/pyfunc_model.py"}
+
+
+@pytest.mark.slow
+def test_touching_a_module_only_evaluate_imports_reruns_evaluate_only(tmp_path):
+    """`dvc status` after an edit: evaluate (which imports worst_pages) changed, train did not."""
+    from tests.test_pipeline import copy_repo, sh
+
+    only_evaluate = [p for p in closure(STAGE_MODULES["evaluate"])
+                     if p not in closure(STAGE_MODULES["train"]) and p.parent != PACKAGE / "stages"]
+    assert PACKAGE / "quality" / "worst_pages.py" in only_evaluate
+    repo = copy_repo(tmp_path / "repo")
+    sh([sys.executable, "-m", "qblock", "demo-data", "data/dataset_root", "--documents", "3", "--pages", "1"], repo)
+    sh([sys.executable, "-m", "dvc", "repro", "validate"], repo)
+    (repo / "models").mkdir(exist_ok=True)
+    for out in ("models/best.pt", "models/run.json"):
+        (repo / out).write_text("stand-in\n")
+    (repo / "runs" / "train").mkdir(parents=True, exist_ok=True)
+    (repo / "runs" / "evaluate").mkdir(parents=True, exist_ok=True)
+    (repo / "metrics.json").write_text("{}\n")
+    (repo / "plots").mkdir(exist_ok=True)
+    (repo / "plots" / "pr_curve.csv").write_text("recall,precision\n")
+    sh(["dvc", "commit", "-f", "-q", "train", "evaluate"], repo)  # as if both had run: dvc status is clean
+    assert "train" not in sh(["dvc", "status", "train", "evaluate"], repo).stdout
+
+    worst = repo / "src" / "qblock" / "quality" / "worst_pages.py"
+    worst.write_text(worst.read_text() + "\n# touched\n")
+    status = sh(["dvc", "status", "--json"], repo).stdout
+    changed = set(yaml.safe_load(status))
+    assert "evaluate" in changed and "train" not in changed, status
