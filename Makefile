@@ -39,8 +39,9 @@ test-fast: setup  ## the tests without the slow end-to-end ones
 ui: setup  ## the MLflow UI on the configured store (http://127.0.0.1:5000)
 	$(BIN)/qblock ui
 
-lint: setup  ## ruff
+lint: setup  ## ruff and mypy (CI runs both)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
 
 clean-outputs:  ## remove pipeline outputs and the MLflow store (not the demo data)
 	rm -rf data/yolo data/split models runs plots reports metrics.json mlflow.db mlartifacts .qblock dvc.lock

@@ -172,3 +172,21 @@ def conf_params(*overrides: str):
 def params_of(section: str, **changes):
     """One section of the project's params (``export``, ``split``, ...), with some values changed."""
     return dataclasses.replace(getattr(conf_params(), section), **changes)
+
+
+@pytest.fixture(scope="session")
+def session_webhook():
+    with webhook_receiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="session")
+def trained_repo(tmp_path_factory, session_webhook) -> dict:
+    """One copy of the project trained by the real `dvc repro` (smoke preset), shared by the session.
+
+    Read it as it is; to change it, `tests.repos.fork` it first. Yields {"repo", "first"}: the
+    folder and what the first `dvc repro` printed.
+    """
+    from tests.repos import train_a_smoke_repo
+
+    return train_a_smoke_repo(tmp_path_factory.mktemp("trained") / "repo", session_webhook[0])

@@ -101,9 +101,10 @@ def test_a_key_missing_from_params_yaml_is_an_error_naming_it(project):
 def test_ultralytics_gets_every_train_field_but_qblocks_own(tmp_path):
     from dataclasses import fields
 
+    from tests.conftest import conf_params
+
     from qblock.config.schema import TrainParams
     from qblock.model.yolo_env import prepare_ultralytics
-    from tests.conftest import conf_params
 
     passed = conf_params().train.ultralytics_arguments()
     assert set(passed) == {f.name for f in fields(TrainParams)} - {"preset", "cpu_threads"}

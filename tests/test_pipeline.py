@@ -1,87 +1,43 @@
 """End to end: the real `dvc repro` in a temporary copy of this repository, smoke preset.
 
-One pipeline run is shared by the tests in this module (training is the slow part); each
-test reads it without changing it, except the last ones, which say so.
+One trained repo is shared by the whole session (`trained_repo`, conftest): tests that only read
+it use it as it is; a test that changes it works on its own fork. So any one test runs alone
+(`pytest -k NAME`), in any order.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from tests.conftest import REPO, webhook_receiver
+from tests.repos import fork, mlflow_runs, sh
 
 pytestmark = pytest.mark.slow
 
 
-def sh(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("DVC_ROOT", None)
-    env.pop("MLFLOW_TRACKING_URI", None)  # mlflow.set_tracking_uri() in this process sets it
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def git_identity(repo: Path) -> None:
-    """A committer for this repository only (the tests commit, and so does `dvc exp run`)."""
-    sh(["git", "config", "user.name", "qblock test"], repo)
-    sh(["git", "config", "user.email", "test@qblock.invalid"], repo)
-
-
-def copy_repo(target: Path) -> Path:
-    """The project's tracked and new files (no data, no outputs), as a fresh git repo."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=REPO, capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, listed):
-        source = REPO / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
-    for stale in ("dvc.lock", "metrics.json"):
-        (target / stale).unlink(missing_ok=True)
-    sh(["git", "init", "-q"], target)
-    git_identity(target)
-    sh(["git", "add", "-A"], target)
-    sh(["git", "commit", "-qm", "copy"], target)
-    return target
-
-
-def mlflow_runs(repo: Path):
-    import mlflow
-
-    mlflow.set_tracking_uri(f"sqlite:///{(repo / 'mlflow.db').as_posix()}")
-    return mlflow.search_runs(experiment_names=["qblock"], output_format="list")
-
-
 @pytest.fixture(scope="module")
-def module_webhook():
-    with webhook_receiver() as receiver:
-        yield receiver
+def two_runs(trained_repo, tmp_path_factory) -> dict:
+    """A fork of the trained repo with a second run: `dvc exp run -S train.epochs=1`."""
+    repo = fork(trained_repo["repo"], tmp_path_factory.mktemp("two-runs") / "repo")
+    log = sh(["dvc", "exp", "run", "-S", "train.epochs=1"], repo)
+    return {"repo": repo, "log": log.stdout + log.stderr}
 
 
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, module_webhook) -> dict:
-    webhook = module_webhook
-    repo = copy_repo(tmp_path_factory.mktemp("repo"))
-    sh([sys.executable, "-m", "qblock", "demo-data", "data/dataset_root", "--documents", "3", "--pages", "2"], repo)
-    config = repo / "conf" / "config.yaml"  # smoke becomes this copy's default preset; a local webhook
-    config.write_text(config.read_text().replace("  - train: cpu", "  - train: smoke")
-                      .replace("  webhook_url: null", f"  webhook_url: {webhook[0]}"))
-    sh([sys.executable, "-m", "qblock", "params"], repo)
-    sh(["git", "commit", "-qam", "smoke"], repo)
-    first = sh(["dvc", "repro"], repo)
-    return {"repo": repo, "first": first.stdout + first.stderr}
+def add_val_workbook(repo: Path) -> str:
+    """A copy of one workbook under a new name that hashes into val."""
+    from qblock.stages.split import document_score
+
+    documents = repo / "data" / "dataset_root" / "documents"
+    names = (f"added workbook {i}" for i in range(1000))
+    added = next(name for name in names if 0.05 < document_score(name, "qblock") < 0.2)  # val: below 0.25
+    shutil.copytree(next(documents.iterdir()), documents / added)
+    return added
 
 
-def test_repro_runs_every_stage_and_writes_metrics(pipeline):
-    repo, log = pipeline["repo"], pipeline["first"]
+def test_repro_runs_every_stage_and_writes_metrics(trained_repo):
+    repo, log = trained_repo["repo"], trained_repo["first"]
     for stage in ("export", "split", "validate", "train", "evaluate"):
         assert f"Running stage '{stage}'" in log
     metrics = json.loads((repo / "metrics.json").read_text())
@@ -96,14 +52,14 @@ def test_repro_runs_every_stage_and_writes_metrics(pipeline):
     assert "faster-coco-eval" not in log
 
 
-def test_evaluate_map_agrees_with_pycocotools_on_its_own_predictions(pipeline):
+def test_evaluate_map_agrees_with_pycocotools_on_its_own_predictions(trained_repo):
     from PIL import Image
     from tests.coco import coco_map
     from tests.test_coco_crosscheck import TOLERANCE
 
     from qblock.data.labels import parse_clean
 
-    repo = pipeline["repo"]
+    repo = trained_repo["repo"]
     yolo = repo / "data" / "yolo"
     images, truth = {}, {}
     for entry in (repo / "data" / "split" / "val.txt").read_text().split():
@@ -120,10 +76,10 @@ def test_evaluate_map_agrees_with_pycocotools_on_its_own_predictions(pipeline):
     assert metrics["mAP50-95"] == pytest.approx(coco, abs=TOLERANCE)
 
 
-def test_worst_val_pages_are_drawn_and_logged(pipeline):
+def test_worst_val_pages_are_drawn_and_logged(trained_repo):
     import mlflow
 
-    repo = pipeline["repo"]
+    repo = trained_repo["repo"]
     errors = json.loads((repo / "runs" / "evaluate" / "val_page_errors.json").read_text())
     assert len(errors) == 2 and all(e["questions"] > 0 for e in errors)
     assert (repo / "runs" / "evaluate" / "worst_val_pages.png").stat().st_size > 10_000
@@ -132,17 +88,17 @@ def test_worst_val_pages_are_drawn_and_logged(pipeline):
     assert {"evaluate/worst_val_pages.png", "evaluate/confusion_matrix.png", "evaluate/BoxPR_curve.png"} <= logged
 
 
-def test_the_webhook_heard_that_the_run_finished(pipeline, module_webhook):
-    finished = [body for body in module_webhook[1] if body["status"] == "finished"]
+def test_the_webhook_heard_that_the_run_finished(trained_repo, session_webhook):
+    finished = [body for body in session_webhook[1] if body["status"] == "finished"]
     assert len(finished) == 1
-    assert finished[0]["metrics"] == json.loads((pipeline["repo"] / "metrics.json").read_text())
+    assert finished[0]["metrics"] == json.loads((trained_repo["repo"] / "metrics.json").read_text())
     assert "question-block-detector v1, the new champion" in finished[0]["text"]
 
 
-def test_mlflow_holds_one_run_with_params_epochs_metrics_and_model(pipeline):
+def test_mlflow_holds_one_run_with_params_epochs_metrics_and_model(trained_repo):
     import mlflow
 
-    runs = mlflow_runs(pipeline["repo"])
+    runs = mlflow_runs(trained_repo["repo"])
     assert len(runs) == 1
     run = runs[0]
     assert run.info.status == "FINISHED"
@@ -151,7 +107,7 @@ def test_mlflow_holds_one_run_with_params_epochs_metrics_and_model(pipeline):
     client = mlflow.MlflowClient()
     history = client.get_metric_history(run.info.run_id, "val/mAP50")
     assert [m.step for m in history] == [1, 2]
-    metrics = json.loads((pipeline["repo"] / "metrics.json").read_text())
+    metrics = json.loads((trained_repo["repo"] / "metrics.json").read_text())
     assert run.data.metrics["mAP50"] == pytest.approx(metrics["mAP50"])
     assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == ["model/best.pt"]
     tags = run.data.tags
@@ -163,25 +119,22 @@ def test_mlflow_holds_one_run_with_params_epochs_metrics_and_model(pipeline):
     assert champion.run_id == run.info.run_id and str(champion.version) == "1"
 
 
-def test_second_repro_does_nothing(pipeline):
-    log = sh(["dvc", "repro"], pipeline["repo"])
+def test_second_repro_does_nothing(trained_repo):
+    log = sh(["dvc", "repro"], trained_repo["repo"])
     assert "Running stage" not in log.stdout
     assert "Data and pipelines are up to date" in log.stdout
-    assert len(mlflow_runs(pipeline["repo"])) == 1
+    assert len(mlflow_runs(trained_repo["repo"])) == 1
 
 
-def test_dvc_shows_metrics_and_plots(pipeline):
-    shown = sh(["dvc", "metrics", "show", "--json"], pipeline["repo"]).stdout
+def test_dvc_shows_metrics_and_plots(trained_repo):
+    shown = sh(["dvc", "metrics", "show", "--json"], trained_repo["repo"]).stdout
     assert "mAP50" in shown and "boxes_per_page_mean" in shown
-    sh(["dvc", "plots", "show", "-o", "dvc_plots"], pipeline["repo"])
-    assert (pipeline["repo"] / "dvc_plots" / "index.html").is_file()
+    sh(["dvc", "plots", "show", "-o", "dvc_plots"], trained_repo["repo"])
+    assert (trained_repo["repo"] / "dvc_plots" / "index.html").is_file()
 
 
-def test_changing_epochs_reruns_only_train_and_evaluate(pipeline):
-    """Changes the shared repo: a second MLflow run appears."""
-    repo = pipeline["repo"]
-    log = sh(["dvc", "exp", "run", "-S", "train.epochs=1"], repo)
-    text = log.stdout + log.stderr
+def test_changing_epochs_reruns_only_train_and_evaluate(two_runs):
+    repo, text = two_runs["repo"], two_runs["log"]
     ran = {line.split("'")[1] for line in text.splitlines() if line.startswith("Running stage")}
     assert ran <= {"check_params", "train", "evaluate"} and {"train", "evaluate"} <= ran
     shown = sh(["dvc", "exp", "show", "--json"], repo).stdout  # experiments with params and metrics
@@ -193,12 +146,12 @@ def test_changing_epochs_reruns_only_train_and_evaluate(pipeline):
     assert {r.data.tags["hydra.overrides"] for r in runs} == {"none", "train.epochs=1"}
 
 
-def test_each_run_registers_a_version_and_the_better_one_is_champion(pipeline):
-    """Reads the two runs the previous test left: both registered, the alias on the better one."""
+def test_each_run_registers_a_version_and_the_better_one_is_champion(two_runs):
+    """Both runs registered, the alias on the better one."""
     import mlflow
     import pandas as pd
 
-    runs = sorted(mlflow_runs(pipeline["repo"]), key=lambda r: r.info.start_time)
+    runs = sorted(mlflow_runs(two_runs["repo"]), key=lambda r: r.info.start_time)
     assert len(runs) == 2
     client = mlflow.MlflowClient()
     versions = sorted(client.search_model_versions("name='question-block-detector'"), key=lambda v: int(v.version))
@@ -215,15 +168,15 @@ def test_each_run_registers_a_version_and_the_better_one_is_champion(pipeline):
     assert "on the same val data" in second["champion.reason"]
 
     model = mlflow.pyfunc.load_model("models:/question-block-detector@champion")
-    page = sorted((pipeline["repo"] / "data" / "yolo" / "images").iterdir())[0]
+    page = sorted((two_runs["repo"] / "data" / "yolo" / "images").iterdir())[0]
     boxes = model.predict(pd.DataFrame({"image": [str(page)]}), params={"conf": 0.001})
     assert list(boxes.columns) == ["image", "class", "confidence", "x", "y", "width", "height"]
     assert len(boxes) > 0 and (boxes["width"] > 0).all() and set(boxes["class"]) == {"Question_Block"}
 
 
-def test_exp_run_switches_the_preset_through_hydra(pipeline):
+def test_exp_run_switches_the_preset_through_hydra(trained_repo, tmp_path):
     """`-S train=cpu` selects another file of the conf/train group (shrunk here to stay quick)."""
-    repo = pipeline["repo"]
+    repo = fork(trained_repo["repo"], tmp_path / "repo")
     sh(["dvc", "exp", "run", "-S", "train=cpu", "-S", "train.epochs=1", "-S", "train.imgsz=128"], repo)
     params = (repo / "params.yaml").read_text()
     assert "preset: cpu" in params and "epochs: 1" in params
@@ -231,11 +184,11 @@ def test_exp_run_switches_the_preset_through_hydra(pipeline):
     assert "cpu" in presets
 
 
-def test_a_queued_experiment_runs_in_a_copy_and_records_into_the_same_store(pipeline):
+def test_a_queued_experiment_runs_in_a_copy_and_records_into_the_same_store(trained_repo, tmp_path):
     """`dvc exp run --queue` runs in a temporary copy of the repo: the pages must be tracked to be
-    there, and MLflow must still be the project's store. Tracks the shared repo's pages (as
-    `qblock publish` would) and commits."""
-    repo = pipeline["repo"]
+    there, and MLflow must still be the project's store. Tracks the pages (as `qblock publish`
+    would) and commits."""
+    repo = fork(trained_repo["repo"], tmp_path / "repo")
     before = len(mlflow_runs(repo))
     sh(["git", "add", "-A"], repo)
     sh(["git", "commit", "-qm", "before queueing"], repo)
@@ -260,17 +213,11 @@ def test_a_queued_experiment_runs_in_a_copy_and_records_into_the_same_store(pipe
     assert "queued-one" in json.dumps(shown)
 
 
-def test_metrics_diff_shows_what_adding_a_document_changed(pipeline):
-    """Changes the shared repo's data: a copy of one workbook under a new name that hashes into val."""
-    from qblock.stages.split import document_score
-
-    repo = pipeline["repo"]
+def test_metrics_diff_shows_what_adding_a_document_changed(trained_repo, tmp_path):
+    repo = fork(trained_repo["repo"], tmp_path / "repo")
     sh(["git", "add", "-A"], repo)
     sh(["git", "commit", "-qm", "trained", "--allow-empty"], repo)
-    documents = repo / "data" / "dataset_root" / "documents"
-    names = (f"added workbook {i}" for i in range(1000))
-    added = next(name for name in names if 0.05 < document_score(name, "qblock") < 0.2)  # val: below 0.25
-    shutil.copytree(next(documents.iterdir()), documents / added)
+    added = add_val_workbook(repo)
     log = sh(["dvc", "repro", "validate"], repo).stdout
     assert "Running stage 'export'" in log and "(4 files written, the rest unchanged)" in log
     diff = json.loads(sh(["dvc", "metrics", "diff", "--json"], repo).stdout)
@@ -280,12 +227,13 @@ def test_metrics_diff_shows_what_adding_a_document_changed(pipeline):
     assert json.loads((repo / "data" / "split" / "split.json").read_text())["documents"][added] == "val"
 
 
-def test_new_val_data_measures_the_champion_again_before_comparing(pipeline):
-    """Continues from the previous test (a document added to val): the full pipeline reruns and
-    evaluate downloads the champion's weights from MLflow and measures them on today's val pages."""
+def test_new_val_data_measures_the_champion_again_before_comparing(trained_repo, tmp_path):
+    """A document added to val: the full pipeline reruns and evaluate downloads the champion's
+    weights from MLflow and measures them on today's val pages."""
     import mlflow
 
-    repo = pipeline["repo"]
+    repo = fork(trained_repo["repo"], tmp_path / "repo")
+    add_val_workbook(repo)
     log = sh(["dvc", "repro"], repo).stdout
     assert "the champion was measured on other val data; measuring it again" in log
     client = mlflow.MlflowClient(f"sqlite:///{(repo / 'mlflow.db').as_posix()}")
@@ -294,9 +242,8 @@ def test_new_val_data_measures_the_champion_again_before_comparing(pipeline):
     assert newest.tags["champion.decision"] in ("promoted", "not promoted")
 
 
-def test_repro_stops_when_params_no_longer_match_conf(pipeline):
-    """Changes the shared repo's conf/ (last test of the module)."""
-    repo = pipeline["repo"]
+def test_repro_stops_when_params_no_longer_match_conf(trained_repo, tmp_path):
+    repo = fork(trained_repo["repo"], tmp_path / "repo")
     smoke = repo / "conf" / "train" / "smoke.yaml"
     smoke.write_text(smoke.read_text().replace("imgsz: 128", "imgsz: 160"))
     result = sh(["dvc", "repro"], repo, check=False)
@@ -305,3 +252,41 @@ def test_repro_stops_when_params_no_longer_match_conf(pipeline):
     assert "train.imgsz: conf/ says 160, params.yaml says 128" in out
     assert "Run `qblock params`" in out
     assert "Running stage 'train'" not in out
+
+
+def test_crop_rate_agrees_with_an_independent_count_on_the_same_predictions(trained_repo):
+    """evaluate's crop rate at its chosen threshold, counted again here: a true box is cropped
+    well when some prediction at or above the threshold overlaps it at IoU >= 0.9 (boxes of
+    different questions never overlap that much, so this needs no one-to-one bookkeeping)."""
+    import numpy as np
+    from PIL import Image
+
+    from qblock.data.labels import parse_clean
+
+    repo = trained_repo["repo"]
+    metrics = json.loads((repo / "metrics.json").read_text())
+    assert {"crop_rate", "false_crops_per_page", "conf_threshold"} <= set(metrics)
+    threshold = metrics["conf_threshold"]
+    predictions = json.loads((repo / "runs" / "evaluate" / "predictions.json").read_text())
+    yolo = repo / "data" / "yolo"
+    good = questions = crops = 0
+    for entry in (repo / "data" / "split" / "val.txt").read_text().split():
+        image = yolo / entry
+        with Image.open(image) as page:
+            width, height = page.size
+        truth = np.array([row.to_pixels(width, height) for row in
+                          parse_clean((yolo / "labels" / f"{image.stem}.txt").read_text())]).reshape(-1, 4)
+        mine = np.array([[x, y, x + w, y + h] for p in predictions if p["file_name"] == image.name
+                         and p["score"] >= threshold for x, y, w, h in [p["bbox"]]]).reshape(-1, 4)
+        crops += len(mine)
+        questions += len(truth)
+        if len(mine) and len(truth):
+            lo = np.maximum(truth[:, None, :2], mine[None, :, :2])
+            hi = np.minimum(truth[:, None, 2:], mine[None, :, 2:])
+            inter = np.clip(hi - lo, 0, None).prod(-1)
+            area = lambda b: (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])  # noqa: E731
+            ious = inter / (area(truth)[:, None] + area(mine)[None, :] - inter)
+            good += int((ious >= 0.9).any(axis=1).sum())
+    assert metrics["crop_rate"] == pytest.approx(good / questions, abs=1e-4)
+    pages = len((repo / "data" / "split" / "val.txt").read_text().split())
+    assert metrics["false_crops_per_page"] == pytest.approx((crops - good) / pages, abs=1e-3)

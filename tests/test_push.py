@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.test_pipeline import git_identity, sh
+from tests.repos import git_identity, sh
 
 pytestmark = pytest.mark.slow
 

@@ -32,7 +32,7 @@ def test_the_alias_moves_only_to_a_better_model_on_the_same_val_data(store):
         with mlflow.start_run() as active:
             mlflow.set_tag("qblock.val_hash", val_hash)
             mlflow.log_metric("mAP50-95", score)
-            version = tracking.register(store, 256)
+            version = tracking.register(store, 256, 0.25)
 
             def rescore(run_id: str) -> float:
                 rescored.append(run_id)

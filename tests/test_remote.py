@@ -6,8 +6,8 @@ import socket
 import time
 from pathlib import Path
 
+from tests.repos import copy_repo
 from tests.test_cli import qblock
-from tests.test_pipeline import copy_repo
 
 
 def test_a_reachable_folder_becomes_this_machines_remote_only(tmp_path):
@@ -84,7 +84,7 @@ def test_the_is_it_on_the_nas_check_reads_each_dvc_status(tmp_path):
     """`deleted` (on the NAS, not in this cache) is fine; `new` and `missing` are not; a failed
     status is "cannot tell", never "all there"."""
     import pytest
-    from tests.test_pipeline import sh
+    from tests.repos import sh
 
     from qblock.core.errors import UserError
     from qblock.sync.remote import missing_from_remote, not_on_remote

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.test_pipeline import copy_repo, mlflow_runs, sh
+from tests.repos import copy_repo, mlflow_runs, sh
 
 pytestmark = pytest.mark.slow
 EPOCHS = 8

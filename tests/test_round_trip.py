@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.test_pipeline import copy_repo, git_identity, sh
+from tests.repos import copy_repo, git_identity, sh
 
 pytestmark = pytest.mark.slow
 

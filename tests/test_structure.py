@@ -36,8 +36,9 @@ def imported_modules(path: Path, name: str) -> set[str]:
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
-            if node.level:  # relative
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            if node.level:  # relative: from the package, up level - 1 folders
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
             found.add(base)
             found |= {f"{base}.{alias.name}" for alias in node.names}  # `from qblock.model import tracking`
     result = set()
@@ -120,7 +121,7 @@ def test_one_module_speaks_to_mlflow():
 @pytest.mark.slow
 def test_touching_a_module_only_evaluate_imports_reruns_evaluate_only(tmp_path):
     """`dvc status` after an edit: evaluate (which imports worst_pages) changed, train did not."""
-    from tests.test_pipeline import copy_repo, sh
+    from tests.repos import copy_repo, sh
 
     only_evaluate = [p for p in closure(STAGE_MODULES["evaluate"])
                      if p not in closure(STAGE_MODULES["train"]) and p.parent != PACKAGE / "stages"]

@@ -55,7 +55,7 @@ def test_page_errors_count_misses_and_false_detections():
     from qblock.quality.worst_pages import page_errors
 
     truth = [(0, 0, 100, 100), (200, 200, 300, 300)]
-    assert page_errors(truth, [(1, 1, 99, 101, 0.9), (200, 200, 300, 300, 0.8)]) == (0, 0)
-    assert page_errors(truth, [(0, 0, 100, 100, 0.9), (0, 0, 100, 100, 0.8)]) == (1, 1)  # a double and a miss
-    assert page_errors(truth, [(500, 500, 600, 600, 0.9)]) == (2, 1)
+    assert page_errors(truth, [(1, 1, 99, 101), (200, 200, 300, 300)]) == (0, 0)
+    assert page_errors(truth, [(0, 0, 100, 100), (0, 0, 100, 100)]) == (1, 1)  # a double and a miss
+    assert page_errors(truth, [(500, 500, 600, 600)]) == (2, 1)
     assert page_errors([], []) == (0, 0)

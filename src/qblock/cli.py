@@ -111,6 +111,46 @@ def status(
 
 
 @app.command()
+def propose(
+    documents: Annotated[list[str] | None, typer.Argument(help="documents to propose for [default: all]")] = None,
+    model: Annotated[str | None, typer.Option(help="a .pt file, a registered version (3), or an MLflow run id "
+                                                   "[default: the registry's champion, else models/best.pt]")] = None,
+    conf: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="confidence threshold "
+                                                                     "[default: the one chosen on val]")] = None,
+    accept: Annotated[list[str] | None, typer.Option(help="DOC/PAGE (or DOC): copy reviewed proposals into "
+                                                          "groups/, never over a person's file")] = None,
+    label_studio: Annotated[Path | None, typer.Option(help="also write the proposals as Label Studio tasks "
+                                                           "with pre-annotations to this JSON file")] = None,
+    preview: Annotated[str | None, typer.Option(help="DOC: draw its proposals into "
+                                                     "documents/DOC/proposals/preview.png")] = None,
+) -> None:
+    """Cut the app's unlabeled pages into proposed questions (boxes and question images), beside its own files."""
+    from qblock.config.schema import load_params
+    from qblock.data.problems import write_json
+    from qblock.labeling import propose as proposals
+
+    params = load_params()
+    dataset_root = Path(params.paths.dataset_root)
+    if accept or preview:
+        for target in accept or []:
+            proposals.accept(dataset_root, target, console)
+        if preview:
+            out = proposals.draw_preview(dataset_root, preview, dataset_root / "documents" / preview / "proposals"
+                                         / "preview.png")
+            console.print(f"propose: {out}")
+        return
+    choice = proposals.choose_model(model, params, Path.cwd())
+    threshold = conf if conf is not None else choice.conf if choice.conf is not None else proposals.DEFAULT_CONF
+    console.print(f"propose: {choice.identity} ({choice.weights}), confidence >= {threshold:g}")
+    outcome = proposals.propose(dataset_root, documents, choice, threshold, params, console)
+    if label_studio is not None:
+        write_json(label_studio, outcome.tasks)
+        console.print(f"propose: {len(outcome.tasks)} Label Studio task(s) -> {label_studio}")
+    console.print(f"propose: {outcome.proposed} page(s) proposed, {outcome.unchanged} unchanged, "
+                  f"{len(outcome.unreadable)} unreadable, under documents/*/proposals/")
+
+
+@app.command()
 def show() -> None:
     """Print the latest metrics and how to look at the runs in the MLflow UI."""
     from qblock.config.schema import load_params

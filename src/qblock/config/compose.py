@@ -38,7 +38,7 @@ def compose_params(root: Path, overrides: list[str] | None = None) -> dict[str, 
         raise UserError(f"conf/: {exc}") from None
     data = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(data, dict)
-    return data
+    return {str(key): value for key, value in data.items()}
 
 
 def conf_file(root: Path, data: dict[str, Any], section: str) -> Path:

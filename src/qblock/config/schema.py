@@ -2,7 +2,7 @@
 
 No key has a default here: every value comes from ``conf/``, so a key deleted or misspelled
 there is an error at load time naming the key and the file, never a silent fallback. Keys with
-a fixed set of values (``choices`` in their metadata) are checked too.
+a fixed set of values (``choices`` in their field metadata) are checked too.
 """
 
 from __future__ import annotations
@@ -21,14 +21,7 @@ from qblock.core.metric_names import CHAMPION_METRICS
 PARAMS_FILE = "params.yaml"
 
 
-def choice(*values: str) -> Any:
-    """A field whose value must be one of ``values``."""
-    return field(metadata={"choices": values})
-
-
-def qblock_only() -> Any:
-    """A train field that qblock uses itself rather than passing it to ultralytics."""
-    return field(metadata={"ultralytics": False})
+QBLOCK_ONLY = {"ultralytics": False}  # field metadata: a train key qblock uses itself, not passed to ultralytics
 
 
 @dataclass
@@ -50,7 +43,7 @@ class ExportParams:
     class_field: str | None
     class_map: dict[str, str]
     max_overhang: float
-    duplicate_boxes: str = choice("warn", "error")
+    duplicate_boxes: str = field(metadata={"choices": ("warn", "error")})
 
 
 @dataclass
@@ -77,34 +70,34 @@ class ModelParams:
 class TrainParams:
     """ultralytics' train() arguments of the same names, and two of qblock's own."""
 
-    preset: str = qblock_only()
-    cpu_threads: int = qblock_only()
-    epochs: int = field()
-    imgsz: int = field()
-    batch: int = field()
-    nbs: int = field()
-    device: str = field()
-    workers: int = field()
-    patience: int = field()
-    seed: int = field()
-    optimizer: str = field()
-    lr0: float = field()
-    cos_lr: bool = field()
-    warmup_epochs: float = field()
-    amp: bool = field()
-    cache: bool = field()
-    rect: bool = field()
-    mosaic: float = field()
-    close_mosaic: int = field()
-    fliplr: float = field()
-    flipud: float = field()
-    scale: float = field()
-    translate: float = field()
-    degrees: float = field()
-    hsv_h: float = field()
-    hsv_s: float = field()
-    hsv_v: float = field()
-    mixup: float = field()
+    preset: str = field(metadata=QBLOCK_ONLY)
+    cpu_threads: int = field(metadata=QBLOCK_ONLY)
+    epochs: int
+    imgsz: int
+    batch: int
+    nbs: int
+    device: str
+    workers: int
+    patience: int
+    seed: int
+    optimizer: str
+    lr0: float
+    cos_lr: bool
+    warmup_epochs: float
+    amp: bool
+    cache: bool
+    rect: bool
+    mosaic: float
+    close_mosaic: int
+    fliplr: float
+    flipud: float
+    scale: float
+    translate: float
+    degrees: float
+    hsv_h: float
+    hsv_s: float
+    hsv_v: float
+    mixup: float
 
     def ultralytics_arguments(self) -> dict[str, Any]:
         """The fields ultralytics' train() takes as they are (all but qblock's own)."""
@@ -116,7 +109,7 @@ class EvaluateParams:
     conf: float
     iou: float
     batch: int
-    champion_metric: str = choice(*CHAMPION_METRICS)
+    champion_metric: str = field(metadata={"choices": CHAMPION_METRICS})
 
 
 @dataclass

@@ -5,6 +5,9 @@ MAP50_95 = "mAP50-95"
 PRECISION = "precision"
 RECALL = "recall"
 VAL_PAGES = "val_pages"
+CROP_RATE = "crop_rate"  # share of true questions cropped at IoU >= 0.9, at CONF_THRESHOLD
+FALSE_CROPS = "false_crops_per_page"
+CONF_THRESHOLD = "conf_threshold"  # chosen on val; `qblock propose` uses it
 
-HEADLINE = (MAP50, MAP50_95, PRECISION, RECALL)  # the per-run numbers, each in 0..1
-CHAMPION_METRICS = (MAP50, MAP50_95)  # what `evaluate.champion_metric` may name
+HEADLINE = (MAP50, MAP50_95, PRECISION, RECALL, CROP_RATE)  # the per-run numbers, each in 0..1
+CHAMPION_METRICS = (MAP50, MAP50_95, CROP_RATE)  # what `evaluate.champion_metric` may name

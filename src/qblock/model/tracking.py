@@ -276,8 +276,11 @@ def _pins(*packages: str) -> list[str]:
     return [f"{package}=={v}" if (v := installed_version(package)) else package for package in packages]
 
 
-def register(model_file: Path, imgsz: int) -> str:
-    """Log the weights as a pyfunc model in the active run and register it; return the version."""
+def register(model_file: Path, imgsz: int, conf: float) -> str:
+    """Log the weights as a pyfunc model in the active run and register it; return the version.
+
+    ``conf`` is the confidence threshold chosen on val: the model's default for proposals.
+    """
     import mlflow
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
@@ -287,7 +290,7 @@ def register(model_file: Path, imgsz: int) -> str:
         outputs=Schema([ColSpec("string", "image"), ColSpec("string", "class"), ColSpec("double", "confidence"),
                         ColSpec("double", "x"), ColSpec("double", "y"), ColSpec("double", "width"),
                         ColSpec("double", "height")]),
-        params=ParamSchema([ParamSpec("conf", "double", 0.25), ParamSpec("device", "string", "")]),
+        params=ParamSchema([ParamSpec("conf", "double", conf), ParamSpec("device", "string", "")]),
     )
     with warnings.catch_warnings():  # no input example (it would load the model at log time), no type hints
         warnings.simplefilter("ignore", UserWarning)
@@ -295,12 +298,14 @@ def register(model_file: Path, imgsz: int) -> str:
             name="detector",
             python_model=str(Path(__file__).with_name("pyfunc_model.py")),
             artifacts={"weights": str(model_file)},
-            model_config={"imgsz": imgsz},
+            model_config={"imgsz": imgsz, "conf": conf},
             signature=signature,
             pip_requirements=_pins("ultralytics", "torch", "torchvision", "pandas", "pillow", "mlflow"),
             registered_model_name=REGISTERED_MODEL,
         )
-    return str(info.registered_model_version)
+    version = str(info.registered_model_version)
+    mlflow.MlflowClient().set_model_version_tag(REGISTERED_MODEL, version, "qblock.conf_threshold", str(conf))
+    return version
 
 
 def current_champion() -> Champion | None:
@@ -329,3 +334,40 @@ def record_decision(decision: Decision) -> None:
         client.set_model_version_tag(REGISTERED_MODEL, decision.version, key, value)
     mlflow.set_tags(tags)
     mlflow.log_dict(asdict(decision), "champion_decision.json")
+
+
+# --- the trained model, for proposals -------------------------------------------------------------
+
+def _store_exists(params: MlflowParams) -> bool:
+    """False for a SQLite store that was never created (nothing to read; do not create one)."""
+    uri = tracking_uri(params)
+    return not uri.startswith("sqlite:///") or Path(uri[len("sqlite:///"):]).is_file()
+
+
+def registered_weights(params: MlflowParams, folder: Path, version: str | None = None,
+                       run_id: str | None = None) -> tuple[Path, dict[str, Any]] | None:
+    """A registered model's weights (the champion, a ``version``, or a ``run_id``'s), downloaded into
+    ``folder`` once, and where they came from; None when the store has no such model."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    if not _store_exists(params):
+        return None
+    _quiet_mlflow()
+    mlflow.set_tracking_uri(tracking_uri(params))
+    client = mlflow.MlflowClient()
+    source: dict[str, Any] = {}
+    try:
+        if run_id is None:
+            found = client.get_model_version(REGISTERED_MODEL, version) if version else \
+                client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
+            run_id = found.run_id
+            source = {"registered_model": REGISTERED_MODEL, "version": str(found.version),
+                      "conf_threshold": found.tags.get("qblock.conf_threshold")}
+        client.get_run(run_id)
+    except MlflowException:
+        return None
+    target = folder / run_id / "best.pt"
+    if not target.is_file():
+        download_model(run_id, target.parent)
+    return target, source | {"mlflow_run_id": run_id}

@@ -25,8 +25,9 @@ from qblock.data.problems import write_json
 from qblock.data.yolo_folder import split_list
 from qblock.model import champion, tracking
 from qblock.model.champion import Decision
-from qblock.quality.worst_pages import draw_worst
 from qblock.model.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads, without_coco_eval_notes
+from qblock.quality.crops import ValPage, crop_metrics, load_val_pages
+from qblock.quality.worst_pages import draw_worst
 
 
 def write_pr_curve(curves_results: list, path: Path, points: int = 101) -> None:
@@ -64,8 +65,8 @@ def val_fingerprint(export_dir: Path, val_images: list[str]) -> str:
 def measure(model_file: Path, params: Params, data_yaml: Path, out_dir: Path, plots: bool):
     """ultralytics' validator on the val split: the box metrics object.
 
-    With ``plots``, its predictions are also kept (``predictions.json``, COCO format, original
-    pixels), for the worst-pages picture and for checking mAP against an independent COCO tool.
+    Its predictions are kept too (``out_dir/predictions.json``, COCO format, original pixels), for
+    the crop rate, the worst-pages picture and checking mAP against an independent COCO tool.
     """
     from ultralytics import YOLO
 
@@ -76,16 +77,18 @@ def measure(model_file: Path, params: Params, data_yaml: Path, out_dir: Path, pl
             data=str(data_yaml), split="val", imgsz=params.train.imgsz, batch=params.evaluate.batch,
             conf=params.evaluate.conf, iou=params.evaluate.iou, device=params.train.device,
             project=str(out_dir.parent), name=out_dir.name, exist_ok=True, plots=plots, verbose=False,
-            save_json=plots,
+            save_json=True,
         )
     return result.box
 
 
-def score_of(box, metric: str) -> float:
+def score_of(box, pages: list[ValPage], metric: str) -> float:
+    if metric == names.CROP_RATE:
+        return crop_metrics(pages)[names.CROP_RATE]
     return {names.MAP50: float(box.map50), names.MAP50_95: float(box.map)}[metric]
 
 
-def write_reports(box, params: Params, val_images: list[str], eval_dir: Path) -> dict:
+def write_reports(box, params: Params, pages: list[ValPage], eval_dir: Path) -> dict:
     """metrics.json (a DVC metric), the PR curve (a DVC plot), the worst val pages; return the metrics."""
     paths = params.paths
     metrics = {
@@ -93,12 +96,13 @@ def write_reports(box, params: Params, val_images: list[str], eval_dir: Path) ->
         names.MAP50_95: round(float(box.map), 5),
         names.PRECISION: round(float(box.mp), 5),
         names.RECALL: round(float(box.mr), 5),
-        names.VAL_PAGES: len(val_images),
+        **crop_metrics(pages),
+        names.VAL_PAGES: len(pages),
     }
     Path(paths.metrics_file).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     write_pr_curve(box.curves_results, Path(paths.plots_dir) / "pr_curve.csv")
-    worst = draw_worst(Path(paths.export_dir), val_images, eval_dir / "predictions.json",
-                       eval_dir / "worst_val_pages.png")
+    worst = draw_worst(Path(paths.export_dir), pages, eval_dir / "worst_val_pages.png",
+                       conf=metrics[names.CONF_THRESHOLD])
     write_json(eval_dir / "val_page_errors.json", worst)
     return metrics
 
@@ -110,7 +114,8 @@ def register_and_judge(params: Params, run_id: str, metrics: dict, val_hash: str
     with tracking.resume_run(params.mlflow, run_id):
         evaluation_files = [*sorted(eval_dir.glob("*.png")), eval_dir / "val_page_errors.json"]
         tracking.log_evaluation(metrics, val_hash, Path(paths.metrics_file), evaluation_files)
-        version = tracking.register(Path(paths.model_dir) / "best.pt", params.train.imgsz)
+        version = tracking.register(Path(paths.model_dir) / "best.pt", params.train.imgsz,
+                                    metrics[names.CONF_THRESHOLD])
         decision = champion.decide(version, params.evaluate.champion_metric, score, val_hash,
                                    tracking.current_champion(), rescore)
         tracking.record_decision(decision)
@@ -142,15 +147,19 @@ def run(params: Params, console: Console) -> dict:
     metric = params.evaluate.champion_metric
     with ultralytics_dataset(export_dir, split_dir, root) as data_yaml:
         box = measure(model_file, params, data_yaml, eval_dir, plots=True)
-        metrics = write_reports(box, params, val_images, eval_dir)
+        pages = load_val_pages(export_dir, val_images, eval_dir / "predictions.json")
+        metrics = write_reports(box, params, pages, eval_dir)
 
         def rescore(champion_run: str) -> float:
             console.print("evaluate: the champion was measured on other val data; measuring it again")
             with tempfile.TemporaryDirectory() as tmp:
                 weights = tracking.download_model(champion_run, Path(tmp))
-                return score_of(measure(weights, params, data_yaml, Path(tmp) / "val", plots=False), metric)
+                champion_box = measure(weights, params, data_yaml, Path(tmp) / "val", plots=False)
+                champion_pages = load_val_pages(export_dir, val_images, Path(tmp) / "val" / "predictions.json")
+                return score_of(champion_box, champion_pages, metric)
 
-        decision = register_and_judge(params, run_id, metrics, val_hash, eval_dir, score_of(box, metric), rescore)
+        decision = register_and_judge(params, run_id, metrics, val_hash, eval_dir, score_of(box, pages, metric),
+                                      rescore)
     announce(params, metrics, decision, console)
     return metrics
 

@@ -25,6 +25,7 @@ import shutil
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
+from typing import Any, cast
 
 from rich.console import Console
 
@@ -50,7 +51,7 @@ def convert_box(
 ) -> tuple[float, float, float, float] | None:
     """A combinedBbox -> clipped pixel corners, or None (with an error logged)."""
     if type(bbox) is dict:  # the fast path: four plain numbers, a box inside the page
-        x, y, w, h = bbox.get("x"), bbox.get("y"), bbox.get("width"), bbox.get("height")
+        x, y, w, h = (cast(Any, bbox.get(k)) for k in ("x", "y", "width", "height"))
         if type(x) in _PLAIN and type(y) in _PLAIN and type(w) in _PLAIN and type(h) in _PLAIN \
                 and math.isfinite(x + y + w + h) and w > 0 and h > 0 and x >= 0 and y >= 0 \
                 and x + w <= width and y + h <= height and w >= 1 and h >= 1:
@@ -70,7 +71,7 @@ def _checked_box(
         shown = ", ".join(f"{k}={bbox.get(k)!r}" for k in bad)
         log.error(file, f"{group}: combinedBbox has a missing or non-numeric value: {shown}")
         return None
-    x, y, w, h = (values[k] for k in ("x", "y", "width", "height"))
+    x, y, w, h = (cast(float, values[k]) for k in ("x", "y", "width", "height"))
     if w <= 0 or h <= 0:
         log.error(file, f"{group}: combinedBbox has a zero or negative size: width={w:g}, height={h:g}")
         return None

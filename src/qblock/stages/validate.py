@@ -69,6 +69,7 @@ def image_problem(path: Path) -> tuple[str | None, tuple[int, int]]:
         data = path.read_bytes()
     except OSError as exc:
         return f"cannot read the image: {exc}", (0, 0)
+    kind: str | None
     if data.startswith(PNG_SIGNATURE):
         problem, size = png_problem(data)
         kind = "PNG"
@@ -226,9 +227,9 @@ def check_files(export_dir: Path, class_count: int, cache: CheckCache, log: Prob
             cache.put(f"images/{image_name}", image_stamp, *result.size)
         if result.labels is not None:
             cache.put(f"labels/{label_name}", label_stamp, class_count, result.labels)
-        text = text if text is not None else result.labels
-        if (image_ok or result.size is not None) and text is not None:
-            clean[image_name] = text
+        known = text if text is not None else result.labels
+        if (image_ok or result.size is not None) and known is not None:
+            clean[image_name] = known
     return clean
 
 

@@ -1,0 +1,294 @@
+"""`qblock propose`: the trained model cuts the app's unlabeled pages into questions.
+
+For each page image with no groups file of a person's, it writes beside the app's own folders:
+
+- `documents/{doc}/proposals/{page}_groups.json`: the app's groups schema (pixel `combinedBbox`
+  of the displayed image, whole pixels) plus each group's `confidence`, and a `source` block
+  (model, MLflow run, threshold, imgsz, time, the page's size and mtime);
+- `documents/{doc}/proposals/problems/{page}_q{NN}.png`: the exact box pixels of each proposed
+  question, in reading order (columns left to right, then top to bottom), as in the JSON.
+
+A person's `groups/` and `problems/` are never written. `export` reads `groups/` only, so a
+proposal is never a label until a person accepts it (`--accept`). A re-run redoes only pages
+whose image, model, threshold or imgsz changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+from rich.console import Console
+
+from qblock.config.schema import Params
+from qblock.core.errors import UserError
+from qblock.core.progress import track
+from qblock.data.app_dataset import GROUPS_SUFFIX, IMAGE_SUFFIXES
+from qblock.data.contact_sheet import save_contact_sheet
+from qblock.data.problems import write_json
+
+PROPOSALS = "proposals"
+DEFAULT_CONF = 0.25  # ultralytics' own default, when no threshold was chosen on val
+UNSURE = (0.2, 0.8)  # a box this unsure makes a page worth a person's time
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1: whole pixels of the displayed page
+
+
+@dataclass
+class ModelChoice:
+    weights: Path
+    source: dict[str, Any]  # where it came from, written into every proposal
+    conf: float | None  # the threshold chosen on val, when known
+
+    @property
+    def identity(self) -> str:
+        """What makes two proposals from "the same model": the version, else the file's hash."""
+        if "version" in self.source:
+            return f"{self.source['registered_model']} v{self.source['version']}"
+        return self.source.get("sha256", "?")
+
+
+def file_choice(weights: Path) -> ModelChoice:
+    if not weights.is_file():
+        raise UserError(f"{weights}: no such model file. Train one (`dvc repro`) or fetch it (`qblock pull-model`).")
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    return ModelChoice(weights, {"file": weights.as_posix(), "sha256": digest[:16]}, None)
+
+
+def choose_model(spec: str | None, params: Params, root: Path) -> ModelChoice:
+    """``spec``: None (the registry's champion, else models/best.pt), a .pt file, a registered
+    version (`3` or `v3`), or an MLflow run id."""
+    from qblock.model import tracking
+
+    cache = root / ".qblock" / "models"
+    local = root / params.paths.model_dir / "best.pt"
+    if spec is None:
+        found = tracking.registered_weights(params.mlflow, cache)
+        if found is None:
+            return file_choice(local)
+    elif spec.endswith(".pt"):
+        return file_choice(Path(spec))
+    elif spec.lstrip("vV").isdigit():
+        found = tracking.registered_weights(params.mlflow, cache, version=spec.lstrip("vV"))
+        if found is None:
+            raise UserError(f"--model {spec}: no such version of the registered model in "
+                            f"{tracking.tracking_uri(params.mlflow)}")
+    else:
+        found = tracking.registered_weights(params.mlflow, cache, run_id=spec)
+        if found is None:
+            raise UserError(f"--model {spec}: not a .pt file, a registered version or an MLflow run of "
+                            f"{tracking.tracking_uri(params.mlflow)}")
+    weights, source = found
+    conf = source.pop("conf_threshold", None)
+    return ModelChoice(weights, source, float(conf) if conf else None)
+
+
+def reading_order(boxes: list[tuple[Box, float]]) -> list[tuple[Box, float]]:
+    """Columns left to right (boxes overlapping horizontally by half the narrower one), each top to bottom."""
+    columns: list[list[tuple[Box, float]]] = []
+    spans: list[list[int]] = []
+    for item in sorted(boxes, key=lambda b: (b[0][0], b[0][1])):
+        (x0, _, x1, _), _ = item
+        for column, span in zip(columns, spans, strict=True):
+            overlap = min(x1, span[1]) - max(x0, span[0])
+            if overlap > 0.5 * min(x1 - x0, span[1] - span[0]):
+                column.append(item)
+                span[0], span[1] = min(span[0], x0), max(span[1], x1)
+                break
+        else:
+            columns.append([item])
+            spans.append([x0, x1])
+    ordered = sorted(zip(spans, columns, strict=True), key=lambda sc: sc[0][0])
+    return [item for _, column in ordered for item in sorted(column, key=lambda b: (b[0][1], b[0][0]))]
+
+
+def whole_pixels(x0: float, y0: float, x1: float, y1: float, width: int, height: int) -> Box:
+    """A box rounded to whole pixels (as the app stores them) and kept on the page."""
+    return (max(0, round(x0)), max(0, round(y0)), min(width, round(x1)), min(height, round(y1)))
+
+
+@dataclass
+class PageJob:
+    document: str
+    page: str
+    image: Path
+    proposal: Path
+    stat: list[int]
+
+
+@dataclass
+class Outcome:
+    proposed: int = 0
+    unchanged: int = 0
+    unreadable: list[str] = field(default_factory=list)
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+
+
+def documents_of(dataset_root: Path, named: list[str] | None) -> list[Path]:
+    documents_dir = dataset_root / "documents"
+    if not documents_dir.is_dir():
+        raise UserError(f"{dataset_root}: no documents/ folder; give the app's dataset_root")
+    present = {e.name: Path(e.path) for e in os.scandir(documents_dir) if e.is_dir()}
+    if not named:
+        return [present[name] for name in sorted(present)]
+    unknown = [name for name in named if name not in present]  # never a path: `..`, `a/b` are unknown
+    if unknown:
+        raise UserError(f"{documents_dir}: no document(s) {', '.join(map(repr, unknown))}")
+    return [present[name] for name in named]
+
+
+def unlabeled_pages(document: Path) -> list[PageJob]:
+    """The page images of a document that have no groups file of a person's."""
+    images: dict[str, os.DirEntry] = {}
+    entries = list(os.scandir(document / "pages")) if (document / "pages").is_dir() else []
+    for suffix in reversed(IMAGE_SUFFIXES):  # page_001.png wins over page_001.jpg, as in export
+        images |= {e.name[: -len(suffix)]: e for e in entries if e.name.lower().endswith(suffix)}
+    jobs = []
+    for page, entry in sorted(images.items()):
+        if (document / "groups" / f"{page}{GROUPS_SUFFIX}").exists():
+            continue
+        stat = entry.stat()
+        jobs.append(PageJob(document.name, page, Path(entry.path), document / PROPOSALS / f"{page}{GROUPS_SUFFIX}",
+                            [stat.st_size, stat.st_mtime_ns]))
+    return jobs
+
+
+def _up_to_date(job: PageJob, settings: dict[str, Any]) -> bool:
+    try:
+        source = json.loads(job.proposal.read_text(encoding="utf-8"))["source"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return source.get("page_stat") == job.stat and all(source.get(k) == v for k, v in settings.items())
+
+
+def _predict(model, page: Image.Image, conf: float, imgsz: int, device: str) -> list[tuple[Box, float]]:
+    import numpy as np
+
+    bgr = np.ascontiguousarray(np.asarray(page.convert("RGB"))[:, :, ::-1])
+    result = model.predict(bgr, conf=min(conf, UNSURE[0]), imgsz=imgsz, device=device, verbose=False)[0]
+    found = []
+    for (x0, y0, x1, y1), score in zip(result.boxes.xyxy.tolist(), result.boxes.conf.tolist(), strict=True):
+        box = whole_pixels(x0, y0, x1, y1, page.width, page.height)
+        if box[2] > box[0] and box[3] > box[1]:
+            found.append((box, float(score)))
+    return found
+
+
+def _write_page(job: PageJob, page: Image.Image, boxes: list[tuple[Box, float]], unsure: int,
+                source: dict[str, Any]) -> None:
+    crops = job.proposal.parent / "problems"
+    crops.mkdir(parents=True, exist_ok=True)
+    groups = []
+    for number, ((x0, y0, x1, y1), score) in enumerate(boxes, start=1):
+        target = crops / f"{job.page}_q{number:02d}.png"
+        tmp = target.with_name(target.name + ".tmp")
+        page.crop((x0, y0, x1, y1)).save(tmp, format="PNG")
+        tmp.replace(target)
+        groups.append({"combinedBbox": {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0},
+                       "confidence": round(score, 4)})
+    for stale in crops.glob(f"{job.page}_q*.png"):  # from an earlier proposal with more questions
+        if stale.stem[len(job.page) + 2:].isdigit() and int(stale.stem[len(job.page) + 2:]) > len(boxes):
+            stale.unlink()
+    write_json(job.proposal, {"groups": groups, "unsure_boxes": unsure, "source": source})
+
+
+def label_studio_task(job: PageJob, page: Image.Image, boxes: list[tuple[Box, float]], model: str,
+                      class_name: str) -> dict[str, Any]:
+    """The page as a Label Studio task with the proposals as pre-annotations (percent of the page)."""
+    width, height = page.size
+    results = [{
+        "id": f"q{i:02d}", "type": "rectanglelabels", "from_name": "label", "to_name": "image",
+        "original_width": width, "original_height": height, "image_rotation": 0, "score": round(score, 4),
+        "value": {"x": 100 * x0 / width, "y": 100 * y0 / height, "width": 100 * (x1 - x0) / width,
+                  "height": 100 * (y1 - y0) / height, "rotation": 0, "rectanglelabels": [class_name]},
+    } for i, ((x0, y0, x1, y1), score) in enumerate(boxes, start=1)]
+    score = sum(s for _, s in boxes) / len(boxes) if boxes else 0.0
+    return {"data": {"image": job.image.resolve().as_posix(), "document": job.document, "page": job.page},
+            "predictions": [{"model_version": model, "score": round(score, 4), "result": results}]}
+
+
+def propose(dataset_root: Path, documents: list[str] | None, choice: ModelChoice, conf: float, params: Params,
+            console: Console) -> Outcome:
+    from qblock.model.yolo_env import prepare_ultralytics
+
+    jobs = [job for document in documents_of(dataset_root, documents) for job in unlabeled_pages(document)]
+    settings = {"model": choice.identity, "conf_threshold": conf, "imgsz": params.train.imgsz}
+    outcome = Outcome()
+    model = None
+    for job in track(jobs, "propose"):
+        if _up_to_date(job, settings):
+            outcome.unchanged += 1
+            continue
+        try:
+            with Image.open(job.image) as opened:
+                page = ImageOps.exif_transpose(opened)
+                page.load()
+        except (UnidentifiedImageError, OSError) as exc:
+            console.print(f"[yellow]warning[/]: {job.image}: cannot read the page image ({exc}); skipped")
+            outcome.unreadable.append(str(job.image))
+            continue
+        if model is None:
+            prepare_ultralytics(Path.cwd())
+            from ultralytics import YOLO
+
+            model = YOLO(str(choice.weights))
+        found = _predict(model, page, conf, params.train.imgsz, params.train.device)
+        kept = reading_order([(box, score) for box, score in found if score >= conf])
+        unsure = sum(UNSURE[0] <= score <= UNSURE[1] for _, score in found)
+        source = choice.source | settings | {"page_stat": job.stat, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        _write_page(job, page, kept, unsure, source)
+        outcome.tasks.append(label_studio_task(job, page, kept, choice.identity, params.export.class_names[0]))
+        outcome.proposed += 1
+    return outcome
+
+
+def accept(dataset_root: Path, target: str, console: Console) -> int:
+    """Copy reviewed proposals (``DOC/PAGE``, or every proposal of ``DOC``) into the app's `groups/`,
+    without the extra fields; refuse when a person's groups file is already there."""
+    document_name, _, page = target.partition("/")
+    (document,) = documents_of(dataset_root, [document_name])
+    proposals = sorted((document / PROPOSALS).glob(f"{page or '*'}{GROUPS_SUFFIX}"))
+    if not proposals:
+        raise UserError(f"{document / PROPOSALS}: no proposal for {target!r}; run `qblock propose` first")
+    targets = [(p, document / "groups" / p.name) for p in proposals]
+    taken = [t.name for _, t in targets if t.exists()]
+    if taken:
+        raise UserError(f"{document / 'groups'}: a person already labeled {', '.join(taken)}; nothing was accepted "
+                        "(a proposal never overwrites a person's file)")
+    for proposal, human in targets:
+        groups = json.loads(proposal.read_text(encoding="utf-8"))["groups"]
+        write_json(human, {"groups": [{"combinedBbox": g["combinedBbox"]} for g in groups]})
+    console.print(f"propose: accepted {len(targets)} page(s) of {document.name} into {document / 'groups'}")
+    return len(targets)
+
+
+def draw_preview(dataset_root: Path, document_name: str, out: Path, count: int = 6) -> Path:
+    """A picture of a document's proposed pages with their boxes and confidences."""
+    (document,) = documents_of(dataset_root, [document_name])
+    tiles = []
+    for proposal in sorted((document / PROPOSALS).glob(f"*{GROUPS_SUFFIX}"))[:count]:
+        page_name = proposal.name[: -len(GROUPS_SUFFIX)]
+        image = next((document / "pages" / f"{page_name}{s}" for s in IMAGE_SUFFIXES
+                      if (document / "pages" / f"{page_name}{s}").is_file()), None)
+        if image is None:
+            continue
+        with Image.open(image) as opened:
+            canvas = ImageOps.exif_transpose(opened).convert("RGB")
+        draw = ImageDraw.Draw(canvas)
+        width = max(2, canvas.width // 250)
+        for number, group in enumerate(json.loads(proposal.read_text(encoding="utf-8"))["groups"], start=1):
+            b = group["combinedBbox"]
+            draw.rectangle((b["x"], b["y"], b["x"] + b["width"], b["y"] + b["height"]), outline=(220, 30, 30),
+                           width=width)
+            draw.text((b["x"] + 4, b["y"] + 2), f"q{number:02d} {group['confidence']:.2f}", fill=(220, 30, 30))
+        draw.text((8, 8), f"{document.name}/{page_name}: proposals", fill=(0, 0, 0))
+        tiles.append(canvas.resize((max(1, int(canvas.width * 520 / canvas.height)), 520)))
+    if not tiles:
+        raise UserError(f"{document / PROPOSALS}: no proposals to draw; run `qblock propose {document.name}` first")
+    save_contact_sheet(tiles, out)
+    return out

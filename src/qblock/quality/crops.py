@@ -1,0 +1,110 @@
+"""The crop rate: the share of true questions that the model cuts out well enough to use as they
+are, i.e. matched one-to-one by a prediction at IoU >= 0.9 (a crop that loses a line, or takes
+half of the next question, falls below it). mAP says the model finds questions; this says a
+person will not have to fix the crop.
+
+Matching is greedy by confidence, as COCO's: each prediction, best first, takes the unmatched
+true box it overlaps most, if that overlap reaches the IoU. The confidence threshold used for the
+app's proposals is chosen here too: the one with the best F1 of good crops (precision: good crops
+among all crops made; recall: the crop rate).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from qblock.data.labels import parse_clean
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
+CROP_IOU = 0.9
+
+
+def iou(a: Box, b: Box) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def match(truth: list[Box], predicted: list[Box], threshold: float) -> int:
+    """How many true boxes are matched one-to-one at ``threshold``; ``predicted`` sorted best first."""
+    unmatched = list(truth)
+    matched = 0
+    for box in predicted:
+        best = max(unmatched, key=lambda t: iou(t, box), default=None)
+        if best is not None and iou(best, box) >= threshold:
+            unmatched.remove(best)
+            matched += 1
+    return matched
+
+
+@dataclass
+class ValPage:
+    image: str  # the split list's entry, images/NAME
+    size: tuple[int, int]
+    truth: list[Box]
+    predicted: list[tuple[Box, float]] = field(default_factory=list)  # (box, confidence), best first
+
+    def above(self, conf: float) -> list[Box]:
+        return [box for box, score in self.predicted if score >= conf]
+
+
+def load_val_pages(export_dir: Path, val_images: list[str], predictions_file: Path) -> list[ValPage]:
+    """The val pages with their true boxes and the predictions ultralytics kept (COCO JSON, pixels)."""
+    predicted: dict[str, list[tuple[Box, float]]] = {}
+    if predictions_file.is_file():
+        for p in json.loads(predictions_file.read_text(encoding="utf-8")):
+            x, y, w, h = p["bbox"]
+            predicted.setdefault(p["file_name"], []).append(((x, y, x + w, y + h), float(p["score"])))
+    pages = []
+    for entry in val_images:
+        image = export_dir / entry
+        with Image.open(image) as page:
+            size = page.size
+        rows = parse_clean((export_dir / "labels" / f"{image.stem}.txt").read_text(encoding="utf-8"))
+        boxes = sorted(predicted.get(image.name, []), key=lambda b: -b[1])
+        pages.append(ValPage(entry, size, [row.to_pixels(*size) for row in rows], boxes))
+    return pages
+
+
+@dataclass
+class CropScore:
+    conf: float
+    good: int  # true questions cropped at IoU >= 0.9
+    questions: int
+    crops: int  # predictions at or above conf
+
+    @property
+    def rate(self) -> float:
+        return self.good / self.questions if self.questions else 0.0
+
+    @property
+    def f1(self) -> float:
+        return 2 * self.good / (self.questions + self.crops) if self.questions + self.crops else 0.0
+
+
+def score_at(pages: list[ValPage], conf: float, threshold: float = CROP_IOU) -> CropScore:
+    good = sum(match(p.truth, p.above(conf), threshold) for p in pages)
+    return CropScore(conf, good, sum(len(p.truth) for p in pages), sum(len(p.above(conf)) for p in pages))
+
+
+def choose_threshold(pages: list[ValPage], floor: float = 0.05) -> CropScore:
+    """The confidence threshold (among the predictions' own scores, >= ``floor``) with the best crop F1."""
+    candidates = sorted({round(s, 3) for p in pages for _, s in p.predicted if s >= floor}) or [0.25]
+    return max((score_at(pages, c) for c in candidates), key=lambda s: (s.f1, s.conf))
+
+
+def crop_metrics(pages: list[ValPage]) -> dict[str, float]:
+    """crop_rate and false crops per page at the chosen threshold, and the threshold itself."""
+    best = choose_threshold(pages)
+    return {
+        "crop_rate": round(best.rate, 5),
+        "false_crops_per_page": round((best.crops - best.good) / len(pages), 4) if pages else 0.0,
+        "conf_threshold": best.conf,
+    }

@@ -1,0 +1,121 @@
+"""`qblock propose`: the trained model cuts unlabeled pages into questions, in the app's own format."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from tests.repos import fork, sh
+
+from qblock.labeling.propose import reading_order, whole_pixels
+
+pytestmark = pytest.mark.slow
+
+
+def qb(*args: str, cwd: Path, check: bool = True):
+    return sh([sys.executable, "-m", "qblock", *args], cwd, check=check)
+
+
+def hashes(root: Path, folders: tuple[str, ...]) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and p.parent.name in folders}
+
+
+def test_proposals_in_the_apps_format_never_touching_a_persons_files(trained_repo, tmp_path):
+    from tests.conftest import params_of
+
+    from qblock.data.app_dataset import read_groups
+    from qblock.data.problems import ProblemLog
+    from qblock.stages.export import page_rows
+
+    repo = fork(trained_repo["repo"], tmp_path / "repo")
+    root = repo / "data" / "dataset_root"
+    documents = sorted(p for p in (root / "documents").iterdir())
+    unlabeled = []
+    for document in documents[:2]:  # a person has not labeled these pages yet
+        groups = sorted((document / "groups").glob("*_groups.json"))[0]
+        groups.unlink()
+        unlabeled.append((document.name, groups.name[: -len("_groups.json")]))
+    odd = root / "documents" / "수학 1.2 ..x"  # an id with Korean, a space and dots; one page unreadable
+    (odd / "pages").mkdir(parents=True)
+    shutil.copyfile(next((documents[0] / "pages").iterdir()), odd / "pages" / "page_001.png")
+    (odd / "pages" / "page_002.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    human = hashes(root, ("groups", "problems"))
+
+    threshold = json.loads((repo / "metrics.json").read_text())["conf_threshold"]
+    log = qb("propose", "--label-studio", "tasks.json", cwd=repo).stdout
+    assert "propose: question-block-detector v1 (" in log and f"confidence >= {threshold:g}" in log
+    assert "propose: 3 page(s) proposed, 0 unchanged, 1 unreadable" in " ".join(log.split())
+    assert "page_002.png: cannot read the page image" in " ".join(log.split())
+    assert hashes(root, ("groups", "problems")) == human  # a person's files, byte for byte
+
+    for document, page in [*unlabeled, (odd.name, "page_001")]:
+        proposal = root / "documents" / document / "proposals" / f"{page}_groups.json"
+        data = json.loads(proposal.read_text())
+        assert data["source"]["version"] == "1" and data["source"]["mlflow_run_id"]
+        assert data["source"]["conf_threshold"] == threshold and data["source"]["imgsz"] == 128
+        log_ = ProblemLog()
+        with Image.open(root / "documents" / document / "pages" / f"{page}.png") as image:
+            size = image.size
+        groups = read_groups(proposal, proposal.name, log_)  # what export reads, as export reads it
+        rows = page_rows(groups or [], *size, params_of("export"), proposal.name, log_)
+        assert not log_.errors and len(rows) == len(data["groups"])
+        crops = sorted((proposal.parent / "problems").glob(f"{page}_q*.png"))
+        assert [c.name for c in crops] == [f"{page}_q{i:02d}.png" for i in range(1, len(data["groups"]) + 1)]
+        for crop, group in zip(crops, data["groups"], strict=True):
+            box = group["combinedBbox"]
+            assert all(isinstance(box[k], int) for k in ("x", "y", "width", "height"))
+            with Image.open(crop) as cut:
+                assert cut.size == (box["width"], box["height"])
+            assert 0 <= group["confidence"] <= 1
+    assert not (odd / "proposals" / "page_002_groups.json").exists()
+    tasks = json.loads((repo / "tasks.json").read_text())
+    assert len(tasks) == 3 and all(t["predictions"][0]["model_version"] == "question-block-detector v1"
+                                   for t in tasks)
+
+    # a second run rewrites nothing
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("proposals/**/*") if p.is_file()}
+    log = qb("propose", cwd=repo).stdout
+    assert "0 page(s) proposed, 3 unchanged" in " ".join(log.split())
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("proposals/**/*") if p.is_file()} == before
+
+    # the preview, and accepting a reviewed proposal: it becomes a label export reads
+    qb("propose", "--preview", unlabeled[0][0], cwd=repo)
+    assert (root / "documents" / unlabeled[0][0] / "proposals" / "preview.png").stat().st_size > 1000
+    document, page = unlabeled[0]
+    qb("propose", "--accept", f"{document}/{page}", cwd=repo)
+    accepted = json.loads((root / "documents" / document / "groups" / f"{page}_groups.json").read_text())
+    proposed = json.loads((root / "documents" / document / "proposals" / f"{page}_groups.json").read_text())
+    assert accepted == {"groups": [{"combinedBbox": g["combinedBbox"]} for g in proposed["groups"]]}
+    again = qb("propose", "--accept", f"{document}/{page}", cwd=repo, check=False)
+    assert again.returncode == 1 and "already labeled" in again.stdout and "Traceback" not in again.stderr
+    sh(["dvc", "repro", "validate"], repo)
+    manifest = json.loads((repo / "data" / "yolo" / "manifest.json").read_text())
+    (record,) = [p for p in manifest["pages"] if p["document"] == document and p["page"] == page]
+    assert record["boxes"] == len(proposed["groups"])
+
+
+def test_a_model_file_and_documents_named_on_the_command_line(trained_repo, tmp_path):
+    repo = fork(trained_repo["repo"], tmp_path / "repo")
+    document = sorted((repo / "data" / "dataset_root" / "documents").iterdir())[1]
+    groups = sorted((document / "groups").glob("*_groups.json"))[0]
+    groups.unlink()
+    log = qb("propose", document.name, "--model", "models/best.pt", "--conf", "0.05", cwd=repo).stdout
+    assert "confidence >= 0.05" in log and "1 page(s) proposed" in " ".join(log.split())
+    proposal = json.loads((document / "proposals" / groups.name).read_text())
+    assert proposal["source"]["file"] == "models/best.pt" and len(proposal["source"]["sha256"]) == 16
+    outside = qb("propose", "../..", cwd=repo, check=False)
+    assert outside.returncode == 1 and "no document(s) '../..'" in outside.stdout
+
+
+def test_reading_order_is_columns_then_top_to_bottom():
+    left = [((10, 300, 100, 400), 0.9), ((12, 10, 98, 100), 0.8)]
+    right = [((210, 50, 300, 120), 0.7), ((205, 500, 300, 600), 0.95)]
+    ordered = [box for box, _ in reading_order([right[1], left[0], right[0], left[1]])]
+    assert ordered == [(12, 10, 98, 100), (10, 300, 100, 400), (210, 50, 300, 120), (205, 500, 300, 600)]
+    assert whole_pixels(-0.4, 9.5, 100.6, 240.2, 100, 200) == (0, 10, 100, 200)
