@@ -13,7 +13,8 @@ def qblock(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
 def test_help_lists_every_command_with_its_purpose():
     result = qblock("--help")
     assert result.returncode == 0
-    for command in ("demo-data", "params", "export", "split", "validate", "train", "evaluate", "status", "show", "ui"):
+    for command in ("demo-data", "params", "export", "split", "validate", "train", "evaluate", "status", "show", "ui",
+                    "propose"):
         assert f" {command} " in result.stdout
 
 

@@ -34,3 +34,21 @@ def test_unreadable_groups_file_is_reported(tmp_path, console):
 def test_missing_dataset_root(tmp_path):
     with pytest.raises(UserError, match="no documents/ folder"):
         collect_status(tmp_path)
+
+
+def test_pages_the_model_was_unsure_about_come_first(tmp_path, console):
+    import json
+
+    root = tmp_path / "app"
+    for page in ("page_001", "page_002", "page_003", "page_004"):
+        write_page(root, "doc", page, [])
+        (root / "documents" / "doc" / "groups" / f"{page}_groups.json").unlink()
+    proposals = root / "documents" / "doc" / "proposals"
+    proposals.mkdir()
+    for page, unsure, confidences in (("page_001", 0, [0.95]), ("page_002", 3, [0.4, 0.9]), ("page_003", 3, [0.3])):
+        groups = [{"combinedBbox": {"x": 0, "y": 0, "width": 5, "height": 5}, "confidence": c} for c in confidences]
+        (proposals / f"{page}_groups.json").write_text(json.dumps({"groups": groups, "unsure_boxes": unsure}))
+    (doc,) = collect_status(root)
+    assert doc.unlabeled == ["page_003", "page_002", "page_001", "page_004"]  # page_004: no proposal yet
+    print_status(console, [doc])
+    assert "page_003 (3 unsure), page_002 (3 unsure), page_001 (0 unsure), page_004" in console.text

@@ -1,7 +1,9 @@
 """`qblock status`: labeling progress per document, read straight from the app's folder.
 
 A page is labeled when its groups file exists (an empty `groups` list is a labeled page with
-no questions); a page image without one is still to do.
+no questions); a page image without one is still to do. Once `qblock propose` has run, the pages
+still to do are ranked by how unsure the model was about them (boxes with confidence between 0.2
+and 0.8, then the lowest confidence it kept): those are where a person's time teaches it most.
 """
 
 from __future__ import annotations
@@ -25,11 +27,24 @@ class DocumentStatus:
     labeled: list[str] = field(default_factory=list)
     questions: int = 0
     unreadable: list[str] = field(default_factory=list)
+    unsure: dict[str, tuple[int, float]] = field(default_factory=dict)  # page -> (unsure boxes, lowest confidence)
 
     @property
     def unlabeled(self) -> list[str]:
+        """The pages still to label, the ones the model was least sure about first."""
         done = set(self.labeled)
-        return [p for p in self.pages if p not in done]
+        todo = [p for p in self.pages if p not in done]
+        return sorted(todo, key=lambda p: (p not in self.unsure, -self.unsure.get(p, (0, 1.0))[0],
+                                           self.unsure.get(p, (0, 1.0))[1], p))
+
+
+def _unsure(proposal: Path) -> tuple[int, float] | None:
+    try:
+        data = json.loads(proposal.read_text(encoding="utf-8"))
+        confidences = [float(g["confidence"]) for g in data["groups"]]
+        return int(data["unsure_boxes"]), min(confidences, default=1.0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _question_count(groups_file: Path) -> int | None:
@@ -58,6 +73,9 @@ def collect_status(dataset_root: Path) -> list[DocumentStatus]:
                 status.questions += count
             if page in status.pages:
                 status.labeled.append(page)
+        for proposal in (doc_dir / "proposals").glob(f"*{GROUPS_SUFFIX}"):
+            if (found := _unsure(proposal)) is not None:
+                status.unsure[proposal.name[: -len(GROUPS_SUFFIX)]] = found
         result.append(status)
     return result
 
@@ -74,7 +92,8 @@ def print_status(console: Console, statuses: list[DocumentStatus], show_unlabele
     for s in statuses:
         todo = s.unlabeled
         more = f" (+{len(todo) - show_unlabeled})" if len(todo) > show_unlabeled else ""
-        shown = ", ".join(todo[:show_unlabeled]) + more
+        shown = ", ".join(f"{p} ({s.unsure[p][0]} unsure)" if p in s.unsure else p
+                          for p in todo[:show_unlabeled]) + more
         table.add_row(s.document, f"{len(s.labeled)}/{len(s.pages)}",
                       ProgressBar(total=max(len(s.pages), 1), completed=len(s.labeled), width=24),
                       str(s.questions), shown or "[green]done[/]")
