@@ -187,7 +187,7 @@ def _write_page(job: PageJob, page: Image.Image, boxes: list[tuple[Box, float]],
     for number, ((x0, y0, x1, y1), score) in enumerate(boxes, start=1):
         target = crops / f"{job.page}_q{number:02d}.png"
         tmp = target.with_name(target.name + ".tmp")
-        page.crop((x0, y0, x1, y1)).save(tmp, format="PNG")
+        page.crop((x0, y0, x1, y1)).save(tmp, format="PNG", compress_level=1)  # lossless; level 6 cost 1.5x the time
         tmp.replace(target)
         groups.append({"combinedBbox": {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0},
                        "confidence": round(score, 4)})
