@@ -52,7 +52,9 @@ def _push_data_then_commit(root: Path, console: Console) -> None:
         raise UserError(f"some data of this commit is not on the NAS after `dvc push`: {shown}; refusing to push "
                         "the commit to git. Run `qblock doctor`.")
     console.print("push: the commit to git ...")
-    run(["git", "push"], root, "git push", "The data is on the NAS already; rerun `git push` when git is reachable.")
+    run(["git", "push"], root, "git push",
+        "The data is on the NAS already; when git is reachable, rerun the same command: it pushes this commit "
+        "without committing again.")
 
 
 def publish(root: Path, paths: Paths, console: Console, app_root: Path | None = None) -> None:
