@@ -142,7 +142,7 @@ def propose(
     choice = proposals.choose_model(model, params, Path.cwd())
     threshold = conf if conf is not None else choice.conf if choice.conf is not None else proposals.DEFAULT_CONF
     console.print(f"propose: {choice.identity} ({choice.weights}), confidence >= {threshold:g}")
-    outcome = proposals.propose(dataset_root, documents, choice, threshold, params, console)
+    outcome = proposals.propose(dataset_root, documents, choice, threshold, params, console, label_studio is not None)
     if label_studio is not None:
         write_json(label_studio, outcome.tasks)
         console.print(f"propose: {len(outcome.tasks)} Label Studio task(s) -> {label_studio}")

@@ -213,7 +213,8 @@ def label_studio_task(job: PageJob, page: Image.Image, boxes: list[tuple[Box, fl
 
 
 def propose(dataset_root: Path, documents: list[str] | None, choice: ModelChoice, conf: float, params: Params,
-            console: Console) -> Outcome:
+            console: Console, label_studio: bool = False) -> Outcome:
+    """Propose for every unlabeled page; with ``label_studio``, also collect the pages as tasks."""
     from qblock.model.yolo_env import prepare_ultralytics
 
     jobs = [job for document in documents_of(dataset_root, documents) for job in unlabeled_pages(document)]
@@ -242,7 +243,8 @@ def propose(dataset_root: Path, documents: list[str] | None, choice: ModelChoice
         unsure = sum(UNSURE[0] <= score <= UNSURE[1] for _, score in found)
         source = choice.source | settings | {"page_stat": job.stat, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         _write_page(job, page, kept, unsure, source)
-        outcome.tasks.append(label_studio_task(job, page, kept, choice.identity, params.export.class_names[0]))
+        if label_studio:
+            outcome.tasks.append(label_studio_task(job, page, kept, choice.identity, params.export.class_names[0]))
         outcome.proposed += 1
     return outcome
 
