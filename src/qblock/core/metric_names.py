@@ -5,7 +5,8 @@ MAP50_95 = "mAP50-95"
 PRECISION = "precision"
 RECALL = "recall"
 VAL_PAGES = "val_pages"
-CROP_RATE = "crop_rate"  # share of true questions cropped at IoU >= 0.9, at CONF_THRESHOLD
+CROP_RATE = "crop_rate"  # share of true questions cropped at IoU >= 0.9, at CONF_THRESHOLD, as propose crops
+CROP_RATE_UNSNAPPED = "crop_rate_unsnapped"  # the same, with the model's own edges (no ink snapping)
 FALSE_CROPS = "false_crops_per_page"
 CONF_THRESHOLD = "conf_threshold"  # chosen on val; `qblock propose` uses it
 

@@ -4,13 +4,14 @@ For each page image with no groups file of a person's, it writes beside the app'
 
 - `documents/{doc}/proposals/{page}_groups.json`: the app's groups schema (pixel `combinedBbox`
   of the displayed image, whole pixels) plus each group's `confidence`, and a `source` block
-  (model, MLflow run, threshold, imgsz, time, the page's size and mtime);
+  (model, MLflow run, threshold, imgsz, ink snapping, time, the page's size and mtime);
 - `documents/{doc}/proposals/problems/{page}_q{NN}.png`: the exact box pixels of each proposed
   question, in reading order (columns left to right, then top to bottom), as in the JSON.
 
-A person's `groups/` and `problems/` are never written. `export` reads `groups/` only, so a
-proposal is never a label until a person accepts it (`--accept`). A re-run redoes only pages
-whose image, model, threshold or imgsz changed.
+Each box's edges are snapped onto the page's ink when evaluate found that this model's crops
+improve with it on val (`quality/ink_snap.py`). A person's `groups/` and `problems/` are never
+written. `export` reads `groups/` only, so a proposal is never a label until a person accepts it
+(`--accept`). A re-run redoes only pages whose image, model, threshold, imgsz or snapping changed.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from qblock.core.progress import track
 from qblock.data.app_dataset import GROUPS_SUFFIX, IMAGE_SUFFIXES
 from qblock.data.contact_sheet import save_contact_sheet
 from qblock.data.problems import write_json
+from qblock.quality.ink_snap import SnapRule, ink_mask, snap_box
 
 PROPOSALS = "proposals"
 DEFAULT_CONF = 0.25  # ultralytics' own default, when no threshold was chosen on val
@@ -44,6 +46,7 @@ class ModelChoice:
     weights: Path
     source: dict[str, Any]  # where it came from, written into every proposal
     conf: float | None  # the threshold chosen on val, when known
+    snap: SnapRule | None = None  # the ink-snapping rule evaluate kept, when known
 
     @property
     def identity(self) -> str:
@@ -85,7 +88,8 @@ def choose_model(spec: str | None, params: Params, root: Path) -> ModelChoice:
                             f"{tracking.tracking_uri(params.mlflow)}")
     weights, source = found
     conf = source.pop("conf_threshold", None)
-    return ModelChoice(weights, source, float(conf) if conf else None)
+    snap = SnapRule.from_json(source.pop("ink_snap", None))
+    return ModelChoice(weights, source, float(conf) if conf else None, snap if snap and snap.active else None)
 
 
 def reading_order(boxes: list[tuple[Box, float]]) -> list[tuple[Box, float]]:
@@ -166,13 +170,17 @@ def _up_to_date(job: PageJob, settings: dict[str, Any]) -> bool:
     return source.get("page_stat") == job.stat and all(source.get(k) == v for k, v in settings.items())
 
 
-def _predict(model, page: Image.Image, conf: float, imgsz: int, device: str) -> list[tuple[Box, float]]:
+def _predict(model, page: Image.Image, conf: float, imgsz: int, device: str,
+             snap: SnapRule | None) -> list[tuple[Box, float]]:
     import numpy as np
 
     bgr = np.ascontiguousarray(np.asarray(page.convert("RGB"))[:, :, ::-1])
     result = model.predict(bgr, conf=min(conf, UNSURE[0]), imgsz=imgsz, device=device, verbose=False)[0]
+    mask = ink_mask(page) if snap is not None and len(result.boxes) else None
     found = []
     for (x0, y0, x1, y1), score in zip(result.boxes.xyxy.tolist(), result.boxes.conf.tolist(), strict=True):
+        if mask is not None and snap is not None:
+            x0, y0, x1, y1 = snap_box(mask, (x0, y0, x1, y1), snap)
         box = whole_pixels(x0, y0, x1, y1, page.width, page.height)
         if box[2] > box[0] and box[3] > box[1]:
             found.append((box, float(score)))
@@ -218,7 +226,8 @@ def propose(dataset_root: Path, documents: list[str] | None, choice: ModelChoice
     from qblock.model.yolo_env import prepare_ultralytics
 
     jobs = [job for document in documents_of(dataset_root, documents) for job in unlabeled_pages(document)]
-    settings = {"model": choice.identity, "conf_threshold": conf, "imgsz": params.train.imgsz}
+    settings = {"model": choice.identity, "conf_threshold": conf, "imgsz": params.train.imgsz,
+                "ink_snap": choice.snap is not None}
     outcome = Outcome()
     model = None
     for job in track(jobs, "propose"):
@@ -238,7 +247,7 @@ def propose(dataset_root: Path, documents: list[str] | None, choice: ModelChoice
             from ultralytics import YOLO
 
             model = YOLO(str(choice.weights))
-        found = _predict(model, page, conf, params.train.imgsz, params.train.device)
+        found = _predict(model, page, conf, params.train.imgsz, params.train.device, choice.snap)
         kept = reading_order([(box, score) for box, score in found if score >= conf])
         unsure = sum(UNSURE[0] <= score <= UNSURE[1] for _, score in found)
         source = choice.source | settings | {"page_stat": job.stat, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

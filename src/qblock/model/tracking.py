@@ -276,10 +276,11 @@ def _pins(*packages: str) -> list[str]:
     return [f"{package}=={v}" if (v := installed_version(package)) else package for package in packages]
 
 
-def register(model_file: Path, imgsz: int, conf: float) -> str:
+def register(model_file: Path, imgsz: int, conf: float, ink_snap: str | None = None) -> str:
     """Log the weights as a pyfunc model in the active run and register it; return the version.
 
-    ``conf`` is the confidence threshold chosen on val: the model's default for proposals.
+    ``conf`` is the confidence threshold chosen on val: the model's default for proposals;
+    ``ink_snap`` the edge-snapping rule evaluate kept (JSON), if any: propose applies it.
     """
     import mlflow
     from mlflow.models import ModelSignature
@@ -304,7 +305,9 @@ def register(model_file: Path, imgsz: int, conf: float) -> str:
             registered_model_name=REGISTERED_MODEL,
         )
     version = str(info.registered_model_version)
-    mlflow.MlflowClient().set_model_version_tag(REGISTERED_MODEL, version, "qblock.conf_threshold", str(conf))
+    client = mlflow.MlflowClient()
+    client.set_model_version_tag(REGISTERED_MODEL, version, "qblock.conf_threshold", str(conf))
+    client.set_model_version_tag(REGISTERED_MODEL, version, "qblock.ink_snap", ink_snap or "off")
     return version
 
 
@@ -363,7 +366,8 @@ def registered_weights(params: MlflowParams, folder: Path, version: str | None =
                 client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
             run_id = found.run_id
             source = {"registered_model": REGISTERED_MODEL, "version": str(found.version),
-                      "conf_threshold": found.tags.get("qblock.conf_threshold")}
+                      "conf_threshold": found.tags.get("qblock.conf_threshold"),
+                      "ink_snap": found.tags.get("qblock.ink_snap")}
         client.get_run(run_id)
     except MlflowException:
         return None

@@ -26,7 +26,9 @@ from qblock.data.yolo_folder import split_list
 from qblock.model import champion, tracking
 from qblock.model.champion import Decision
 from qblock.model.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads, without_coco_eval_notes
+from qblock.quality import ink_snap
 from qblock.quality.crops import ValPage, crop_metrics, load_val_pages
+from qblock.quality.ink_snap import SnapRule
 from qblock.quality.worst_pages import draw_worst
 
 
@@ -88,7 +90,19 @@ def score_of(box, pages: list[ValPage], metric: str) -> float:
     return {names.MAP50: float(box.map50), names.MAP50_95: float(box.map)}[metric]
 
 
-def write_reports(box, params: Params, pages: list[ValPage], eval_dir: Path) -> dict:
+def choose_snapping(export_dir: Path, pages: list[ValPage], rule: SnapRule) -> tuple[list[ValPage], bool, dict]:
+    """The val pages as propose will crop them: ink-snapped when that raises the crop rate; whether
+    it did; the crop metrics without snapping."""
+    plain = crop_metrics(pages)
+    if not rule.active:
+        return pages, False, plain
+    snapped = ink_snap.snap_pages(export_dir, pages, rule)
+    if crop_metrics(snapped)[names.CROP_RATE] > plain[names.CROP_RATE]:
+        return snapped, True, plain
+    return pages, False, plain
+
+
+def write_reports(box, params: Params, pages: list[ValPage], eval_dir: Path, unsnapped: dict) -> dict:
     """metrics.json (a DVC metric), the PR curve (a DVC plot), the worst val pages; return the metrics."""
     paths = params.paths
     metrics = {
@@ -97,6 +111,7 @@ def write_reports(box, params: Params, pages: list[ValPage], eval_dir: Path) -> 
         names.PRECISION: round(float(box.mp), 5),
         names.RECALL: round(float(box.mr), 5),
         **crop_metrics(pages),
+        names.CROP_RATE_UNSNAPPED: unsnapped[names.CROP_RATE],
         names.VAL_PAGES: len(pages),
     }
     Path(paths.metrics_file).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
@@ -108,14 +123,14 @@ def write_reports(box, params: Params, pages: list[ValPage], eval_dir: Path) -> 
 
 
 def register_and_judge(params: Params, run_id: str, metrics: dict, val_hash: str, eval_dir: Path,
-                       score: float, rescore: Callable[[str], float]) -> Decision:
+                       score: float, rescore: Callable[[str], float], snap: SnapRule | None) -> Decision:
     """Log the evaluation into the pipeline's run, register the model, decide the champion."""
     paths = params.paths
     with tracking.resume_run(params.mlflow, run_id):
-        evaluation_files = [*sorted(eval_dir.glob("*.png")), eval_dir / "val_page_errors.json"]
+        evaluation_files = [*sorted(eval_dir.glob("*.png")), *sorted(eval_dir.glob("*.json"))]
         tracking.log_evaluation(metrics, val_hash, Path(paths.metrics_file), evaluation_files)
         version = tracking.register(Path(paths.model_dir) / "best.pt", params.train.imgsz,
-                                    metrics[names.CONF_THRESHOLD])
+                                    metrics[names.CONF_THRESHOLD], snap.to_json() if snap else None)
         decision = champion.decide(version, params.evaluate.champion_metric, score, val_hash,
                                    tracking.current_champion(), rescore)
         tracking.record_decision(decision)
@@ -147,19 +162,24 @@ def run(params: Params, console: Console) -> dict:
     metric = params.evaluate.champion_metric
     with ultralytics_dataset(export_dir, split_dir, root) as data_yaml:
         box = measure(model_file, params, data_yaml, eval_dir, plots=True)
-        pages = load_val_pages(export_dir, val_images, eval_dir / "predictions.json")
-        metrics = write_reports(box, params, pages, eval_dir)
+        rule = ink_snap.learn_from_folder(export_dir, split_list(split_dir, "train") or [])
+        pages, snapping, unsnapped = choose_snapping(
+            export_dir, load_val_pages(export_dir, val_images, eval_dir / "predictions.json"), rule)
+        write_json(eval_dir / "ink_snap.json", {"kept": snapping, "unsnapped": unsnapped,
+                                                 "rule": json.loads(rule.to_json())})
+        metrics = write_reports(box, params, pages, eval_dir, unsnapped)
 
         def rescore(champion_run: str) -> float:
             console.print("evaluate: the champion was measured on other val data; measuring it again")
             with tempfile.TemporaryDirectory() as tmp:
                 weights = tracking.download_model(champion_run, Path(tmp))
                 champion_box = measure(weights, params, data_yaml, Path(tmp) / "val", plots=False)
-                champion_pages = load_val_pages(export_dir, val_images, Path(tmp) / "val" / "predictions.json")
+                champion_pages, _, _ = choose_snapping(
+                    export_dir, load_val_pages(export_dir, val_images, Path(tmp) / "val" / "predictions.json"), rule)
                 return score_of(champion_box, champion_pages, metric)
 
         decision = register_and_judge(params, run_id, metrics, val_hash, eval_dir, score_of(box, pages, metric),
-                                      rescore)
+                                      rescore, rule if snapping else None)
     announce(params, metrics, decision, console)
     return metrics
 
