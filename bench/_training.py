@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def prepare_demo(work: Path, export_dir: Path | None = None, split_dir: Path | None = None) -> tuple[Path, Path]:
-    """The built-in demo collection (8 workbooks x 6 pages) through export, split and validate."""
+    """The built-in demo collection (`qblock demo-data`: 10 workbooks x 8 pages) through export, split and validate."""
     from _harness import project_params
     from rich.console import Console
 
@@ -20,7 +20,7 @@ def prepare_demo(work: Path, export_dir: Path | None = None, split_dir: Path | N
     quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115
     export_dir, split_dir = export_dir or work / "yolo", split_dir or work / "split"
     if not (work / "app" / "documents").is_dir():
-        write_demo_dataset(work / "app", 8, 6, seed=0)
+        write_demo_dataset(work / "app", seed=0)
     export.run(work / "app", export_dir, params.export, work / "reports" / "export.json", quiet)
     split.run(export_dir, split_dir, params.split, quiet)
     validate.run(export_dir, split_dir, work / "reports", 0, quiet, work / "validated.json")

@@ -32,8 +32,8 @@ def _run_stage(name: str) -> None:
 @app.command("demo-data")
 def demo_data(
     directory: Annotated[Path, typer.Argument(help="where to write the app-style dataset_root")],
-    documents: Annotated[int, typer.Option(min=1, help="number of workbooks")] = 8,
-    pages: Annotated[int, typer.Option(min=1, help="pages per workbook")] = 6,
+    documents: Annotated[int, typer.Option(min=1, help="number of workbooks")] = 10,
+    pages: Annotated[int, typer.Option(min=1, help="pages per workbook")] = 8,
     seed: Annotated[int, typer.Option(help="same seed, same pages")] = 0,
 ) -> None:
     """Write a synthetic labeled dataset_root (pages + groups JSON) for demos and tests."""

@@ -355,7 +355,7 @@ def document_ids(count: int) -> list[str]:
     ]
 
 
-def write_demo_dataset(root: Path, documents: int = 8, pages: int = 6, seed: int = 0) -> int:
+def write_demo_dataset(root: Path, documents: int = 10, pages: int = 8, seed: int = 0) -> int:
     """Write ``documents`` workbooks of ``pages`` pages under ``root``; return the page count."""
     if documents < 1 or pages < 1:
         raise ValueError("documents and pages must be at least 1")
