@@ -117,7 +117,8 @@ def measure_runs(work: Path, runs: dict[str, list[str] | None], keep: bool) -> N
         print(f"--- {name}: {' '.join(overrides) if overrides else 'ultralytics defaults'}", flush=True)
         results[name] = train_once(name, overrides, cpu, work)
     val_pages = len((work / "split" / "val.txt").read_text().split())
-    print(f"\n48 demo pages ({val_pages} val), this machine, target val mAP50 >= {TARGET_MAP50}\n")
+    pages = val_pages + len((work / "split" / "train.txt").read_text().split())
+    print(f"\n{pages} demo pages ({val_pages} val), this machine, target val mAP50 >= {TARGET_MAP50}\n")
     print(f"{'':22}{'imgsz':>6}{'epochs':>7}{'mAP50>=0.95 after':>21}{'mAP50':>7}{'mAP50-95':>9}"
           f"{'crop rate':>10}{'unsnapped':>10}{'time':>8}")
     for name, r in results.items():

@@ -210,6 +210,25 @@ def remote_check() -> None:
     console.print(f"remote: {require_remote(Path.cwd())} is reachable and writable")
 
 
+weights_app = typer.Typer(help="Pretrained weights in weights/ (fetched once, carried by DVC).", no_args_is_help=True)
+app.add_typer(weights_app, name="weights")
+
+
+@weights_app.command("fetch")
+def weights_fetch(
+    name: Annotated[str, typer.Argument(help="a model name from ultralytics' release assets, e.g. yolov8m")],
+    release: Annotated[str | None, typer.Option(help="the release's description (GitHub API JSON), e.g. of a mirror; "
+                                                     "default: ultralytics/assets v8.4.0")] = None,
+) -> None:
+    """Download NAME.pt once into weights/, check its SHA-256 against the release's, and `dvc add` it.
+
+    Models whose conf/model file says `weights: auto` then start from it (COCO-pretrained) instead of from scratch.
+    """
+    from qblock.sync.weights import fetch
+
+    fetch(name, Path.cwd(), console, release)
+
+
 @app.command()
 def publish(
     app: Annotated[Path | None, typer.Option(help="the app's dataset_root on this machine, if it is not "

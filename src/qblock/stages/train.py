@@ -24,16 +24,25 @@ from qblock.model import tracking
 from qblock.model.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads
 
 CHECKPOINTS = ".qblock/checkpoints"
+WEIGHTS_DIR = "weights"  # pretrained .pt files (`qblock weights fetch`), DVC-tracked; a dependency of this stage
 
 def model_source(params: ModelParams) -> str:
-    """The weights file to start from, or the architecture to build from scratch."""
+    """The weights file to start from, or the architecture to build from scratch.
+
+    ``weights: auto`` means weights/<name>.pt when it is there (`qblock weights fetch <name>`), else
+    from scratch; a path means that file, and it must be there.
+    """
+    if params.weights == "auto":
+        pretrained = Path(WEIGHTS_DIR) / f"{params.name}.pt"
+        return str(pretrained) if pretrained.is_file() else params.architecture
     if params.weights:
         weights = Path(params.weights)
         if not weights.is_file():
             raise UserError(
-                f"model.weights: {weights} not found. qblock never downloads weights: get {weights.name} "
-                f"(e.g. from the ultralytics releases page) on a machine with internet, put it at {weights}, "
-                f"and track it with `dvc add {weights}`; or set model.weights=null to train from scratch."
+                f"model.weights: {weights} not found. The pipeline never downloads weights: fetch them once with "
+                f"`qblock weights fetch {weights.stem}`, or get {weights.name} from the ultralytics releases page "
+                f"on a machine with internet, put it at {weights} and run `dvc add {weights}`; or set "
+                f"model.weights=null to train from scratch."
             )
         return str(weights)
     return params.architecture
@@ -68,8 +77,8 @@ def checkpoint_dir(params: Params, dataset_hash: str) -> Path:
     training is still there for the next run to continue; any change of params or data means
     another folder, so a resumed training is always the same training.
     """
-    key = json.dumps({"model": asdict(params.model), "train": asdict(params.train), "data": dataset_hash},
-                     sort_keys=True)
+    key = json.dumps({"model": asdict(params.model), "start": model_source(params.model),
+                      "train": asdict(params.train), "data": dataset_hash}, sort_keys=True)
     return Path(CHECKPOINTS) / hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
@@ -111,7 +120,10 @@ def run(params: Params, console: Console) -> Path:
                           f"{params.train.epochs} ({last}); params and data are unchanged")
         else:
             shutil.rmtree(save_dir, ignore_errors=True)
-            model = YOLO(model_source(params.model))
+            source = model_source(params.model)
+            console.print(f"train: starting from {source}" + (" (pretrained)" if source.endswith(".pt") else
+                          " (from scratch; `qblock weights fetch` brings pretrained weights)"))
+            model = YOLO(source)
             run_id = tracking.start_run(params, dataset_hash)
             save_dir.mkdir(parents=True)
             tracking.write_run_file(state_file, run_id, params.mlflow)
@@ -122,8 +134,10 @@ def run(params: Params, console: Console) -> Path:
         arguments = train_arguments(params, data_yaml, save_dir)
         try:
             model.train(**arguments, resume=str(last) if resumable else False)
-        except BaseException:
+        except BaseException as exc:
             tracking.fail_active_run()
+            if _out_of_gpu_memory(exc):
+                raise UserError(out_of_memory_advice(params)) from None
             raise
 
     best = Path(model.trainer.best)
@@ -139,6 +153,21 @@ def run(params: Params, console: Console) -> Path:
     shutil.rmtree(save_dir, ignore_errors=True)  # finished: nothing left to resume
     console.print(f"train: model written to {target}")
     return target
+
+
+def _out_of_gpu_memory(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "CUDA out of memory" in str(exc)
+
+
+def out_of_memory_advice(params: Params) -> str:
+    t = params.train
+    lower = f"train.batch={t.batch // 2}" if t.batch > 1 else "train.batch=4"
+    return (f"train: the GPU ran out of memory (model {params.model.name}, imgsz {t.imgsz}, batch {t.batch}). "
+            f"Lower the batch: `dvc exp run -S {lower}` (or `-S train.batch=-1`: ultralytics picks the largest "
+            f"batch that fits in 60% of the GPU's memory), or the image size (`-S train.imgsz={t.imgsz * 3 // 4}`); "
+            f"close other programs using the GPU. The next run starts over from epoch 1 with the new settings.")
 
 
 def _align_with_checkpoint(save_dir: Path, last: Path, run_id: str) -> int:

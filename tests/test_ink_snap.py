@@ -1,0 +1,107 @@
+"""Ink snapping on drawn pages: learned margins, edges pulled back onto the ink, and the cases
+where an edge must stay (no ink near it, or ink running past the reach)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFilter
+
+from qblock.labeling.demo_data import load_font
+from qblock.quality.crops import iou
+from qblock.quality.ink_snap import SnapRule, ink_mask, learn, snap_box
+
+WIDTH, HEIGHT, MARGIN = 800, 1000, 8  # the "person" draws 8 px outside the ink
+
+
+def drawn_page(rng: random.Random, scanned: bool = False) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
+    """Text blocks stacked down the page, each boxed MARGIN px outside its ink."""
+    page = Image.new("RGB", (WIDTH, HEIGHT), "white")
+    draw = ImageDraw.Draw(page)
+    font = load_font(18)
+    boxes, y = [], 40
+    while y < HEIGHT - 200:
+        x = rng.randint(40, 80)
+        block = Image.new("L", (WIDTH, HEIGHT), 0)  # the block alone, to measure its ink exactly
+        for line in range(rng.randint(1, 4)):
+            text = " ".join(rng.choice(["solve", "x+3=7", "area", "삼각형", "넓이"]) for _ in range(rng.randint(3, 8)))
+            draw.text((x, y + 28 * line), text, font=font, fill=(20, 20, 20))
+            ImageDraw.Draw(block).text((x, y + 28 * line), text, font=font, fill=255)
+        extent = block.point(lambda v: 255 if v > 127 else 0).getbbox()
+        assert extent is not None
+        boxes.append((extent[0] - MARGIN, extent[1] - MARGIN, extent[2] + MARGIN, extent[3] + MARGIN))
+        y = extent[3] + rng.randint(40, 70)
+    if scanned:
+        noise = np.random.default_rng(rng.randrange(2**32)).normal(0, 8, (HEIGHT, WIDTH, 1))
+        grey = np.asarray(page.filter(ImageFilter.GaussianBlur(0.6)), dtype=np.float32) * 0.85 + noise
+        page = Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8))
+    return page, boxes
+
+
+@pytest.fixture(scope="module")
+def rule() -> SnapRule:
+    rng = random.Random(3)
+    pages = [drawn_page(rng) for _ in range(4)]
+    return learn((ink_mask(page), boxes) for page, boxes in pages)
+
+
+def test_the_margin_people_keep_is_learned_from_their_boxes(rule):
+    assert rule.active and rule.boxes > 20
+    for edge, margin in rule.margins.items():
+        assert margin is not None, edge
+        assert margin * WIDTH == pytest.approx(MARGIN, abs=1.0), edge
+
+
+@pytest.mark.parametrize("scanned", [False, True], ids=["clean", "scanned"])
+def test_a_box_4px_too_wide_or_too_tight_snaps_back_to_the_persons_box(rule, scanned):
+    page, boxes = drawn_page(random.Random(11), scanned)
+    mask = ink_mask(page)
+    for truth in boxes:
+        for shift in (4, -4):
+            off = (truth[0] - shift, truth[1] - shift, truth[2] + shift, truth[3] + shift)
+            snapped = snap_box(mask, off, rule)
+            assert max(abs(a - b) for a, b in zip(snapped, truth, strict=True)) <= 1.5, (truth, off, snapped)
+            assert iou(snapped, truth) > iou(off, truth)
+
+
+def test_an_edge_with_no_ink_near_it_stays_where_the_model_put_it(rule):
+    """A question owning blank working space: its bottom edge is far below the ink."""
+    page, boxes = drawn_page(random.Random(5))
+    mask = ink_mask(page)
+    x0, y0, x1, y1 = boxes[0]
+    with_space = (x0 - 3, y0, x1, y1 + 30)  # 30 px of working space, left edge 3 px out
+    snapped = snap_box(mask, with_space, rule)
+    assert snapped[3] == with_space[3]  # bottom: no ink within reach, untouched
+    assert snapped[0] == pytest.approx(x0, abs=1.5)  # left: snapped
+
+
+def test_an_edge_cutting_through_ink_that_runs_past_the_reach_stays(rule):
+    """A box whose top edge lies inside a tall figure: where that ink ends is unknown, so no move."""
+    page = Image.new("RGB", (WIDTH, HEIGHT), "white")
+    draw = ImageDraw.Draw(page)
+    draw.rectangle((100, 100, 499, 399), fill=(0, 0, 0))  # ink columns and rows 100..499
+    box = (93.0, 250.0, 507.0, 407.0)  # 1 px tight at the left, right and bottom; the top cuts the figure
+    snapped = snap_box(ink_mask(page), box, rule)
+    assert snapped[1] == box[1]
+    assert snapped[0] == pytest.approx(92, abs=1) and snapped[2] == pytest.approx(508, abs=1)
+    assert snapped[3] == pytest.approx(408, abs=1)
+
+
+def test_a_page_without_ink_changes_nothing(rule):
+    blank = ink_mask(Image.new("RGB", (WIDTH, HEIGHT), (235, 235, 235)))
+    box = (50.0, 60.0, 300.0, 200.0)
+    assert snap_box(blank, box, rule) == box
+
+
+def test_disagreeing_margins_turn_that_edge_off():
+    """Boxes whose bottoms lie anywhere below the ink (no habit to learn): bottom is not snapped."""
+    rng = random.Random(1)
+    pages = []
+    for _ in range(3):
+        page, boxes = drawn_page(rng)
+        pages.append((ink_mask(page), [(x0, y0, x1, y1 + rng.randint(0, 40)) for x0, y0, x1, y1 in boxes]))
+    learned = learn(pages)
+    assert learned.margins["bottom"] is None and learned.margins["top"] is not None
+    assert SnapRule.from_json(learned.to_json()) == learned

@@ -1,0 +1,75 @@
+"""Every training preset composes from conf/ and really starts training on the CPU: ultralytics
+accepts its arguments, builds its model, loads a batch with its augmentation and takes one
+optimizer step. (How good each preset is, is measured by bench/train_quality.py, not here.)"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+
+from tests.conftest import REPO, conf_params
+
+PRESETS = sorted(p.stem for p in (REPO / "conf" / "train").glob("*.yaml"))
+
+
+class FirstBatchDone(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    """Four demo pages of two workbooks through export and split: (export dir, split dir, root)."""
+    from rich.console import Console
+
+    from qblock.labeling.demo_data import write_demo_dataset
+    from qblock.stages import export, split
+
+    root = tmp_path_factory.mktemp("presets")
+    write_demo_dataset(root / "app", documents=2, pages=2, seed=4)
+    quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115
+    params = conf_params()
+    export.run(root / "app", root / "yolo", params.export, root / "export.json", quiet)
+    split.run(root / "yolo", root / "split", params.split, quiet)
+    return root / "yolo", root / "split", root
+
+
+def test_the_presets_are_the_ones_people_are_told_about():
+    assert PRESETS == ["cpu", "desktop_4070", "smoke"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_composes_and_trains_one_batch_on_the_cpu(preset, tiny_dataset):
+    from qblock.model.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads
+    from qblock.stages.train import model_source, train_arguments
+
+    export_dir, split_dir, root = tiny_dataset
+    params = conf_params(f"train={preset}")
+    assert params.train.preset == preset
+    prepare_ultralytics(root)
+    from ultralytics import YOLO
+
+    losses = []
+
+    def stop_after_one_batch(trainer):
+        losses.append(float(trainer.loss.detach()))
+        raise FirstBatchDone
+
+    with ultralytics_dataset(export_dir, split_dir, root) as data_yaml:
+        arguments = train_arguments(params, data_yaml, root / "runs" / preset)
+        # Only what a 2-core machine needs changed: the device and its loaders, and (auto batch
+        # means 16 on a CPU) a batch it can hold at the preset's own image size.
+        arguments |= {"device": "cpu", "workers": 0, "plots": False, "verbose": False}
+        if arguments["batch"] < 1 or arguments["imgsz"] > 512:
+            arguments["batch"] = 2
+        model = YOLO(model_source(params.model))
+        use_cpu_threads(model, params.train.cpu_threads)
+        model.add_callback("on_train_batch_end", stop_after_one_batch)
+        with pytest.raises(FirstBatchDone):
+            model.train(**arguments)
+    assert len(losses) == 1 and math.isfinite(losses[0]) and losses[0] > 0
+    got = model.trainer.args
+    for name in ("imgsz", "mosaic", "fliplr", "hsv_s", "scale", "close_mosaic", "nbs", "rect"):
+        assert getattr(got, name) == getattr(params.train, name), name
