@@ -11,8 +11,9 @@ training arguments are exactly what the train stage passes. The built-in runs:
 - `ultralytics defaults`: YOLO("yolov8n.yaml").train with only data, epochs, imgsz and device
   given (the cpu preset's epochs and imgsz), everything else ultralytics' own;
 - `cpu`: conf/train/cpu.yaml;
-- `desktop_4070 proxy`: conf/train/desktop_4070.yaml's augmentation, batch and nominal batch,
-  scaled down to what a CPU can run: yolov8n, the cpu preset's imgsz and epochs, on the CPU.
+- `desktop_4070 proxy`: conf/train/desktop_4070.yaml's augmentation and nominal batch, scaled down
+  to what a CPU can run: yolov8n from scratch, the cpu preset's imgsz, epochs and batch (AutoBatch,
+  the preset's `batch: -1`, needs a GPU), on the CPU.
 
 For each run it prints the seconds and epochs until val mAP50 first reaches the target (0.95),
 the final mAP50 and mAP50-95, and the crop rate (share of val questions cropped at IoU >= 0.9 at
@@ -33,8 +34,8 @@ TARGET_MAP50 = 0.95
 BUILT_IN = {
     "ultralytics defaults": None,
     "cpu": ["train=cpu"],
-    "desktop_4070 proxy": ["train=desktop_4070", "model=yolov8n", "train.device=cpu", "train.workers=0",
-                           "train.cache=true"],
+    "desktop_4070 proxy": ["train=desktop_4070", "model=yolov8n", "model.weights=null", "train.device=cpu",
+                           "train.workers=0", "train.cache=true", "train.batch=8"],
 }
 
 

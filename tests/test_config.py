@@ -26,10 +26,14 @@ def test_every_preset_composes_into_valid_params(project, overrides):
     assert params.train.epochs > 0 and params.model.architecture.endswith(".yaml")
 
 
-def test_desktop_preset_is_the_original_plan(project):
+def test_desktop_preset_is_the_original_plan_with_measured_augmentation(project):
     params = parse_params(compose_params(project, ["train=desktop_4070"]))
-    assert (params.model.name, params.train.imgsz, params.train.batch, params.train.epochs) == ("yolov8m", 1024, 8, 100)
-    assert params.train.device == "0" and params.train.amp
+    t = params.train
+    assert (params.model.name, t.imgsz, t.epochs, t.device, t.amp) == ("yolov8m", 1024, 100, "0", True)
+    assert params.model.weights == "auto"  # COCO-pretrained once `qblock weights fetch yolov8m` has run
+    assert t.batch == -1  # AutoBatch: what fits a 12 GB card at 1024, not a fixed 8 that may not
+    assert t.fliplr == t.flipud == t.hsv_h == t.hsv_s == 0  # pages are never mirrored and have no colour
+    assert t.nbs <= 8  # one optimizer step per batch or two, not one per epoch
 
 
 def test_unknown_key_and_wrong_type_name_the_key(project):
@@ -78,7 +82,7 @@ def _edit(path, old: str, new: str) -> None:
     ("config.yaml", "  champion_metric: mAP50-95", "  champion_metric: map",
      "conf/config.yaml: `evaluate.champion_metric` is 'map'; use one of mAP50, mAP50-95"),
     ("config.yaml", "  timeout_s: 10", "", "conf/config.yaml: bad value at `notify.timeout_s`: missing"),
-    ("model/yolov8n.yaml", "weights: null", "", "conf/model/yolov8n.yaml: bad value at `model.weights`: missing"),
+    ("model/yolov8n.yaml", "weights: auto", "", "conf/model/yolov8n.yaml: bad value at `model.weights`: missing"),
 ])
 def test_a_missing_misspelled_or_unknown_value_names_the_key_and_the_file(project, file, old, new, said):
     """No built-in defaults: what conf/ does not say is an error where it should be said."""

@@ -66,15 +66,34 @@ def test_a_box_4px_too_wide_or_too_tight_snaps_back_to_the_persons_box(rule, sca
             assert iou(snapped, truth) > iou(off, truth)
 
 
-def test_an_edge_with_no_ink_near_it_stays_where_the_model_put_it(rule):
-    """A question owning blank working space: its bottom edge is far below the ink."""
-    page, boxes = drawn_page(random.Random(5))
+def test_an_edge_with_no_ink_near_it_stays_where_the_model_put_it():
+    """Where some people's boxes own blank working space below the question, a bottom edge far
+    below the ink is not pulled up to it; one a few pixels off still is."""
+    rng = random.Random(2)
+    pages = []
+    for index in range(4):
+        page, boxes = drawn_page(rng)
+        spaced = [(x0, y0, x1, y1 + (40 if i % 3 == 0 else 0)) for i, (x0, y0, x1, y1) in enumerate(boxes)]
+        pages.append((page, spaced) if index else (page, boxes))
+    learned = learn((ink_mask(page), boxes) for page, boxes in pages[1:])
+    assert learned.margins["bottom"] is not None and "bottom" not in learned.shrink and "right" in learned.shrink
+    page, boxes = pages[0]
     mask = ink_mask(page)
     x0, y0, x1, y1 = boxes[0]
     with_space = (x0 - 3, y0, x1, y1 + 30)  # 30 px of working space, left edge 3 px out
-    snapped = snap_box(mask, with_space, rule)
+    snapped = snap_box(mask, with_space, learned)
     assert snapped[3] == with_space[3]  # bottom: no ink within reach, untouched
     assert snapped[0] == pytest.approx(x0, abs=1.5)  # left: snapped
+    assert snap_box(mask, (x0, y0, x1, y1 + 4), learned)[3] == pytest.approx(y1, abs=1.5)
+
+
+def test_an_edge_people_always_draw_tight_comes_in_across_blank_paper(rule):
+    """A right edge 40 px out over blank paper (beyond the reach) snaps back to the ink plus margin."""
+    page, boxes = drawn_page(random.Random(8))
+    mask = ink_mask(page)
+    x0, y0, x1, y1 = boxes[1]
+    assert rule.shrink.get("right") and 40 < rule.shrink["right"] * WIDTH
+    assert snap_box(mask, (x0, y0, x1 + 40, y1), rule)[2] == pytest.approx(x1, abs=1.5)
 
 
 def test_an_edge_cutting_through_ink_that_runs_past_the_reach_stays(rule):

@@ -73,3 +73,14 @@ def test_every_preset_composes_and_trains_one_batch_on_the_cpu(preset, tiny_data
     got = model.trainer.args
     for name in ("imgsz", "mosaic", "fliplr", "hsv_s", "scale", "close_mosaic", "nbs", "rect"):
         assert getattr(got, name) == getattr(params.train, name), name
+
+
+def test_a_gpu_out_of_memory_error_is_answered_with_the_setting_to_lower():
+    from qblock.stages.train import _out_of_gpu_memory, out_of_memory_advice
+
+    assert _out_of_gpu_memory(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert not _out_of_gpu_memory(RuntimeError("shapes cannot be multiplied"))
+    advice = out_of_memory_advice(conf_params("train=desktop_4070"))
+    assert "imgsz 1024" in advice and "-S train.batch=4" in advice and "train.imgsz=768" in advice
+    fixed = out_of_memory_advice(conf_params("train=desktop_4070", "train.batch=8"))
+    assert "-S train.batch=4" in fixed and "batch 8" in fixed

@@ -9,8 +9,9 @@ blank working space that the question owns. Some workbooks are scanned: grey pap
 slight rotation and blur.
 
 The question boxes are written as the app writes them: ``documents/{id}/groups/{page}_groups.json``
-with a pixel ``combinedBbox`` per group: the question's ink plus the labeler's margin, down to the
-end of its working space.
+with a pixel ``combinedBbox`` per group: the question's ink plus the labeler's margin (one person
+labels a collection, so one habit, give or take a pixel), down to the end of its working space
+(for the last question of a column, the column's end).
 """
 
 from __future__ import annotations
@@ -248,6 +249,7 @@ def _layout_column(draw: ImageDraw.ImageDraw, rng: random.Random, s: Style, x: i
                    width: int, number: int) -> list[list[float]]:
     """Questions down one column; return their boxes (x0, y0, x1, y1) before any scan effects."""
     boxes: list[list[float]] = []
+    last_space = 0
     y = top
     while True:
         if rng.random() < 0.12:
@@ -269,8 +271,11 @@ def _layout_column(draw: ImageDraw.ImageDraw, rng: random.Random, s: Style, x: i
         box = [extent[0] - s.pad + jitter[0], extent[1] - s.pad + jitter[1], extent[2] + s.pad + jitter[2],
                min(bottom_limit, extent[3] + s.pad + working_space + jitter[3])]
         boxes.append(box)
+        last_space = working_space
         number += 1
         y = round(box[3]) + s.gap + s.px(rng.uniform(0, 3))
+    if boxes and last_space:  # the column's last question owns the blank space down to the column's end
+        boxes[-1][3] = bottom_limit
     return boxes
 
 

@@ -10,6 +10,11 @@ ink should be (the edge moved inward by the learned margin):
   because where that ink ends is not known;
 - no ink in the window (blank working space a question owns): the edge stays.
 
+Where the training boxes hug the ink on an edge almost always (TIGHT of them lie within reach of
+the typical margin), a box too wide on
+that edge has only blank paper between the model's edge and the ink: there the edge may move
+inward across blank paper up to ``SHRINK`` of the page width (moving outward stays within reach).
+
 An edge is snapped only when the training boxes agree on its margin (at least half lie within a
 quarter of the reach of the typical margin, the median of the tightest ones); evaluate keeps the
 snapping only when it raises the val crop rate. Margins and reach are shares of the page width,
@@ -34,6 +39,8 @@ Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
 EDGES = ("left", "top", "right", "bottom")
 REACH = 0.012  # how far an edge may move: a share of the page width (10 px on an A4 page at 100 dpi)
 AGREEMENT = 0.5  # share of training boxes whose margin must be near the typical one to snap that edge
+TIGHT = 0.9  # share of boxes within reach of the ink that lets an edge move inward across blank paper
+SHRINK = 0.08
 MIN_INK = 2  # ink pixels a row or column needs to count (single specks of scan noise do not)
 
 
@@ -72,6 +79,7 @@ class SnapRule:
     margins: dict[str, float | None] = field(default_factory=lambda: dict.fromkeys(EDGES))
     reach: float = REACH
     boxes: int = 0  # training boxes it was learned from
+    shrink: dict[str, float] = field(default_factory=dict)  # per edge, how far inward across blank paper
 
     @property
     def active(self) -> bool:
@@ -86,7 +94,8 @@ class SnapRule:
             return None
         try:
             data = json.loads(text)
-            return cls({e: data["margins"][e] for e in EDGES}, float(data["reach"]), int(data.get("boxes", 0)))
+            return cls({e: data["margins"][e] for e in EDGES}, float(data["reach"]), int(data.get("boxes", 0)),
+                       {e: float(v) for e, v in data.get("shrink", {}).items() if e in EDGES})
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -112,6 +121,8 @@ def learn(pages: Iterable[tuple[np.ndarray, list[Box]]], reach: float = REACH) -
         typical = median(v for v in values if v <= floor + reach / 2)
         agree = sum(abs(v - typical) <= reach / 4 for v in values) / len(values)
         rule.margins[edge] = round(float(typical), 6) if agree >= AGREEMENT else None
+        if sum(v <= typical + reach for v in values) / len(values) >= TIGHT:
+            rule.shrink[edge] = SHRINK
     return rule
 
 
@@ -119,7 +130,7 @@ def _first_ink(lines: np.ndarray, start: int, stop: int, step: int) -> int | Non
     """Scanning from ``start`` (the window's outer border) towards ``stop``: the first ink line, or
     None when the border itself has ink or the window has none."""
     positions = range(start, stop, step)
-    if not positions or lines[start]:
+    if not positions or not 0 <= start < len(lines) or lines[start]:
         return None
     for position in positions:
         if lines[position]:
@@ -133,24 +144,25 @@ def snap_box(mask: np.ndarray, box: Box, rule: SnapRule) -> Box:
     reach = max(1, round(rule.reach * width))
     x0, y0, x1, y1 = box
     m = {e: (None if v is None else v * width) for e, v in rule.margins.items()}
+    inward = {e: max(reach, round(rule.shrink.get(e, 0.0) * width)) for e in EDGES}
     out = list(box)
     rows = _lines(mask, box, axis=1) if m["top"] is not None or m["bottom"] is not None else None
     columns = _lines(mask, box, axis=0) if m["left"] is not None or m["right"] is not None else None
     if m["left"] is not None and columns is not None:
         expected = int(round(x0 + m["left"]))
-        found = _first_ink(columns, max(0, expected - reach), min(width, expected + reach + 1), 1)
+        found = _first_ink(columns, max(0, expected - reach), min(width, expected + inward["left"] + 1), 1)
         out[0] = x0 if found is None else found - m["left"]
     if m["top"] is not None and rows is not None:
         expected = int(round(y0 + m["top"]))
-        found = _first_ink(rows, max(0, expected - reach), min(height, expected + reach + 1), 1)
+        found = _first_ink(rows, max(0, expected - reach), min(height, expected + inward["top"] + 1), 1)
         out[1] = y0 if found is None else found - m["top"]
     if m["right"] is not None and columns is not None:
         expected = int(round(x1 - m["right"])) - 1  # the last ink column
-        found = _first_ink(columns, min(width - 1, expected + reach), max(-1, expected - reach - 1), -1)
+        found = _first_ink(columns, min(width - 1, expected + reach), max(-1, expected - inward["right"] - 1), -1)
         out[2] = x1 if found is None else found + 1 + m["right"]
     if m["bottom"] is not None and rows is not None:
         expected = int(round(y1 - m["bottom"])) - 1
-        found = _first_ink(rows, min(height - 1, expected + reach), max(-1, expected - reach - 1), -1)
+        found = _first_ink(rows, min(height - 1, expected + reach), max(-1, expected - inward["bottom"] - 1), -1)
         out[3] = y1 if found is None else found + 1 + m["bottom"]
     out = [max(0.0, out[0]), max(0.0, out[1]), min(float(width), out[2]), min(float(height), out[3])]
     if out[2] <= out[0] or out[3] <= out[1]:
