@@ -155,7 +155,8 @@ def measure(work: Path, args: argparse.Namespace) -> None:
     for name, (command, folder) in sides.items():
         print(f"--- {name}", flush=True)
         measured = run_side(command, work, args.device)
-        weights = folder / "weights" / "best.pt" if name.startswith("bare") else Path(params.paths.model_dir) / "best.pt"
+        model_dir = folder / "weights" if name.startswith("bare") else Path(params.paths.model_dir)
+        weights = model_dir / "best.pt"
         with ultralytics_dataset(Path(params.paths.export_dir), Path(params.paths.split_dir), work) as data_yaml:
             crops = crop_rates(weights, params, data_yaml, work)
         times = epoch_times(folder / "results.csv")
@@ -163,7 +164,8 @@ def measure(work: Path, args: argparse.Namespace) -> None:
             last = list(csv.DictReader(handle, skipinitialspace=True))[-1]
         rows[name] = measured | crops | {
             "images_per_s": train_pages * len(times) / measured["seconds"], "epoch_s": statistics.median(times),
-            "epochs": len(times), "mAP50": float(last["metrics/mAP50(B)"]), "mAP50-95": float(last["metrics/mAP50-95(B)"])}
+            "epochs": len(times), "mAP50": float(last["metrics/mAP50(B)"]),
+            "mAP50-95": float(last["metrics/mAP50-95(B)"])}
     t = params.train
     print(f"\n{params.model.name}, imgsz {t.imgsz}, batch {t.batch} (-1: AutoBatch), {train_pages} train pages, "
           f"device {args.device}")

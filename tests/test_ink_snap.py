@@ -92,7 +92,7 @@ def test_an_edge_people_always_draw_tight_comes_in_across_blank_paper(rule):
     page, boxes = drawn_page(random.Random(8))
     mask = ink_mask(page)
     x0, y0, x1, y1 = boxes[1]
-    assert rule.shrink.get("right") and 40 < rule.shrink["right"] * WIDTH
+    assert rule.shrink.get("right") and rule.shrink["right"] * WIDTH > 40
     assert snap_box(mask, (x0, y0, x1 + 40, y1), rule)[2] == pytest.approx(x1, abs=1.5)
 
 

@@ -8,7 +8,6 @@ import math
 import os
 
 import pytest
-
 from tests.conftest import REPO, conf_params
 
 PRESETS = sorted(p.stem for p in (REPO / "conf" / "train").glob("*.yaml"))

@@ -14,7 +14,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
 from tests.repos import sh
 
 WEIGHTS = os.urandom(300_000)  # stands in for a .pt file: only its bytes and hash matter here

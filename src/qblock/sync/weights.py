@@ -16,6 +16,7 @@ import re
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
@@ -30,7 +31,7 @@ TIMEOUT_S = 30
 CHUNK = 1 << 20
 
 
-def _get(url: str) -> urllib.request.addinfourl:
+def _get(url: str) -> Any:  # the response: a context manager with read()
     request = urllib.request.Request(url, headers={"User-Agent": "qblock", "Accept": "application/json, */*"})
     return urllib.request.urlopen(request, timeout=TIMEOUT_S)  # noqa: S310 (https, or a test's loopback)
 
