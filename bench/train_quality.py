@@ -101,10 +101,32 @@ def main() -> None:
                         help="a run to make (repeat); default: the three built-in runs")
     parser.add_argument("--work", type=Path, help="working folder, kept with the per-epoch figures and the models "
                                                    "(default: a temporary one, removed)")
+    parser.add_argument("--rescore", action="store_true", help="with --work of an earlier run: measure its models' "
+                        "crop rates again with today's post-processing (no training), and print the table")
     args = parser.parse_args()
+    if args.rescore:
+        if args.work is None:
+            parser.error("--rescore needs the --work folder of an earlier run")
+        rescore(args.work.resolve())
+        return
     runs = dict(parse_run(r) for r in args.run) if args.run else dict(BUILT_IN)
     with work_folder(args.work, "qblock-train-quality-") as work:
         measure_runs(work, runs, keep=args.work is not None)
+
+
+def rescore(work: Path) -> None:
+    from qblock.model.yolo_env import prepare_ultralytics, ultralytics_dataset
+
+    prepare_ultralytics(work)
+    results = json.loads((work / "train_quality.json").read_text())
+    cpu = project_params("train=cpu")
+    for name, result in results.items():
+        cpu.train.imgsz = result["imgsz"]
+        with ultralytics_dataset(work / "yolo", work / "split", work) as data_yaml:
+            result.update(crop_rates(work / "runs" / name.replace(" ", "_") / "weights" / "best.pt", cpu, data_yaml,
+                                     work))
+    print_table(results, work)
+    (work / "train_quality.json").write_text(json.dumps(results, indent=1))
 
 
 def measure_runs(work: Path, runs: dict[str, list[str] | None], keep: bool) -> None:
@@ -117,6 +139,13 @@ def measure_runs(work: Path, runs: dict[str, list[str] | None], keep: bool) -> N
     for name, overrides in runs.items():
         print(f"--- {name}: {' '.join(overrides) if overrides else 'ultralytics defaults'}", flush=True)
         results[name] = train_once(name, overrides, cpu, work)
+    print_table(results, work)
+    (work / "train_quality.json").write_text(json.dumps(results, indent=1))
+    print(f"per-epoch figures: {work / 'train_quality.json'}" if keep else
+          "(run with --work DIR to keep the per-epoch figures and the trained models)")
+
+
+def print_table(results: dict, work: Path) -> None:
     val_pages = len((work / "split" / "val.txt").read_text().split())
     pages = val_pages + len((work / "split" / "train.txt").read_text().split())
     print(f"\n{pages} demo pages ({val_pages} val), this machine, target val mAP50 >= {TARGET_MAP50}\n")
@@ -128,9 +157,6 @@ def measure_runs(work: Path, runs: dict[str, list[str] | None], keep: bool) -> N
         last = r["epochs"][-1]
         print(f"{name:22}{r['imgsz']:>6}{len(r['epochs']):>7}{when:>21}{last['mAP50']:>7.3f}{last['mAP50-95']:>9.3f}"
               f"{r['crop_rate']:>10.3f}{r['crop_rate_unsnapped']:>10.3f}{r['seconds']:>7.0f}s")
-    (work / "train_quality.json").write_text(json.dumps(results, indent=1))
-    print(f"per-epoch figures: {work / 'train_quality.json'}" if keep else
-          "(run with --work DIR to keep the per-epoch figures and the trained models)")
 
 
 if __name__ == "__main__":

@@ -119,3 +119,51 @@ def test_reading_order_is_columns_then_top_to_bottom():
     ordered = [box for box, _ in reading_order([right[1], left[0], right[0], left[1]])]
     assert ordered == [(12, 10, 98, 100), (10, 300, 100, 400), (210, 50, 300, 120), (205, 500, 300, 600)]
     assert whole_pixels(-0.4, 9.5, 100.6, 240.2, 100, 200) == (0, 10, 100, 200)
+
+
+def test_propose_snaps_edges_onto_the_ink_when_the_registered_model_says_so(trained_repo, tmp_path):
+    """evaluate tags a model version with the ink-snapping rule it kept; propose applies it and
+    re-proposes pages proposed without it."""
+    import mlflow
+    import numpy as np
+
+    from qblock.data.yolo_folder import split_list
+    from qblock.model.tracking import REGISTERED_MODEL
+    from qblock.quality.ink_snap import ink_mask, learn_from_folder, snap_box
+
+    repo = fork(trained_repo["repo"], tmp_path / "repo")
+    root = repo / "data" / "dataset_root"
+    for groups in sorted((root / "documents").glob("*/groups/*_groups.json")):
+        groups.unlink()  # every page unlabeled: more boxes to snap
+    qb("propose", cwd=repo)
+    proposals = sorted(root.glob("documents/*/proposals/*_groups.json"))
+    raw = {p: json.loads(p.read_text()) for p in proposals}
+    assert all(d["source"]["ink_snap"] is False for d in raw.values())
+
+    rule = learn_from_folder(repo / "data" / "yolo", split_list(repo / "data" / "split", "train") or [])
+    assert rule.active
+    mlflow.set_tracking_uri(f"sqlite:///{(repo / 'mlflow.db').as_posix()}")
+    mlflow.MlflowClient().set_model_version_tag(REGISTERED_MODEL, "1", "qblock.ink_snap", rule.to_json())
+    log = qb("propose", cwd=repo).stdout
+    assert f"{len(proposals)} page(s) proposed, 0 unchanged" in " ".join(log.split())
+
+    moved, agree, total = 0, 0, 0
+    for proposal in proposals:
+        snapped = json.loads(proposal.read_text())
+        assert snapped["source"]["ink_snap"] is True
+        assert len(snapped["groups"]) == len(raw[proposal]["groups"])
+        page = proposal.parent.parent / "pages" / proposal.name.replace("_groups.json", ".png")
+        with Image.open(page) as image:
+            mask = ink_mask(image)
+
+        def corners(data):
+            return [(b["x"], b["y"], b["x"] + b["width"], b["y"] + b["height"])
+                    for b in (g["combinedBbox"] for g in data["groups"])]
+
+        # each proposed box is the unsnapped one snapped (give or take the rounding to whole pixels)
+        expected = [snap_box(mask, box, rule) for box in corners(raw[proposal])]
+        for box in corners(snapped):
+            total += 1
+            agree += min(np.abs(np.subtract(box, e)).max() for e in expected) <= 1.5
+        moved += sorted(corners(raw[proposal])) != sorted(corners(snapped))
+    assert moved > 0 and agree >= 0.9 * total

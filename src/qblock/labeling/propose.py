@@ -33,7 +33,8 @@ from qblock.core.progress import track
 from qblock.data.app_dataset import GROUPS_SUFFIX, IMAGE_SUFFIXES
 from qblock.data.contact_sheet import save_contact_sheet
 from qblock.data.problems import write_json
-from qblock.quality.ink_snap import SnapRule, ink_mask, snap_box
+from qblock.quality.ink_snap import SnapRule, hugs_ink, ink_mask, snap_box
+from qblock.quality.spacing import settle_bottoms
 
 PROPOSALS = "proposals"
 DEFAULT_CONF = 0.25  # ultralytics' own default, when no threshold was chosen on val
@@ -171,20 +172,33 @@ def _up_to_date(job: PageJob, settings: dict[str, Any]) -> bool:
 
 
 def _predict(model, page: Image.Image, conf: float, imgsz: int, device: str,
-             snap: SnapRule | None) -> list[tuple[Box, float]]:
+             snap: SnapRule | None) -> tuple[list[tuple[Box, float]], list[tuple[Box, float]]]:
+    """All the boxes the model found down to the unsure level, and the crops at ``conf``: edges
+    snapped onto the ink and working-space bottoms settled, when the model's rule says so."""
     import numpy as np
 
     bgr = np.ascontiguousarray(np.asarray(page.convert("RGB"))[:, :, ::-1])
     result = model.predict(bgr, conf=min(conf, UNSURE[0]), imgsz=imgsz, device=device, verbose=False)[0]
     mask = ink_mask(page) if snap is not None and len(result.boxes) else None
-    found = []
+    found: list[tuple[tuple[float, float, float, float], float, bool]] = []
     for (x0, y0, x1, y1), score in zip(result.boxes.xyxy.tolist(), result.boxes.conf.tolist(), strict=True):
+        box = (x0, y0, x1, y1)
+        hug = True
         if mask is not None and snap is not None:
-            x0, y0, x1, y1 = snap_box(mask, (x0, y0, x1, y1), snap)
-        box = whole_pixels(x0, y0, x1, y1, page.width, page.height)
-        if box[2] > box[0] and box[3] > box[1]:
-            found.append((box, float(score)))
-    return found
+            box = snap_box(mask, box, snap)
+            hug = hugs_ink(mask, box, snap)
+        found.append((box, float(score), hug))
+    kept = [(box, hug) for box, score, hug in found if score >= conf]
+    crops = [box for box, _ in kept]
+    if snap is not None and snap.spacing:
+        crops = settle_bottoms(crops, [hug for _, hug in kept], page.height, snap.reach * page.width)
+
+    def whole(items) -> list[tuple[Box, float]]:
+        boxes = [(whole_pixels(x0, y0, x1, y1, page.width, page.height), score) for (x0, y0, x1, y1), score in items]
+        return [(box, score) for box, score in boxes if box[2] > box[0] and box[3] > box[1]]
+
+    return whole([(box, score) for box, score, _ in found]), \
+        whole(zip(crops, [score for _, score, _ in found if score >= conf], strict=True))
 
 
 def _write_page(job: PageJob, page: Image.Image, boxes: list[tuple[Box, float]], unsure: int,
@@ -247,8 +261,8 @@ def propose(dataset_root: Path, documents: list[str] | None, choice: ModelChoice
             from ultralytics import YOLO
 
             model = YOLO(str(choice.weights))
-        found = _predict(model, page, conf, params.train.imgsz, params.train.device, choice.snap)
-        kept = reading_order([(box, score) for box, score in found if score >= conf])
+        found, crops = _predict(model, page, conf, params.train.imgsz, params.train.device, choice.snap)
+        kept = reading_order(crops)
         unsure = sum(UNSURE[0] <= score <= UNSURE[1] for _, score in found)
         source = choice.source | settings | {"page_stat": job.stat, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         _write_page(job, page, kept, unsure, source)

@@ -18,6 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from qblock.data.labels import parse_clean
+from qblock.quality.spacing import settle_bottoms
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
 CROP_IOU = 0.9
@@ -50,9 +51,19 @@ class ValPage:
     size: tuple[int, int]
     truth: list[Box]
     predicted: list[tuple[Box, float]] = field(default_factory=list)  # (box, confidence), best first
+    hugs: list[bool] | None = None  # per prediction: whether its bottom hugs its ink (quality/spacing.py)
+    settle: bool = False  # settle working-space bottoms among each threshold's crops
+    slack: float = 0.0  # pixels: how far a box may reach above the one it sits on
 
     def above(self, conf: float) -> list[Box]:
         return [box for box, score in self.predicted if score >= conf]
+
+    def crops(self, conf: float) -> list[Box]:
+        """The crops made at ``conf``: the boxes above it, working-space bottoms settled if asked."""
+        if not self.settle or self.hugs is None:
+            return self.above(conf)
+        kept = [(box, hug) for (box, score), hug in zip(self.predicted, self.hugs, strict=True) if score >= conf]
+        return settle_bottoms([b for b, _ in kept], [h for _, h in kept], self.size[1], self.slack)
 
 
 def load_val_pages(export_dir: Path, val_images: list[str], predictions_file: Path) -> list[ValPage]:
@@ -90,7 +101,7 @@ class CropScore:
 
 
 def score_at(pages: list[ValPage], conf: float, threshold: float = CROP_IOU) -> CropScore:
-    good = sum(match(p.truth, p.above(conf), threshold) for p in pages)
+    good = sum(match(p.truth, p.crops(conf), threshold) for p in pages)
     return CropScore(conf, good, sum(len(p.truth) for p in pages), sum(len(p.above(conf)) for p in pages))
 
 

@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from qblock.quality.crops import ValPage
+from qblock.quality.spacing import learn_spacing
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
 EDGES = ("left", "top", "right", "bottom")
@@ -80,10 +81,12 @@ class SnapRule:
     reach: float = REACH
     boxes: int = 0  # training boxes it was learned from
     shrink: dict[str, float] = field(default_factory=dict)  # per edge, how far inward across blank paper
+    bottom_hug: float | None = None  # the typical bottom margin of boxes that hug their ink
+    spacing: bool = False  # working-space bottoms follow the page's gap between boxes (quality/spacing.py)
 
     @property
     def active(self) -> bool:
-        return any(m is not None for m in self.margins.values())
+        return any(m is not None for m in self.margins.values()) or self.spacing
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -94,19 +97,24 @@ class SnapRule:
             return None
         try:
             data = json.loads(text)
+            hug = data.get("bottom_hug")
             return cls({e: data["margins"][e] for e in EDGES}, float(data["reach"]), int(data.get("boxes", 0)),
-                       {e: float(v) for e, v in data.get("shrink", {}).items() if e in EDGES})
+                       {e: float(v) for e, v in data.get("shrink", {}).items() if e in EDGES},
+                       None if hug is None else float(hug), bool(data.get("spacing", False)))
         except (ValueError, KeyError, TypeError):
             return None
 
 
 def learn(pages: Iterable[tuple[np.ndarray, list[Box]]], reach: float = REACH) -> SnapRule:
-    """The margin people keep around the ink, per edge, from labeled pages (ink mask, true boxes)."""
+    """The margin people keep around the ink, per edge, from labeled pages (ink mask, true boxes),
+    and whether their working-space boxes follow the page's spacing (quality/spacing.py)."""
     margins: dict[str, list[float]] = {e: [] for e in EDGES}
+    seen: list[tuple[int, int, list[Box], list[Box | None]]] = []  # width, height, boxes, their ink
     for mask, boxes in pages:
-        width = mask.shape[1]
-        for box in boxes:
-            ink = ink_extent(mask, box)
+        height, width = mask.shape
+        extents = [ink_extent(mask, box) for box in boxes]
+        seen.append((width, height, boxes, extents))
+        for box, ink in zip(boxes, extents, strict=True):
             if ink is None:
                 continue
             for edge, outside in zip(EDGES, (ink[0] - box[0], ink[1] - box[1], box[2] - ink[2], box[3] - ink[3]),
@@ -123,7 +131,23 @@ def learn(pages: Iterable[tuple[np.ndarray, list[Box]]], reach: float = REACH) -
         rule.margins[edge] = round(float(typical), 6) if agree >= AGREEMENT else None
         if sum(v <= typical + reach for v in values) / len(values) >= TIGHT:
             rule.shrink[edge] = SHRINK
+        if edge == "bottom":
+            rule.bottom_hug = round(float(typical), 6)
+    rule.spacing = rule.bottom_hug is not None and learn_spacing(
+        [(boxes, [_hugs(box, ink, rule, width) for box, ink in zip(boxes, extents, strict=True)], height,
+          rule.reach * width) for width, height, boxes, extents in seen])
     return rule
+
+
+def _hugs(box: Box, ink: Box | None, rule: SnapRule, width: int) -> bool:
+    """Whether a box's bottom edge hugs its ink (else the box owns blank working space below it)."""
+    if ink is None or rule.bottom_hug is None:
+        return True
+    return box[3] - ink[3] <= (rule.bottom_hug + rule.reach) * width
+
+
+def hugs_ink(mask: np.ndarray, box: Box, rule: SnapRule) -> bool:
+    return _hugs(box, ink_extent(mask, box), rule, mask.shape[1])
 
 
 def _first_ink(lines: np.ndarray, start: int, stop: int, step: int) -> int | None:
@@ -199,11 +223,14 @@ def describe(rule: SnapRule | None) -> dict[str, Any]:
 
 def snap_pages(export_dir: Path, pages: list[ValPage], rule: SnapRule, floor: float = 0.05) -> list[ValPage]:
     """The val pages with their predictions at or above ``floor`` confidence snapped by ``rule``
-    (those below it can be no threshold's crops)."""
+    (those below it can be no threshold's crops), their working-space bottoms settled among the
+    crops of each threshold when the rule says so."""
     snapped = []
     for page in pages:
         with Image.open(export_dir / page.image) as image:
             mask = ink_mask(image)
         predicted = [(snap_box(mask, box, rule) if score >= floor else box, score) for box, score in page.predicted]
-        snapped.append(ValPage(page.image, page.size, page.truth, predicted))
+        hugs = [hugs_ink(mask, box, rule) if score >= floor else True for box, score in predicted]
+        snapped.append(ValPage(page.image, page.size, page.truth, predicted, hugs, rule.spacing,
+                               rule.reach * page.size[0]))
     return snapped

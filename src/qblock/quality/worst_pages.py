@@ -28,7 +28,7 @@ def draw_worst(export_dir: Path, pages: list[ValPage], out: Path, conf: float = 
     """Draw the ``count`` worst val pages into ``out``; return every page's errors, worst first."""
     scored: list[tuple[dict[str, Any], ValPage]] = []
     for page in pages:
-        missed, false = page_errors(page.truth, page.above(conf))
+        missed, false = page_errors(page.truth, page.crops(conf))
         scored.append(({"image": page.image, "missed": missed, "false": false, "questions": len(page.truth)}, page))
     scored.sort(key=lambda item: (-(item[0]["missed"] + item[0]["false"]), item[0]["image"]))
     tiles = [_tile(export_dir / errors["image"], errors, page, conf) for errors, page in scored[:count]]
@@ -43,10 +43,10 @@ def _tile(image: Path, errors: dict, page: ValPage, conf: float, height: int = 5
     width = max(2, canvas.width // 250)
     for box in page.truth:
         draw.rectangle(box, outline=TRUE, width=width)
-    for box, score in page.predicted:
-        if score >= conf:
-            draw.rectangle(box, outline=PREDICTED, width=width)
-            draw.text((box[0] + 4, box[1] + 2), f"{score:.2f}", fill=PREDICTED)
+    scores = [score for _, score in page.predicted if score >= conf]
+    for box, score in zip(page.crops(conf), scores, strict=True):  # the crops as propose makes them
+        draw.rectangle(box, outline=PREDICTED, width=width)
+        draw.text((box[0] + 4, box[1] + 2), f"{score:.2f}", fill=PREDICTED)
     draw.text((8, 8), f"{image.name}: {errors['missed']} missed, {errors['false']} false "
                       "(green: true, red: predicted)", fill=(0, 0, 0))
     scale = height / canvas.height

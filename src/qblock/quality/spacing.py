@@ -1,0 +1,74 @@
+"""Working space: where a question's box owns the blank space below its ink, its bottom edge has
+no ink to snap to; the layout says where it ends instead.
+
+On a workbook page the space between one question's box and the next one's is the same down the
+page. Measured on the page itself, from the boxes whose bottom hugs their ink (the gap to the box
+below), a box that owns working space gets its bottom at the next box's top minus that gap.
+Whether a labeler's boxes follow this is learned from the training pages (``learn_spacing``); the
+crops at a given threshold are settled together (``settle_bottoms``), since which boxes are
+neighbours depends on which boxes are kept.
+"""
+
+from __future__ import annotations
+
+from statistics import median
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
+AGREEMENT = 0.6  # share of working-space boxes that must end one page gap above the next box
+MIN_BOXES = 5  # working-space boxes with a box below, to learn from at all
+LARGEST_MOVE = 0.1  # of the page height: a bottom that would move further is left alone
+
+
+def _below(boxes: list[Box], index: int, slack: float) -> int | None:
+    """The nearest box under ``boxes[index]`` in the same column (overlapping by half the narrower width)."""
+    x0, _, x1, y1 = boxes[index]
+    best = None
+    for other, (u0, v0, u1, _) in enumerate(boxes):
+        if other == index or v0 < y1 - slack:
+            continue
+        if min(x1, u1) - max(x0, u0) > 0.5 * min(x1 - x0, u1 - u0) and (best is None or v0 < boxes[best][1]):
+            best = other
+    return best
+
+
+def page_gap(boxes: list[Box], hugs: list[bool], slack: float) -> float | None:
+    """The typical gap between a box whose bottom hugs its ink and the box below it, on one page."""
+    gaps = []
+    for index, box in enumerate(boxes):
+        below = _below(boxes, index, slack) if hugs[index] else None
+        if below is not None:
+            gaps.append(boxes[below][1] - box[3])
+    return median(gaps) if gaps else None
+
+
+def settle_bottoms(boxes: list[Box], hugs: list[bool], height: int, slack: float) -> list[Box]:
+    """``boxes`` with each working-space bottom (one not hugging its ink) at the box below's top
+    minus the page's gap; unchanged where the page gives no gap or the box has none below."""
+    gap = page_gap(boxes, hugs, slack)
+    if gap is None:
+        return boxes
+    settled = list(boxes)
+    for index, (x0, y0, x1, y1) in enumerate(boxes):
+        below = None if hugs[index] else _below(boxes, index, slack)
+        if below is None:
+            continue
+        bottom = boxes[below][1] - gap
+        if bottom > y0 and abs(bottom - y1) <= LARGEST_MOVE * height:
+            settled[index] = (x0, y0, x1, bottom)
+    return settled
+
+
+def learn_spacing(pages: list[tuple[list[Box], list[bool], int, float]]) -> bool:
+    """Whether the labeler's working-space boxes end one page gap above the next box: (true boxes,
+    whether each bottom hugs its ink, page height, tolerance in pixels) per training page."""
+    agree = total = 0
+    for boxes, hugs, _, slack in pages:
+        gap = page_gap(boxes, hugs, slack)
+        if gap is None:
+            continue
+        for index, box in enumerate(boxes):
+            below = None if hugs[index] else _below(boxes, index, slack)
+            if below is not None:
+                total += 1
+                agree += abs(boxes[below][1] - gap - box[3]) <= slack
+    return total >= MIN_BOXES and agree >= AGREEMENT * total

@@ -1,0 +1,54 @@
+"""Working-space bottoms: a box that owns blank space below its question ends one page gap above
+the next box, the gap measured on the page from the boxes that hug their ink."""
+
+from __future__ import annotations
+
+import random
+
+from qblock.quality.spacing import learn_spacing, settle_bottoms
+
+HEIGHT = 2000
+
+
+def column(rng: random.Random, gap: float, space_every: int = 3):
+    """True boxes down a column: ink heights vary, every third question owns 60-120 px of space."""
+    boxes, hugs, y = [], [], 40.0
+    for index in range(8):
+        bottom = y + rng.uniform(60, 140)
+        space = rng.uniform(60, 120) if index % space_every == 1 else 0.0
+        boxes.append((50.0, y, 500.0, bottom + space))
+        hugs.append(space == 0)
+        y = bottom + space + gap + rng.uniform(-1, 1)
+    return boxes, hugs
+
+
+def test_a_working_space_bottom_settles_one_page_gap_above_the_next_box():
+    boxes, hugs = column(random.Random(1), gap=22)
+    model = [(x0, y0, x1, y1 - 35 if not hug else y1) for (x0, y0, x1, y1), hug in zip(boxes, hugs, strict=True)]
+    settled = settle_bottoms(model, hugs, HEIGHT, slack=6)
+    assert not hugs[1] and not hugs[-1]
+    for truth, got, hug in zip(boxes[:-1], settled, hugs, strict=False):
+        assert abs(got[3] - truth[3]) <= 2.5, (truth, got, hug)  # the 35 px the model missed, found again
+    assert settled[-1] == model[-1]  # the column's last question: no box below, nothing to go by
+
+
+def test_boxes_with_no_box_below_or_no_gap_to_measure_stay():
+    boxes, hugs = column(random.Random(2), gap=22)
+    last = [(x0, y0, x1, y1 - 30) for x0, y0, x1, y1 in boxes[-1:]]
+    assert settle_bottoms(last, [False], HEIGHT, slack=6) == last  # alone on the page
+    two_spaced = [(50.0, 40.0, 500.0, 200.0), (50.0, 260.0, 500.0, 400.0)]
+    assert settle_bottoms(two_spaced, [False, False], HEIGHT, slack=6) == two_spaced  # no hugging box: no gap
+    side_by_side = [(50.0, 40.0, 400.0, 200.0), (450.0, 40.0, 800.0, 120.0), (450.0, 150.0, 800.0, 300.0)]
+    assert settle_bottoms(side_by_side, [False, True, True], HEIGHT, slack=6)[0] == side_by_side[0]  # other column
+
+
+def test_the_habit_is_learned_only_where_the_labeler_has_it():
+    rng = random.Random(3)
+    pages = [(*column(rng, gap=rng.choice((12, 30))), HEIGHT, 6.0) for _ in range(4)]
+    assert learn_spacing(pages)
+    scattered = []
+    for boxes, hugs, height, slack in pages:  # working space cut off anywhere, not where the layout says
+        cut = [(x0, y0, x1, y1 - (0 if hug else rng.uniform(20, 60))) for (x0, y0, x1, y1), hug in
+               zip(boxes, hugs, strict=True)]
+        scattered.append((cut, hugs, height, slack))
+    assert not learn_spacing(scattered)
