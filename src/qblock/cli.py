@@ -229,6 +229,50 @@ def weights_fetch(
     fetch(name, Path.cwd(), console, release)
 
 
+import_app = typer.Typer(help="Bring labels in from Roboflow or Label Studio exports, as pages of the app's folder.",
+                        no_args_is_help=True)
+app.add_typer(import_app, name="import")
+_INTO = typer.Option(help="the document to put every page in [default: from the file names: algebra_p012 -> algebra]")
+_DRY_RUN = typer.Option(help="say what would be written; write nothing")
+_REPLACE = typer.Option(help="overwrite pages already in the app's folder that differ (a person's labels included)")
+_APP = typer.Option(help="the app's dataset_root [default: paths.dataset_root from params.yaml]")
+
+
+def _import(kind: str, path: Path, images: Path | None, into: str | None, dry_run: bool, replace: bool,
+            app: Path | None) -> None:
+    from qblock.config.schema import load_params
+    from qblock.imports.importer import run_import
+
+    params = load_params()
+    run_import(kind, path, images, app or Path(params.paths.dataset_root), params.export, into, dry_run, replace,
+               console)
+
+
+@import_app.command("roboflow")
+def import_roboflow(
+    path: Annotated[Path, typer.Argument(help="the export: a folder or its .zip (YOLOv5/v8/v11 or COCO JSON)")],
+    into: Annotated[str | None, _INTO] = None,
+    dry_run: Annotated[bool, _DRY_RUN] = False,
+    replace: Annotated[bool, _REPLACE] = False,
+    app: Annotated[Path | None, _APP] = None,
+) -> None:
+    """Import a Roboflow export: one copy per source page (augmented copies skipped), boxes in pixels."""
+    _import("roboflow", path, None, into, dry_run, replace, app)
+
+
+@import_app.command("label-studio")
+def import_label_studio(
+    export: Annotated[Path, typer.Argument(help="the JSON export (or a YOLO export's folder or .zip)")],
+    images: Annotated[Path | None, typer.Option(help="the folder the tasks' images came from (JSON export)")] = None,
+    into: Annotated[str | None, _INTO] = None,
+    dry_run: Annotated[bool, _DRY_RUN] = False,
+    replace: Annotated[bool, _REPLACE] = False,
+    app: Annotated[Path | None, _APP] = None,
+) -> None:
+    """Import a Label Studio export of rectangles: one annotation per task, boxes in pixels."""
+    _import("label-studio", export, images, into, dry_run, replace, app)
+
+
 @app.command()
 def publish(
     app: Annotated[Path | None, typer.Option(help="the app's dataset_root on this machine, if it is not "

@@ -1,0 +1,70 @@
+"""One import, start to end: read the whole export, check it, compare it with the app's folder, and
+only then write (or, with ``dry_run``, say what would be written)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+
+from qblock.config.schema import ExportParams
+from qblock.core.errors import UserError
+from qblock.imports import coco_export, label_studio, pages, yolo_export
+
+KINDS = ("roboflow", "label-studio")
+
+
+@contextmanager
+def _read(kind: str, path: Path, images: Path | None) -> Iterator[tuple[list[pages.ImportedPage], list[str]]]:
+    """The export's pages and notes, while its files are there (a zip stays extracted until the end)."""
+    display = path.name
+    if kind == "label-studio" and path.is_file() and path.suffix.lower() == ".json":
+        yield label_studio.read_export(path, images, display)
+        return
+    with yolo_export.opened(path) as folder:
+        if any(folder.rglob(coco_export.ANNOTATIONS)):
+            yield coco_export.read_export(folder, display)
+        else:
+            yield yolo_export.read_export(folder, display)
+
+
+def run_import(kind: str, path: Path, images: Path | None, dataset_root: Path, params: ExportParams,
+               into: str | None, dry_run: bool, replace: bool, console: Console) -> pages.Plan:
+    if kind not in KINDS:
+        raise UserError(f"unknown export kind {kind!r}: {', '.join(KINDS)}")
+    with _read(kind, path, images) as (found, notes):
+        return _import(kind, path, found, notes, dataset_root, params, into, dry_run, replace, console)
+
+
+def _import(kind: str, path: Path, found: list[pages.ImportedPage], notes: list[str], dataset_root: Path,
+            params: ExportParams, into: str | None, dry_run: bool, replace: bool, console: Console) -> pages.Plan:
+    fallback = path.stem
+    if not found:
+        raise UserError(f"{path}: no labeled pages in this export")
+    tool = kind
+    plan = pages.plan(found, dataset_root, tool, path.name, params, into, fallback)
+    documents = sorted({p.document for p in found})
+    boxes = sum(len(p.boxes) for p in found)
+    console.print(f"import: {len(found)} page(s), {boxes} box(es) from {kind} export {path.name} into "
+                  f"{len(documents)} document(s) under {dataset_root / 'documents'}: {', '.join(documents[:8])}"
+                  + (" ..." if len(documents) > 8 else ""))
+    for note in notes + plan.notes:
+        console.print(f"  {note}")
+    console.print(f"  added {len(plan.added)}, changed {len(plan.changed)}, unchanged {len(plan.unchanged)}, "
+                  f"removed from the export {len(plan.removed)}"
+                  + (f", differing from pages already there {len(plan.conflicts)}" if plan.conflicts else ""))
+    if plan.removed:
+        console.print(f"  no longer in the export (left in place): {', '.join(plan.removed[:10])}")
+    if dry_run:
+        for label, group in (("add", plan.added), ("change", plan.changed), ("replace", plan.conflicts)):
+            for page in group:
+                console.print(f"  would {label} {page.document}/{page.page} ({len(page.boxes)} boxes) "
+                              f"from {page.source}")
+        console.print("import: dry run, nothing written")
+        return plan
+    written = pages.apply(plan, dataset_root, tool, path.name, params, replace)
+    console.print(f"import: {written} page(s) written" if written else "import: nothing to write; the app's folder "
+                  "already has this export")
+    return plan

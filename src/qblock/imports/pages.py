@@ -1,0 +1,243 @@
+"""What every importer produces, and how it lands in the app's folder.
+
+An importer reads an export into ``ImportedPage``s (an image and its boxes in that image's
+pixels, each with the tool's class name); nothing is written until the whole export has been read
+and checked. Then ``plan`` names each page's document and page, compares it with what the app's
+folder already holds, and ``apply`` writes the new and changed pages in the app's own layout:
+``documents/{doc}/pages/{page}.png`` and ``groups/{page}_groups.json`` (pixel ``combinedBbox``),
+with an ``imported`` block saying where they came from. A groups file without that block is a
+person's (drawn in the app): it is never overwritten unless asked (``replace``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from qblock.config.schema import ExportParams
+from qblock.core.errors import UserError
+from qblock.data.app_dataset import GROUPS_SUFFIX
+from qblock.data.labels import safe_name
+from qblock.data.problems import write_json
+
+IMPORTED = "imported"  # the groups JSON key that marks a file written by `qblock import`
+_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-(?=.)")  # Label Studio's upload id before the original name
+_PAGE_NUMBER = re.compile(r"^(?P<doc>.*?\D)[\s_.-]*(?:page|pg|p)?[\s_.-]*\d+$", re.IGNORECASE)
+
+
+@dataclass
+class Box:
+    x: float  # left, pixels of the imported image
+    y: float
+    width: float
+    height: float
+    label: str  # the tool's class name
+
+
+@dataclass
+class ImportedPage:
+    source: str  # where it came from, for messages: the export's file (and task)
+    image: Path  # the image file that becomes the page
+    name: str  # the original page name, without extension
+    boxes: list[Box]
+    size: tuple[int, int]  # the image's pixels, in which the boxes are
+    document: str = ""
+    page: str = ""
+
+
+@dataclass
+class Plan:
+    added: list[ImportedPage] = field(default_factory=list)
+    changed: list[ImportedPage] = field(default_factory=list)
+    unchanged: list[ImportedPage] = field(default_factory=list)
+    conflicts: list[ImportedPage] = field(default_factory=list)  # a person's file differs
+    removed: list[str] = field(default_factory=list)  # doc/page imported before, gone from this export
+    notes: list[str] = field(default_factory=list)
+
+
+def as_dict(value: object) -> dict:
+    """``value`` if it is a JSON object, else an empty one (exports leave keys out, or null)."""
+    return value if isinstance(value, dict) else {}
+
+
+def original_name(file_name: str) -> str:
+    """A page name from an image file name: no folders, no extension, no Label Studio upload id."""
+    stem = Path(file_name.replace("\\", "/")).name
+    stem = stem.rsplit(".", 1)[0] if "." in stem else stem
+    return _UPLOAD_PREFIX.sub("", stem)
+
+
+def document_of(name: str, fallback: str) -> str:
+    """The workbook a page belongs to, from its name: ``algebra_p012`` and ``algebra-13`` -> ``algebra``.
+
+    Pages of one workbook must land in one document (the split is by document); a name with no
+    page number is a document of its own, and a bare number belongs to ``fallback``.
+    """
+    match = _PAGE_NUMBER.match(name)
+    if match:
+        document = match["doc"].rstrip(" _.-")
+        return fallback if document.casefold() in ("", "page", "pg", "p") else document
+    return fallback if name.isdigit() else name
+
+
+def read_image(path: Path, source: str) -> tuple[Image.Image, tuple[int, int]]:
+    """The image upright (EXIF orientation applied, as the labeling tools showed it), and its size."""
+    try:
+        with Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened)
+            image.load()
+    except (UnidentifiedImageError, OSError) as exc:
+        raise UserError(f"{source}: cannot open the image {path}: {exc}") from None
+    return image, image.size
+
+
+def image_size(path: Path, source: str) -> tuple[int, int]:
+    return read_image(path, source)[1]
+
+
+def class_resolver(params: ExportParams):
+    """A function from a tool's class name (and where it was read) to the name export will give it."""
+
+    def resolve(label: str, where: str) -> str:
+        target = params.class_map.get(label, label if label in params.class_names else None)
+        if target is None or target not in params.class_names:
+            raise UserError(f"{where}: class {label!r} is not one of this project's classes "
+                            f"({', '.join(params.class_names)}); map it in conf/config.yaml, e.g. "
+                            f"export.class_map: {{{label}: {params.class_names[0]}}}, then `qblock params`")
+        if params.class_field is not None and label not in params.class_map:
+            raise UserError(f"{where}: export.class_field is {params.class_field!r}, so class {label!r} needs an "
+                            f"entry in export.class_map (e.g. {{{label}: {target}}})")
+        return target
+
+    return resolve
+
+
+def check_boxes(page: ImportedPage, params: ExportParams) -> None:
+    resolve = class_resolver(params)
+    width, height = page.size
+    slack = params.max_overhang
+    for index, box in enumerate(page.boxes, start=1):
+        resolve(box.label, f"{page.source}, box {index}")
+        if box.width <= 0 or box.height <= 0:
+            raise UserError(f"{page.source}, box {index}: width and height must be positive")
+        if box.x < -slack * width or box.y < -slack * height or box.x + box.width > (1 + slack) * width \
+                or box.y + box.height > (1 + slack) * height:
+            raise UserError(f"{page.source}, box {index}: ({box.x:g}, {box.y:g}, {box.width:g} x {box.height:g}) "
+                            f"runs off the {width}x{height} image")
+
+
+def groups_document(page: ImportedPage, tool: str, export: str, params: ExportParams) -> dict:
+    """The app's groups JSON for one imported page."""
+    groups = []
+    for index, box in enumerate(page.boxes):
+        group = {"id": f"{page.page}-g{index}", "type": box.label,
+                 "combinedBbox": {"x": round(box.x, 2), "y": round(box.y, 2), "width": round(box.width, 2),
+                                  "height": round(box.height, 2)}}
+        if params.class_field:
+            group[params.class_field] = box.label
+        groups.append(group)
+    return {"page": page.page, "imageWidth": page.size[0], "imageHeight": page.size[1], "groups": groups,
+            IMPORTED: {"from": tool, "export": export, "file": page.source}}
+
+
+def _png_bytes(path: Path, source: str) -> bytes:
+    image, _ = read_image(path, source)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def _same_boxes(a: dict, b: dict) -> bool:
+    def boxes(data: dict) -> list:
+        return sorted(json.dumps(g.get("combinedBbox"), sort_keys=True) + str(g.get("type"))
+                      for g in data.get("groups", []) if isinstance(g, dict))
+    return boxes(a) == boxes(b) and (a.get("imageWidth"), a.get("imageHeight")) == \
+        (b.get("imageWidth"), b.get("imageHeight"))
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def name_pages(pages: list[ImportedPage], into: str | None, fallback: str) -> None:
+    """Each page's document and page name (file-name safe); one page per name in a document."""
+    seen: dict[tuple[str, str], str] = {}
+    for page in pages:
+        page.document = safe_name(into or document_of(page.name, fallback))
+        page.page = safe_name(page.name)
+        key = (page.document.casefold(), page.page.casefold())
+        if key in seen:
+            raise UserError(f"{page.source} and {seen[key]} would both become page {page.page} of document "
+                            f"{page.document}: the export has the same page twice")
+        seen[key] = page.source
+
+
+def plan(pages: list[ImportedPage], dataset_root: Path, tool: str, export: str, params: ExportParams,
+         into: str | None, fallback: str) -> Plan:
+    """Name the pages, check their boxes and compare them with the app's folder; write nothing."""
+    name_pages(pages, into, fallback)
+    for page in pages:
+        check_boxes(page, params)
+    root = dataset_root.resolve()
+    result = Plan()
+    for page in pages:
+        folder = (root / "documents" / page.document).resolve()
+        if not folder.is_relative_to(root / "documents"):
+            raise UserError(f"{page.source}: document {page.document!r} would be written outside {root}")
+        groups_file = folder / "groups" / f"{page.page}{GROUPS_SUFFIX}"
+        image_file = folder / "pages" / f"{page.page}.png"
+        existing = _read_json(groups_file)
+        same_image = image_file.is_file() and image_file.read_bytes() == _png_bytes(page.image, page.source)
+        if not groups_file.exists() and (same_image or not image_file.exists()):
+            result.added.append(page)  # new, or a page of the app's that nobody had labeled
+        elif existing is not None and same_image and _same_boxes(existing, groups_document(page, tool, export, params)):
+            result.unchanged.append(page)
+        elif existing is not None and _imported_by(existing, tool):
+            result.changed.append(page)
+        else:
+            result.conflicts.append(page)
+    kept = {(p.document, p.page) for p in pages}
+    for document in sorted({p.document for p in pages}):
+        for groups_file in sorted((root / "documents" / document / "groups").glob(f"*{GROUPS_SUFFIX}")):
+            page_name = groups_file.name[: -len(GROUPS_SUFFIX)]
+            data = _read_json(groups_file)
+            if data is not None and _imported_by(data, tool) and (document, page_name) not in kept:
+                result.removed.append(f"{document}/{page_name}")
+    return result
+
+
+def _imported_by(data: dict, tool: str) -> bool:
+    marker = data.get(IMPORTED)
+    return isinstance(marker, dict) and marker.get("from") == tool
+
+
+def apply(result: Plan, dataset_root: Path, tool: str, export: str, params: ExportParams, replace: bool) -> int:
+    """Write the added and changed pages (and the conflicting ones with ``replace``); return how many."""
+    if result.conflicts and not replace:
+        listed = ", ".join(f"{p.document}/{p.page}" for p in result.conflicts[:10])
+        more = f" and {len(result.conflicts) - 10} more" if len(result.conflicts) > 10 else ""
+        raise UserError(f"{len(result.conflicts)} page(s) already in {dataset_root} differ from this export and were "
+                        f"not written by an import of it: {listed}{more}. Nothing was written. Run again with "
+                        f"--replace to overwrite them with the export's boxes.")
+    written = 0
+    for page in [*result.added, *result.changed, *(result.conflicts if replace else [])]:
+        folder = dataset_root / "documents" / page.document
+        (folder / "pages").mkdir(parents=True, exist_ok=True)
+        image_file = folder / "pages" / f"{page.page}.png"
+        data = _png_bytes(page.image, page.source)
+        if not image_file.is_file() or image_file.read_bytes() != data:
+            tmp = image_file.with_name(image_file.name + ".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(image_file)
+        write_json(folder / "groups" / f"{page.page}{GROUPS_SUFFIX}", groups_document(page, tool, export, params))
+        written += 1
+    return written

@@ -1,0 +1,425 @@
+"""`qblock import`: Roboflow (YOLO, COCO, zip) and Label Studio (JSON, YOLO) exports, built here
+by hand, become pages of the app's folder whose boxes match the drawn ones to half a pixel, through
+export, split and validate too; re-imports change nothing; bad input stops before any write."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image, ImageDraw
+from rich.console import Console
+from tests.conftest import REPO
+
+HEX = "0123456789abcdef"
+
+
+def rf_name(source: str, rng: random.Random, ext: str = "jpg") -> str:
+    """Roboflow's name for a copy of ``source`` (``algebra_p001.png`` -> ``algebra_p001_png.rf.<32 hex>.jpg``)."""
+    stem, _, suffix = source.rpartition(".")
+    return f"{stem}_{suffix}.rf.{''.join(rng.choice(HEX) for _ in range(32))}.{ext}"
+
+
+def draw(path: Path, size: tuple[int, int], boxes: list[tuple[float, float, float, float]]) -> None:
+    """A page with a dark block where each box is (so it is a real image, and a distinct one)."""
+    image = Image.new("RGB", size, "white")
+    pen = ImageDraw.Draw(image)
+    for x, y, w, h in boxes:
+        pen.rectangle((x + 2, y + 2, x + w - 3, y + h - 3), outline=(30, 30, 30), width=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+
+
+def yolo_rows(size, boxes, cls=0) -> str:
+    w, h = size
+    return "".join(f"{cls} {(x + bw / 2) / w:.8f} {(y + bh / 2) / h:.8f} {bw / w:.8f} {bh / h:.8f}\n"
+                   for x, y, bw, bh in boxes)
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A project folder whose params map the exports' class names to Question_Block."""
+    from qblock.config.compose import compose_params
+
+    data = compose_params(REPO)
+    data["export"]["class_map"] = {"question": "Question_Block", "질문": "Question_Block"}
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "params.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return tmp_path / "project"
+
+
+def qb(project: Path, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "qblock", *args], cwd=project, capture_output=True, text=True,
+                            timeout=120)
+    assert "Traceback" not in result.stdout + result.stderr, result.stdout + result.stderr
+    return result
+
+
+def app_boxes(project: Path) -> dict[str, list[tuple[float, ...]]]:
+    """doc/page -> the groups' pixel boxes, as the app's folder holds them."""
+    found = {}
+    for groups in sorted((project / "data" / "dataset_root").glob("documents/*/groups/*_groups.json")):
+        data = json.loads(groups.read_text(encoding="utf-8"))
+        key = f"{groups.parent.parent.name}/{groups.name[: -len('_groups.json')]}"
+        boxes = [g["combinedBbox"] for g in data["groups"]]
+        found[key] = sorted((b["x"], b["y"], b["width"], b["height"]) for b in boxes)
+    return found
+
+
+def close(a, b, tolerance=0.5) -> bool:
+    return len(a) == len(b) and all(abs(p - q) <= tolerance for ba, bb in zip(sorted(a), sorted(b), strict=True)
+                                    for p, q in zip(ba, bb, strict=True))
+
+
+def through_the_pipeline(project: Path) -> dict[str, list[tuple[float, ...]]]:
+    """export, split and validate on the imported pages; their YOLO labels back in pixels, per page."""
+    from tests.conftest import params_of
+
+    from qblock.data.labels import parse_clean
+    from qblock.data.yolo_folder import read_manifest
+    from qblock.stages import export, split, validate
+
+    quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115
+    work = project / "pipeline"
+    export.run(project / "data" / "dataset_root", work / "yolo", params_of("export"), work / "export.json", quiet)
+    split.run(work / "yolo", work / "split", params_of("split"), quiet)
+    validate.run(work / "yolo", work / "split", work / "reports", 0, quiet, work / "validated.json")  # raises on errors
+    found = {}
+    for record in read_manifest(work / "yolo").pages:
+        boxes = [row.to_pixels(record.width, record.height) for row in parse_clean(record.labels)]
+        found[f"{record.document}/{record.page}"] = sorted((x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes)
+    return found
+
+
+# ---------------------------------------------------------------- Roboflow
+
+@pytest.fixture
+def roboflow_export(tmp_path) -> tuple[Path, dict[str, list]]:
+    """A Roboflow YOLOv8 export: 4 source pages of 2 workbooks, 640x640 (resized), the first page in
+    train with 3 augmented copies (different boxes each), the others once in train, valid or test."""
+    rng = random.Random(1)
+    root = tmp_path / "roboflow"
+    root.mkdir()
+    (root / "data.yaml").write_text("train: ../train/images\nval: ../valid/images\ntest: ../test/images\n\nnc: 1\n"
+                                    "names: ['question']\n\nroboflow:\n  workspace: me\n  project: workbooks\n"
+                                    "  version: 2\n  license: CC BY 4.0\n  url: https://universe.roboflow.com/x")
+    (root / "README.roboflow.txt").write_text(
+        "Pre-processing:\n* Auto-orientation of pixel data\n* Resize to 640x640 (Stretch)\n\n"
+        "Augmentations:\n* 50% horizontal flip\n")
+    truth = {}
+    pages = [("algebra_p001.png", "train", 3), ("algebra_p002.png", "valid", 1), ("geometry_p001.png", "train", 1),
+             ("geometry_p002.png", "test", 1)]
+    for source, split, copies in pages:
+        count = 3 if copies > 1 else rng.randint(1, 4)  # augmented copies (flipped, cropped) have fewer boxes
+        boxes = [(40.5 + 10 * i, 30.25 + 150 * i, 500.0 - 7 * i, 120.75) for i in range(count)]
+        truth[source.rsplit(".", 1)[0]] = boxes
+        for copy in range(copies):
+            name = rf_name(source, rng)
+            shown = boxes if copy == 0 else [(640 - x - w, y, w, h) for x, y, w, h in boxes][: copy]  # flipped
+            draw(root / split / "images" / name, (640, 640), shown)
+            (root / split / "labels").mkdir(parents=True, exist_ok=True)
+            (root / split / "labels" / f"{Path(name).stem}.txt").write_text(yolo_rows((640, 640), shown))
+    return root, truth
+
+
+def test_a_roboflow_export_becomes_pages_of_its_workbooks_one_copy_per_page(project, roboflow_export):
+    export_dir, truth = roboflow_export
+    result = qb(project, "import", "roboflow", str(export_dir))
+    assert result.returncode == 0, result.stdout
+    said = " ".join(result.stdout.split())
+    assert "4 page(s)" in said and "2 augmented or duplicate copies of 4 source page(s) skipped" in said
+    assert "Resize to 640x640 (Stretch)" in said and "added 4" in said
+    imported = app_boxes(project)
+    assert sorted(imported) == ["algebra/algebra_p001", "algebra/algebra_p002", "geometry/geometry_p001",
+                                "geometry/geometry_p002"]
+    for key, boxes in imported.items():
+        assert close(boxes, truth[key.split("/")[1]]), key
+    with Image.open(project / "data" / "dataset_root" / "documents" / "algebra" / "pages" / "algebra_p001.png") as page:
+        assert page.size == (640, 640) and page.format == "PNG"
+    for key, boxes in through_the_pipeline(project).items():
+        assert close(boxes, truth[key.split("/")[1]]), key
+
+    again = qb(project, "import", "roboflow", str(export_dir))
+    assert "unchanged 4" in again.stdout and "nothing to write" in again.stdout
+
+
+def test_the_zip_of_an_export_imports_the_same_pages(project, roboflow_export, tmp_path):
+    export_dir, truth = roboflow_export
+    archive = tmp_path / "workbooks.v2i.yolov8.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in export_dir.rglob("*"):
+            zipped.write(path, path.relative_to(export_dir).as_posix())
+    assert qb(project, "import", "roboflow", str(archive)).returncode == 0
+    assert all(close(b, truth[k.split("/")[1]]) for k, b in app_boxes(project).items()) and len(app_boxes(project)) == 4
+
+
+def test_a_roboflow_coco_export_with_string_numbers_and_an_unused_parent_category(project, tmp_path):
+    rng = random.Random(2)
+    split = tmp_path / "coco" / "train"
+    images, annotations, truth = [], [], {}
+    for index, source in enumerate(["algebra_p001.png", "algebra_p002.png"]):
+        name = rf_name(source, rng)
+        boxes = [(12.5, 20.0 + 200 * i, 380.25, 150.5) for i in range(index + 1)]
+        truth[source[:-4]] = boxes
+        draw(split / name, (416, 416), boxes)
+        images.append({"id": index, "file_name": name, "width": 416, "height": 416, "extra": {"name": source}})
+        for x, y, w, h in boxes:
+            annotations.append({"id": len(annotations), "image_id": index, "category_id": 1, "iscrowd": 0,
+                                "bbox": [x, y, f"{w:.4f}", f"{h:.4f}"], "area": w * h, "segmentation": []})
+    (split / "_annotations.coco.json").write_text(json.dumps({
+        "info": {"version": "dataset"}, "images": images, "annotations": annotations,
+        "categories": [{"id": 0, "name": "workbooks", "supercategory": "none"},
+                       {"id": 1, "name": "question", "supercategory": "workbooks"}]}))
+    result = qb(project, "import", "roboflow", str(tmp_path / "coco"))
+    assert result.returncode == 0, result.stdout
+    imported = app_boxes(project)
+    assert sorted(imported) == ["algebra/algebra_p001", "algebra/algebra_p002"]
+    assert all(close(b, truth[k.split("/")[1]]) for k, b in imported.items())
+
+
+def test_demo_pages_round_trip_through_a_roboflow_style_export(project, tmp_path):
+    """Demo pages -> a Roboflow YOLO export written here -> `qblock import roboflow` -> the same groups."""
+    from qblock.labeling.demo_data import write_demo_dataset
+
+    demo = tmp_path / "demo"
+    write_demo_dataset(demo, documents=2, pages=2, seed=3)
+    rng = random.Random(3)
+    export_dir = tmp_path / "export"
+    (export_dir).mkdir()
+    (export_dir / "data.yaml").write_text("nc: 1\nnames: ['question']\n")
+    original = {}
+    for index, groups_file in enumerate(sorted(demo.glob("documents/*/groups/*_groups.json"))):
+        data = json.loads(groups_file.read_text(encoding="utf-8"))
+        workbook = f"book{groups_file.parent.parent.name.encode().hex()[:6]}"
+        source = f"{workbook}_{data['page']}.png"
+        with Image.open(groups_file.parent.parent / "pages" / f"{data['page']}.png") as page:
+            size = page.size
+            name = rf_name(source, rng, "png")
+            split = ("train", "valid", "test")[index % 3]
+            (export_dir / split / "images").mkdir(parents=True, exist_ok=True)
+            page.save(export_dir / split / "images" / name)
+        boxes = [(b["x"], b["y"], b["width"], b["height"]) for b in (g["combinedBbox"] for g in data["groups"])]
+        (export_dir / split / "labels").mkdir(parents=True, exist_ok=True)
+        (export_dir / split / "labels" / f"{Path(name).stem}.txt").write_text(yolo_rows(size, boxes))
+        original[f"{workbook}/{workbook}_{data['page']}"] = boxes
+    assert qb(project, "import", "roboflow", str(export_dir)).returncode == 0
+    imported = app_boxes(project)
+    assert sorted(imported) == sorted(original)
+    assert all(close(imported[k], original[k]) for k in original)
+
+
+# ---------------------------------------------------------------- Label Studio
+
+def ls_result(box_id, x, y, w, h, size, label="question", rotation=0.0, split_pair=False):
+    value = {"x": 100 * x / size[0], "y": 100 * y / size[1], "width": 100 * w / size[0], "height": 100 * h / size[1],
+             "rotation": rotation}
+    common = {"id": box_id, "to_name": "image", "original_width": size[0], "original_height": size[1],
+              "image_rotation": 0, "origin": "manual"}
+    if split_pair:  # <Rectangle> + <Labels>: two results sharing one id
+        return [common | {"from_name": "bbox", "type": "rectangle", "value": value},
+                common | {"from_name": "label", "type": "labels", "value": value | {"labels": [label]}}]
+    return [common | {"from_name": "label", "type": "rectanglelabels", "value": value | {"rectanglelabels": [label]}}]
+
+
+@pytest.fixture
+def label_studio_export(tmp_path):
+    """Tasks with an uploaded path, a local-files path (Windows backslashes), two annotations (one
+    ground truth), a cancelled one, an unlabeled task, an empty annotation, Rectangle+Labels pairs."""
+    images = tmp_path / "scans"
+    size = (800, 1100)
+    truth = {
+        "algebra_p001": [(50.0, 60.5, 600.25, 200.0), (50.0, 300.0, 600.0, 180.75)],
+        "algebra_p002": [(70.5, 90.0, 500.0, 400.0)],
+        "algebra_p003": [(44.0, 44.0, 300.0, 300.0)],
+        "geometry_p001": [(10.0, 20.0, 700.0, 90.0)],
+        "geometry_p002": [],
+    }
+    draw(images / "algebra_p001.png", size, truth["algebra_p001"])
+    draw(images / "week 2" / "algebra_p002.png", size, truth["algebra_p002"])
+    for page in ("algebra_p003", "geometry_p001", "geometry_p002", "geometry_p003"):
+        draw(images / f"{page}.png", size, truth.get(page, [(1, 1, 5, 5)]))
+
+    def results(boxes, pair=False):
+        return [r for i, b in enumerate(boxes) for r in ls_result(f"r{i}", *b, size, split_pair=pair)]
+
+    tasks = [
+        {"id": 1, "data": {"image": "/data/upload/3/1a2b3c4d-algebra_p001.png"},
+         "annotations": [{"id": 11, "result": results(truth["algebra_p001"]), "was_cancelled": False,
+                          "ground_truth": False, "updated_at": "2025-01-01T10:00:00Z"}], "predictions": [7]},
+        {"id": 2, "data": {"image": "/data/local-files/?d=scans%5Cweek%202%5Calgebra_p002.png"},
+         "annotations": [{"id": 21, "result": results(truth["algebra_p002"]), "ground_truth": True,
+                          "updated_at": "2025-01-01T10:00:00Z"},
+                         {"id": 22, "result": results([(1, 1, 9, 9)]), "ground_truth": False,
+                          "updated_at": "2025-02-01T10:00:00Z"}]},
+        {"id": 3, "data": {"image_url": "https://example.invalid/pages/algebra_p003.png"},
+         "annotations": [{"id": 31, "result": results([(1, 1, 9, 9)]), "was_cancelled": True,
+                          "updated_at": "2025-03-01T10:00:00Z"},
+                         {"id": 32, "result": results(truth["algebra_p003"]) + [
+                             {"id": "c", "type": "choices", "value": {"choices": ["easy"]}, "to_name": "image"}],
+                          "updated_at": "2025-01-01T10:00:00Z"}]},
+        {"id": 4, "data": {"image": "/data/upload/3/9f8e7d6c-geometry_p001.png"},
+         "annotations": [{"id": 41, "result": results(truth["geometry_p001"], pair=True)}]},
+        {"id": 5, "data": {"image": "/data/upload/3/aaaaaaaa-geometry_p002.png"},
+         "annotations": [{"id": 51, "result": []}]},
+        {"id": 6, "data": {"image": "/data/upload/3/bbbbbbbb-geometry_p003.png"}, "annotations": []},
+    ]
+    export = tmp_path / "project-3-at-2025-03-01.json"
+    export.write_text(json.dumps(tasks).replace("\n", "\r\n"), encoding="utf-8")
+    return export, images, truth
+
+
+def test_a_label_studio_export_becomes_pages_with_the_chosen_annotations(project, label_studio_export):
+    export, images, truth = label_studio_export
+    result = qb(project, "import", "label-studio", str(export), "--images", str(images))
+    assert result.returncode == 0, result.stdout
+    said = " ".join(result.stdout.split())
+    assert "5 page(s)" in said and "1 task(s) without an annotation" in said and "added 5" in said
+    assert "1 other annotation(s)" in said and "1 result(s) that are not rectangles" in said
+    imported = app_boxes(project)
+    assert sorted(imported) == [*(f"algebra/algebra_p00{i}" for i in (1, 2, 3)), "geometry/geometry_p001",
+                                "geometry/geometry_p002"]
+    for key, boxes in imported.items():
+        assert close(boxes, truth[key.split("/")[1]]), key
+    pipeline = through_the_pipeline(project)
+    assert pipeline["geometry/geometry_p002"] == []  # an empty annotation: a page with no questions
+    for key, boxes in pipeline.items():
+        assert close(boxes, truth[key.split("/")[1]]), key
+
+
+def test_a_label_studio_yolo_export_with_upload_ids_and_a_korean_class(project, tmp_path):
+    root = tmp_path / "project-6-at-2025"
+    (root / "classes.txt").parent.mkdir(parents=True)
+    (root / "classes.txt").write_text("질문\n", encoding="utf-8")
+    truth = {}
+    for index, name in enumerate(["1f2e3d4c-quiz_3.png", "5a6b7c8d-quiz_4.png"]):
+        boxes = [(20.0 + index, 30.0, 200.5, 80.25)]
+        truth[name[9:-4]] = boxes
+        draw(root / "images" / name, (300, 400), boxes)
+        (root / "labels").mkdir(exist_ok=True)
+        (root / "labels" / f"{name[:-4]}.txt").write_text(yolo_rows((300, 400), boxes))
+    assert qb(project, "import", "label-studio", str(root)).returncode == 0
+    imported = app_boxes(project)
+    assert sorted(imported) == ["quiz/quiz_3", "quiz/quiz_4"]
+    assert all(close(b, truth[k.split("/")[1]]) for k, b in imported.items())
+
+
+# ---------------------------------------------------------------- again, and conflicts
+
+def test_a_newer_export_reports_added_changed_removed_and_never_overwrites_a_persons_page(
+        project, label_studio_export):
+    export, images, truth = label_studio_export
+    assert qb(project, "import", "label-studio", str(export), "--images", str(images)).returncode == 0
+    root = project / "data" / "dataset_root" / "documents" / "algebra"
+    before = {p: p.stat().st_mtime_ns for p in root.parent.rglob("*") if p.is_file()}
+    again = qb(project, "import", "label-studio", str(export), "--images", str(images))
+    assert "unchanged 5" in again.stdout and {p: p.stat().st_mtime_ns for p in before} == before
+
+    tasks = json.loads(export.read_text(encoding="utf-8"))
+    tasks[0]["annotations"][0]["result"] = tasks[0]["annotations"][0]["result"][:1]  # p001 loses a box
+    tasks[4]["annotations"] = []  # geometry_p002: not labeled any more
+    tasks[5]["annotations"] = [{"id": 61, "result": ls_result("n", 5, 5, 100, 100, (800, 1100))}]  # p003 labeled
+    newer = export.with_name("project-3-at-2025-04-01.json")
+    newer.write_text(json.dumps(tasks), encoding="utf-8")
+    person = root / "groups" / "algebra_p003_groups.json"  # a person fixed p003 in the app
+    person.write_text(json.dumps({"groups": [{"combinedBbox": {"x": 40, "y": 40, "width": 310, "height": 310}}]}))
+
+    dry = qb(project, "import", "label-studio", str(newer), "--images", str(images), "--dry-run")
+    assert "dry run, nothing written" in dry.stdout
+    refused = qb(project, "import", "label-studio", str(newer), "--images", str(images))
+    said = " ".join(refused.stdout.split())
+    assert refused.returncode == 1 and "algebra/algebra_p003" in said and "--replace" in said
+    assert "Nothing was written" in said
+    assert not (root.parent / "geometry" / "groups" / "geometry_p003_groups.json").exists()
+    assert "added 1, changed 1, unchanged 2, removed from the export 1" in said
+    assert json.loads(person.read_text())["groups"][0]["combinedBbox"]["width"] == 310
+
+    replaced = qb(project, "import", "label-studio", str(newer), "--images", str(images), "--replace")
+    assert replaced.returncode == 0 and "3 page(s) written" in replaced.stdout  # added, changed, replaced
+    assert close(app_boxes(project)["algebra/algebra_p003"], truth["algebra_p003"])
+    assert len(app_boxes(project)["algebra/algebra_p001"]) == 1
+
+
+# ---------------------------------------------------------------- bad input
+
+def assert_refused(project: Path, result: subprocess.CompletedProcess, *words: str) -> None:
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 1, said
+    for word in words:
+        assert word in said, (word, said)
+    assert not (project / "data").exists()  # nothing written
+
+
+def test_a_rotated_box_is_refused_naming_the_task(project, label_studio_export):
+    export, images, _ = label_studio_export
+    tasks = json.loads(export.read_text(encoding="utf-8"))
+    tasks[3]["annotations"][0]["result"] = ls_result("tilted", 10, 10, 100, 50, (800, 1100), rotation=1.05)
+    export.write_text(json.dumps(tasks), encoding="utf-8")
+    result = qb(project, "import", "label-studio", str(export), "--images", str(images))
+    assert_refused(project, result, "task 4", "rotated by 1.05 degrees")
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda t: t.append(dict(t[0], id=99)), ["task 99", "also", "task 1"]),  # one image, two tasks
+    (lambda t: t[0]["annotations"][0]["result"][0]["value"].update(x=120.0), ["task 1", "0..100"]),
+    (lambda t: t[0].update(data={"image": "/data/upload/3/12345678-nowhere.png"}),
+     ["task 1", "nowhere.png", "not found"]),
+    (lambda t: t[1]["annotations"][0]["result"][0]["value"].update(rectanglelabels=["answer"]), ["task 2", "'answer'",
+                                                                                                 "class_map"]),
+])
+def test_bad_label_studio_input_is_named_and_nothing_is_written(project, label_studio_export, damage, words):
+    export, images, _ = label_studio_export
+    tasks = json.loads(export.read_text(encoding="utf-8"))
+    damage(tasks)
+    export.write_text(json.dumps(tasks), encoding="utf-8")
+    assert_refused(project, qb(project, "import", "label-studio", str(export), "--images", str(images)),
+                   export.name, *words)
+
+
+def test_malformed_json_and_a_missing_images_folder(project, label_studio_export):
+    export, images, _ = label_studio_export
+    assert_refused(project, qb(project, "import", "label-studio", str(export)), "--images DIR")
+    export.write_text('[{"id": 1, "data": ', encoding="utf-8")
+    assert_refused(project, qb(project, "import", "label-studio", str(export), "--images", str(images)),
+                   export.name, "malformed JSON", "line 1")
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda r: (r / "data.yaml").write_text("names: [question\n"), ["data.yaml", "malformed YAML"]),
+    (lambda r: (r / "data.yaml").write_text("nc: 2\nnames: ['question']\n"), ["data.yaml", "nc is 2"]),
+    (lambda r: next((r / "valid" / "labels").iterdir()).write_text("0 0.5 0.5 0.2\n"), ["valid/labels/", "line 1",
+                                                                                         "expected 5 fields"]),
+    (lambda r: next((r / "test" / "labels").iterdir()).write_text("0 0.5 0.5 0.2 0.1\n0 1.5 0.5 0.2 0.1\n"),
+     ["test/labels/", "line 2", "0..1"]),
+    (lambda r: next((r / "test" / "labels").iterdir()).write_text("3 0.5 0.5 0.2 0.1\n"), ["class id 3"]),
+    (lambda r: next((r / "valid" / "images").iterdir()).write_bytes(b"\xff\xd8 not a jpeg"), ["valid/images/",
+                                                                                              "cannot open"]),
+])
+def test_bad_roboflow_input_is_named_and_nothing_is_written(project, roboflow_export, damage, words):
+    export_dir, _ = roboflow_export
+    damage(export_dir)
+    assert_refused(project, qb(project, "import", "roboflow", str(export_dir)), *words)
+
+
+def test_paths_in_an_export_never_leave_the_apps_folder(project, roboflow_export, tmp_path):
+    export_dir, _ = roboflow_export
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("data.yaml", "names: ['question']\n")
+        zipped.writestr("../../outside.txt", "x")
+    assert_refused(project, qb(project, "import", "roboflow", str(archive)), "outside the export's folder")
+    assert not (tmp_path.parent / "outside.txt").exists()
+
+    odd = next((export_dir / "valid" / "images").iterdir())
+    odd.rename(odd.with_name("..C:..evil_p007.jpg"))
+    next((export_dir / "valid" / "labels").iterdir()).rename(export_dir / "valid" / "labels" / "..C:..evil_p007.txt")
+    assert qb(project, "import", "roboflow", str(export_dir)).returncode == 0
+    app = (project / "data" / "dataset_root").resolve()
+    written = [p.resolve() for p in app.rglob("*") if p.is_file()]
+    assert len(written) == 8 and all(p.is_relative_to(app / "documents") for p in written)
