@@ -57,6 +57,7 @@ def read_export(folder: Path, display: str) -> tuple[list[ImportedPage], list[st
         images: dict[object, Path] = {}
         sizes: dict[object, tuple[float, float]] = {}
         split = path.parent.name if path.parent.name in SPLITS else ""
+        missing = []
         for entry in data["images"]:
             where = f"{display}: {rel_json}, image {entry.get('id') if isinstance(entry, dict) else entry!r}"
             if not isinstance(entry, dict) or not isinstance(entry.get("file_name"), str):
@@ -68,7 +69,8 @@ def read_export(folder: Path, display: str) -> tuple[list[ImportedPage], list[st
             if image in boxes_of:
                 raise UserError(f"{where}: {name} is listed twice")
             if not image.is_file():
-                raise UserError(f"{where}: {name} is not beside {rel_json}")
+                missing.append(name)
+                continue
             images[entry.get("id")] = image
             sizes[entry.get("id")] = (_number(entry.get("width"), f"{where} width"),
                                       _number(entry.get("height"), f"{where} height"))
@@ -76,6 +78,10 @@ def read_export(folder: Path, display: str) -> tuple[list[ImportedPage], list[st
             original = extra.get("name") if isinstance(extra.get("name"), str) else None
             found.append((split, image, original_name(original) if original else None))
             boxes_of[image] = ([], sizes[entry.get("id")], f"{display}: {image.relative_to(folder).as_posix()}")
+        if missing:
+            raise UserError(f"{display}: {rel_json}: {len(missing)} of the {len(data['images'])} images it lists are "
+                            f"not beside it: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}. Export "
+                            f"again, or unpack the whole export (images and JSON in one folder per split)")
         for annotation in data.get("annotations", []):
             where = f"{display}: {rel_json}, annotation {annotation.get('id') if isinstance(annotation, dict) else '?'}"
             if not isinstance(annotation, dict) or annotation.get("image_id") not in images:

@@ -44,6 +44,7 @@ def _import(kind: str, path: Path, found: list[pages.ImportedPage], notes: list[
     if not found:
         raise UserError(f"{path}: no labeled pages in this export")
     tool = kind
+    notes = notes + pages.identical_images(found)
     plan = pages.plan(found, dataset_root, tool, path.name, params, into, fallback)
     documents = sorted({p.document for p in found})
     boxes = sum(len(p.boxes) for p in found)

@@ -104,7 +104,19 @@ def chosen_annotation(task: dict) -> tuple[dict | None, int]:
     return chosen, len(live) - 1
 
 
-def boxes_of(annotation: dict, size: tuple[int, int], where: str) -> tuple[list[Box], int]:
+def check_size(result: dict, size: tuple[int, int], image: Path, where: str) -> None:
+    """The image found must be the one labeled: Label Studio's ``original_width``/``original_height``
+    (when given) in the same proportions as the file (a smaller copy is fine: boxes are in percent)."""
+    try:
+        width, height = float(result["original_width"]), float(result["original_height"])
+    except (KeyError, TypeError, ValueError):
+        return
+    if width > 0 and height > 0 and abs(width / height - size[0] / size[1]) > 0.01 * width / height:
+        raise UserError(f"{where}: the image was labeled at {width:g}x{height:g} pixels, but {image} is "
+                        f"{size[0]}x{size[1]}: not the same picture? Give --images the folder of the labeled images")
+
+
+def boxes_of(annotation: dict, size: tuple[int, int], image: Path, where: str) -> tuple[list[Box], int]:
     """Pixel boxes of an annotation's rectangles, and how many other results (choices, relations) it has."""
     regions: dict[str, dict] = {}
     other = 0
@@ -119,6 +131,7 @@ def boxes_of(annotation: dict, size: tuple[int, int], where: str) -> tuple[list[
         region = regions.setdefault(str(result.get("id") or f"#{index}"), {})
         if all(k in value for k in GEOMETRY):
             region["value"] = value
+            check_size(result, size, image, where)
         labels = value.get("rectanglelabels") or value.get("labels")
         if labels:
             region["labels"] = labels
@@ -174,7 +187,7 @@ def read_export(path: Path, images: Path | None, display: str) -> tuple[list[Imp
             raise UserError(f"{where}: image {reference} is also {seen[image]}'s; one page, one task")
         seen[image] = where
         size = image_size(image, where)
-        boxes, other = boxes_of(annotation, size, where)
+        boxes, other = boxes_of(annotation, size, image, where)
         other_results += other
         pages.append(ImportedPage(where, image, original_name(reference_path(reference)), boxes, size))
     notes = []

@@ -11,6 +11,7 @@ person's (drawn in the app): it is never overwritten unless asked (``replace``).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -100,35 +101,54 @@ def image_size(path: Path, source: str) -> tuple[int, int]:
     return read_image(path, source)[1]
 
 
-def class_resolver(params: ExportParams):
-    """A function from a tool's class name (and where it was read) to the name export will give it."""
-
-    def resolve(label: str, where: str) -> str:
-        target = params.class_map.get(label, label if label in params.class_names else None)
-        if target is None or target not in params.class_names:
-            raise UserError(f"{where}: class {label!r} is not one of this project's classes "
-                            f"({', '.join(params.class_names)}); map it in conf/config.yaml, e.g. "
-                            f"export.class_map: {{{label}: {params.class_names[0]}}}, then `qblock params`")
-        if params.class_field is not None and label not in params.class_map:
-            raise UserError(f"{where}: export.class_field is {params.class_field!r}, so class {label!r} needs an "
-                            f"entry in export.class_map (e.g. {{{label}: {target}}})")
-        return target
-
-    return resolve
+def check_classes(pages: list[ImportedPage], params: ExportParams) -> None:
+    """Every class name the export uses must map to one of this project's classes: one error lists
+    them all (with where each is first used), so one edit of ``export.class_map`` fixes the import."""
+    unknown: dict[str, tuple[int, str]] = {}
+    for page in pages:
+        for index, box in enumerate(page.boxes, start=1):
+            target = params.class_map.get(box.label, box.label if box.label in params.class_names else None)
+            mapped = target is not None and target in params.class_names
+            if params.class_field is not None and box.label not in params.class_map:
+                mapped = False  # the app's class field is written from the map alone
+            if not mapped:
+                count, where = unknown.get(box.label, (0, f"{page.source}, box {index}"))
+                unknown[box.label] = (count + 1, where)
+    if not unknown:
+        return
+    listed = "; ".join(f"{label!r} ({count} box{'es' if count > 1 else ''}, first {where})"
+                       for label, (count, where) in sorted(unknown.items()))
+    example = ", ".join(f"{label}: {params.class_names[0]}" for label in sorted(unknown)[:3])
+    raise UserError(f"{len(unknown)} class name(s) in this export are not this project's classes "
+                    f"({', '.join(params.class_names)}): {listed}. Map them in conf/config.yaml, e.g. "
+                    f"export.class_map: {{{example}}}, then `qblock params`. Nothing was written.")
 
 
 def check_boxes(page: ImportedPage, params: ExportParams) -> None:
-    resolve = class_resolver(params)
     width, height = page.size
     slack = params.max_overhang
     for index, box in enumerate(page.boxes, start=1):
-        resolve(box.label, f"{page.source}, box {index}")
         if box.width <= 0 or box.height <= 0:
             raise UserError(f"{page.source}, box {index}: width and height must be positive")
         if box.x < -slack * width or box.y < -slack * height or box.x + box.width > (1 + slack) * width \
                 or box.y + box.height > (1 + slack) * height:
             raise UserError(f"{page.source}, box {index}: ({box.x:g}, {box.y:g}, {box.width:g} x {box.height:g}) "
                             f"runs off the {width}x{height} image")
+
+
+def identical_images(pages: list[ImportedPage]) -> list[str]:
+    """A note naming pages whose image files are byte for byte the same (one picture uploaded twice
+    under two names): in two documents the split may put them on both sides of train/val. They are
+    kept (a blank page may well repeat); the person decides."""
+    by_content: dict[str, list[ImportedPage]] = {}
+    for page in pages:
+        by_content.setdefault(hashlib.sha256(page.image.read_bytes()).hexdigest(), []).append(page)
+    same = [f"{', '.join(p.source for p in copies)}" for copies in by_content.values() if len(copies) > 1]
+    if not same:
+        return []
+    return [f"{len(same)} image(s) appear more than once in this export (same bytes, imported as separate pages; "
+            f"remove the extra tasks, or import with --into so they share a document): {'; '.join(same[:3])}"
+            f"{' ...' if len(same) > 3 else ''}"]
 
 
 def groups_document(page: ImportedPage, tool: str, export: str, params: ExportParams) -> dict:
@@ -185,6 +205,7 @@ def plan(pages: list[ImportedPage], dataset_root: Path, tool: str, export: str, 
          into: str | None, fallback: str) -> Plan:
     """Name the pages, check their boxes and compare them with the app's folder; write nothing."""
     name_pages(pages, into, fallback)
+    check_classes(pages, params)
     for page in pages:
         check_boxes(page, params)
     root = dataset_root.resolve()

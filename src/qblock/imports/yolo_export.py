@@ -77,18 +77,28 @@ def _names_from_yaml(path: Path) -> list[str]:
     return [str(n) for n in names]
 
 
+def _names_from_txt(path: Path) -> list[str]:
+    names = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    if not names:
+        raise UserError(f"{path}: no class names")
+    return names
+
+
 def class_names(root: Path) -> tuple[list[str], Path]:
-    """The class names (position = class id) and the file they came from."""
-    for name in ("data.yaml", "dataset.yaml", "data.yml"):
-        if (root / name).is_file():
-            return _names_from_yaml(root / name), root / name
+    """The class names (position = class id) and the file they came from. Where a data.yaml and
+    Label Studio's classes.txt both name them, they must agree: the label files' ids follow one of
+    them, and a hand-edited YAML in another order would silently swap classes."""
+    found = [(_names_from_yaml(root / name), root / name)
+             for name in ("data.yaml", "dataset.yaml", "data.yml") if (root / name).is_file()][:1]
     if (root / "classes.txt").is_file():
-        lines = [line.strip() for line in (root / "classes.txt").read_text(encoding="utf-8-sig").splitlines()]
-        names = [line for line in lines if line]
-        if not names:
-            raise UserError(f"{root / 'classes.txt'}: no class names")
-        return names, root / "classes.txt"
-    raise UserError(f"{root}: no data.yaml, dataset.yaml or classes.txt naming the classes")
+        found.append((_names_from_txt(root / "classes.txt"), root / "classes.txt"))
+    if not found:
+        raise UserError(f"{root}: no data.yaml, dataset.yaml or classes.txt naming the classes")
+    if len(found) == 2 and found[0][0] != found[1][0]:
+        (a, file_a), (b, file_b) = found
+        raise UserError(f"{file_a.name} names the classes {', '.join(a)} but {file_b.name} names {', '.join(b)}: "
+                        f"the label files' class ids follow one of them. Remove the one that is wrong from {root}")
+    return found[0]
 
 
 def export_root(folder: Path) -> Path:
