@@ -174,10 +174,16 @@ def params_of(section: str, **changes):
     return dataclasses.replace(getattr(conf_params(), section), **changes)
 
 
+# A made-up token in a Telegram-style webhook path: the session's pipeline sends to it, and test_secrets
+# looks for it everywhere the project shares (git history, params.yaml, dvc.lock, the NAS, MLflow).
+FAKE_BOT_TOKEN = "123456789:AAFakeTokenOnlyForQblockTests_z9y8x7w6"
+
+
 @pytest.fixture(scope="session")
 def session_webhook():
-    with webhook_receiver() as receiver:
-        yield receiver
+    """(a Telegram-style URL with FAKE_BOT_TOKEN on a receiver on 127.0.0.1, the JSON bodies it received)."""
+    with webhook_receiver() as (url, received):
+        yield url.replace("/hook", f"/bot{FAKE_BOT_TOKEN}/sendMessage?chat_id=42"), received
 
 
 @pytest.fixture(scope="session")

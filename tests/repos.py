@@ -12,9 +12,12 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
+from qblock.core.secrets import WEBHOOK_ENV
 
-def sh(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+def sh(args: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None
+       ) -> subprocess.CompletedProcess:
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"} | (env or {})
     env.pop("DVC_ROOT", None)
     env.pop("MLFLOW_TRACKING_URI", None)  # mlflow.set_tracking_uri() in this process sets it
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
@@ -72,13 +75,15 @@ def fork(repo: Path, target: Path) -> Path:
 
 
 def train_a_smoke_repo(target: Path, webhook_url: str) -> dict:
-    """A copy of the project with 3 workbooks of 2 demo pages, trained by `dvc repro` (smoke preset)."""
+    """A copy of the project with 3 workbooks of 2 demo pages, trained by `dvc repro` (smoke preset).
+
+    The webhook is this machine's, as people are told to set it: in the environment, never in conf/.
+    """
     repo = copy_repo(target)
     sh([sys.executable, "-m", "qblock", "demo-data", "data/dataset_root", "--documents", "3", "--pages", "2"], repo)
-    config = repo / "conf" / "config.yaml"  # smoke becomes this copy's default preset; a local webhook
-    config.write_text(config.read_text().replace("  - train: cpu", "  - train: smoke")
-                      .replace("  webhook_url: null", f"  webhook_url: {webhook_url}"))
+    config = repo / "conf" / "config.yaml"  # smoke becomes this copy's default preset
+    config.write_text(config.read_text().replace("  - train: cpu", "  - train: smoke"))
     sh([sys.executable, "-m", "qblock", "params"], repo)
     sh(["git", "commit", "-qam", "smoke"], repo)
-    first = sh(["dvc", "repro"], repo)
+    first = sh(["dvc", "repro"], repo, env={WEBHOOK_ENV: webhook_url})
     return {"repo": repo, "first": first.stdout + first.stderr}

@@ -154,6 +154,7 @@ def propose(
 def show() -> None:
     """Print the latest metrics and how to look at the runs in the MLflow UI."""
     from qblock.config.schema import load_params
+    from qblock.core.secrets import redact
     from qblock.model.tracking import tracking_uri
     from qblock.stages.evaluate import print_metrics
 
@@ -162,7 +163,7 @@ def show() -> None:
     if not metrics_file.is_file():
         raise UserError(f"{metrics_file}: no metrics yet; run `dvc repro`")
     print_metrics(console, json.loads(metrics_file.read_text(encoding="utf-8")))
-    console.print(f"MLflow store: {tracking_uri(params.mlflow)}")
+    console.print(f"MLflow store: {redact(tracking_uri(params.mlflow))}")
     console.print("Open the MLflow UI: `qblock ui` (or `make ui`), then http://127.0.0.1:5000")
 
 
@@ -170,20 +171,34 @@ def show() -> None:
 def ui(
     port: Annotated[int, typer.Option(help="port to listen on")] = 5000,
     host: Annotated[str, typer.Option(help="address to listen on; 0.0.0.0 serves the LAN")] = "127.0.0.1",
+    auth: Annotated[bool, typer.Option(help="ask for a user and password (MLflow's basic-auth app); the admin "
+                                            "password comes from $QBLOCK_UI_PASSWORD or .qblock/machine.yaml")] = False,
 ) -> None:
     """Start the MLflow UI on the configured store."""
     from qblock.config.schema import load_params
     from qblock.model.tracking import artifact_root, connect, tracking_uri
+    from qblock.sync.ui_auth import auth_environment
 
     params = load_params()
     experiment = connect(params.mlflow)
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri(params.mlflow),
                "--default-artifact-root", artifact_root(params.mlflow), "--host", host, "--port", str(port)]
+    env = None
+    if auth:
+        env = auth_environment(Path.cwd())
+        command += ["--app-name", "basic-auth"]
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     console.print(f"MLflow UI on http://{shown}:{port}/#/experiments/{experiment}/runs (Ctrl+C stops it)")
     if shown != host:
         console.print(f"serving the LAN: other machines open http://<this machine's address>:{port}")
-    raise typer.Exit(subprocess.call(command))
+    if host not in ("127.0.0.1", "localhost", "::1") and not auth:
+        console.print("[yellow]warning[/]: no password: anyone who can reach this machine can read, change and "
+                      "delete runs and models. Serve it with `qblock ui --auth` (admin password from "
+                      "$QBLOCK_UI_PASSWORD)")
+    if auth:
+        console.print("log in as `admin` with the password from $QBLOCK_UI_PASSWORD (or ui_password in "
+                      ".qblock/machine.yaml)")
+    raise typer.Exit(subprocess.call(command, env=env))
 
 
 remote_app = typer.Typer(help="The NAS as DVC remote (per machine, in .dvc/config.local).", no_args_is_help=True)
@@ -317,7 +332,9 @@ def main() -> None:
     try:
         app()
     except UserError as exc:
-        console.print(f"[red]error[/]: {exc}")
+        from qblock.core.secrets import redact
+
+        console.print(f"[red]error[/]: {redact(str(exc))}")  # a URL in a message never shows its secret
         sys.exit(1)
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]")

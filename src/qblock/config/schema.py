@@ -7,7 +7,7 @@ a fixed set of values (``choices`` in their field metadata) are checked too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from qblock.core import secrets
 from qblock.core.errors import UserError
 from qblock.core.metric_names import CHAMPION_METRICS
 
@@ -180,6 +181,8 @@ def parse_params(data: dict[str, Any], source: str = PARAMS_FILE) -> Params:
     assert isinstance(params, Params)
     if problem := _check_choices(params):
         raise UserError(f"{source}: {problem}")
+    if found := secrets.in_params(asdict(params)):
+        raise UserError(secrets.message(source, *found))
     return params
 
 

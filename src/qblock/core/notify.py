@@ -1,5 +1,7 @@
-"""The done-notification: a short JSON summary POSTed to `notify.webhook_url` when a pipeline
-run ends (after evaluate) or a stage fails. Off while the URL is null.
+"""The done-notification: a short JSON summary POSTed to this machine's webhook when a pipeline
+run ends (after evaluate) or a stage fails. The URL carries a token, so it comes from
+$QBLOCK_NOTIFY_WEBHOOK_URL or `.qblock/machine.yaml`, never from conf/ (see ``core.secrets``);
+`notify.webhook_url` in conf/ is only for a URL with no secret in it. Off when none is set.
 
 The body has a `text` line for chat webhooks (Slack, Mattermost, Discord's /slack endpoint,
 Telegram's sendMessage?chat_id=...) and the details as fields. A webhook that cannot be reached
@@ -16,23 +18,25 @@ import urllib.request
 from rich.console import Console
 
 from qblock.config.schema import NotifyParams
+from qblock.core import secrets
 
 
 def send(params: NotifyParams, payload: dict, console: Console) -> bool:
-    """POST ``payload`` to the webhook, if one is configured; True when it was accepted."""
-    if not params.webhook_url:
+    """POST ``payload`` to the webhook, if one is set on this machine; True when it was accepted."""
+    url = secrets.webhook_url(params.webhook_url)
+    if not url:
         return False
     payload = {"source": "qblock", "experiment": os.environ.get("DVC_EXP_NAME")} | payload
-    request = urllib.request.Request(
-        params.webhook_url, data=json.dumps(payload, ensure_ascii=False).encode("utf-8"), method="POST",
-        headers={"Content-Type": "application/json", "User-Agent": "qblock"},
-    )
+    body = secrets.redact(json.dumps(payload, ensure_ascii=False))  # an error text may quote a URL
+    request = urllib.request.Request(url, data=body.encode("utf-8"), method="POST",
+                                     headers={"Content-Type": "application/json", "User-Agent": "qblock"})
     try:
         with urllib.request.urlopen(request, timeout=params.timeout_s) as response:
             response.read()
         return True
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        console.print(f"[yellow]warning[/]: notify: could not reach notify.webhook_url ({exc}); "
+        shown = secrets.redact(str(exc).replace(url, secrets.redact(url)))
+        console.print(f"[yellow]warning[/]: notify: could not reach the webhook at {secrets.redact(url)} ({shown}); "
                       "the run itself is unaffected")
         return False
 

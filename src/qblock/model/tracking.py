@@ -22,12 +22,10 @@ from typing import Any
 
 from qblock.config.compose import overrides_from_conf
 from qblock.config.schema import MlflowParams, Params
+from qblock.core import secrets
 from qblock.core.errors import UserError
+from qblock.core.machine import project_root
 from qblock.model.champion import CHAMPION, REGISTERED_MODEL, Champion, Decision
-
-
-def project_root() -> Path:
-    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
 
 
 def tracking_uri(params: MlflowParams, root: Path | None = None) -> str:
@@ -66,7 +64,7 @@ def connect(params: MlflowParams) -> str:
             return experiment.experiment_id
         return mlflow.create_experiment(params.experiment, artifact_location=artifact_root(params))
     except mlflow.exceptions.MlflowException as exc:
-        raise UserError(f"MLflow store {tracking_uri(params)}: {exc}") from None
+        raise UserError(secrets.redact(f"MLflow store {tracking_uri(params)}: {exc}")) from None
 
 
 def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -110,7 +108,9 @@ def start_run(params: Params, dataset_hash: str) -> str:
     except UserError as exc:  # no conf/ here (a bare params.yaml): say so rather than guess
         tags["hydra.overrides"] = f"unknown ({exc})"[:500]
     run = mlflow.start_run(experiment_id=experiment_id, run_name=os.environ.get("DVC_EXP_NAME"), tags=tags)
-    logged = {k: v for k, v in flatten(asdict(params)).items() if not k.startswith(("paths.", "mlflow."))}
+    logged = {k: v for k, v in flatten(asdict(params)).items()
+              if not k.startswith(("paths.", "mlflow.")) and k != "notify.webhook_url"}
+    logged["notify.webhook_host"] = secrets.host(secrets.webhook_url(params.notify.webhook_url))  # never the URL
     mlflow.log_params({k: str(v)[:500] for k, v in logged.items()})
     return run.info.run_id
 
@@ -375,3 +375,22 @@ def registered_weights(params: MlflowParams, folder: Path, version: str | None =
     if not target.is_file():
         download_model(run_id, target.parent)
     return target, source | {"mlflow_run_id": run_id}
+
+
+def logged_values(params: MlflowParams) -> list[tuple[str, str, str, str]]:
+    """(run id, 'param' or 'tag', key, value) for every run of the experiment in the configured store,
+    for `qblock doctor`'s look for secrets; empty when there is no store yet."""
+    if not _store_exists(params):
+        return []
+    import mlflow
+
+    _quiet_mlflow()
+    client = mlflow.MlflowClient(tracking_uri(params))
+    experiment = client.get_experiment_by_name(params.experiment)
+    if experiment is None:
+        return []
+    found = []
+    for run in client.search_runs([experiment.experiment_id], max_results=5000):
+        found += [(run.info.run_id, "param", key, value) for key, value in run.data.params.items()]
+        found += [(run.info.run_id, "tag", key, value) for key, value in run.data.tags.items()]
+    return found

@@ -14,27 +14,19 @@ import os
 import shutil
 from pathlib import Path
 
-import yaml
-
+from qblock.core import machine
 from qblock.core.errors import UserError
 
-MACHINE_FILE = Path(".qblock") / "machine.yaml"
+APP_ROOT_KEY = "app_dataset_root"
 
 
 def remembered(root: Path) -> Path | None:
-    path = root / MACHINE_FILE
-    if not path.is_file():
-        return None
-    value = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("app_dataset_root")
+    value = machine.setting(APP_ROOT_KEY, root)
     return Path(value) if value else None
 
 
 def remember(root: Path, app_root: Path) -> None:
-    path = root / MACHINE_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
-    data["app_dataset_root"] = str(app_root.resolve())
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    machine.remember(APP_ROOT_KEY, str(app_root.resolve()), root)
 
 
 def mirror(app_root: Path, target: Path) -> tuple[int, int]:

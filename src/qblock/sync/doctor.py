@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from qblock.core import secrets
 from qblock.core.errors import UserError
 from qblock.sync.remote import not_on_remote, probe, remote_url, run
 
@@ -79,8 +80,56 @@ def check_params(root: Path) -> list[Check]:
     return [Check("params", True, "params.yaml matches conf/")]
 
 
+SHARED_FILES = ("params.yaml", "dvc.lock")  # scanned even when git does not track them yet
+MAX_SCANNED_BYTES = 2_000_000
+
+
+def _secrets_in_files(root: Path) -> list[str]:
+    listed = run(["git", "ls-files", "-z"], root, "git ls-files", check=False).stdout.split("\0")
+    found = []
+    for name in sorted({n for n in listed if n} | {n for n in SHARED_FILES if (root / n).is_file()}):
+        path = root / name
+        try:
+            if not path.is_file() or path.stat().st_size > MAX_SCANNED_BYTES:
+                continue
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):  # binary files hold no URL a person typed
+            continue
+        for kind, offset in secrets.find(text):
+            found.append(f"{name} line {text.count(chr(10), 0, offset) + 1}: {kind}")
+    return found
+
+
+def _secrets_in_mlflow(root: Path) -> list[str]:
+    from qblock.config.schema import MlflowParams, read_yaml
+    from qblock.model.tracking import logged_values
+
+    try:  # params.yaml as it is (load_params would refuse a secret before we could name it)
+        section = read_yaml(root / "params.yaml").get("mlflow") or {}
+        mlflow_params = MlflowParams(section.get("tracking_uri"), section.get("artifact_root"),
+                                     section.get("experiment") or "qblock")
+        values = logged_values(mlflow_params)
+    except Exception as exc:  # noqa: BLE001  (a store that cannot be read is reported by the other checks)
+        return [f"could not read the MLflow store ({secrets.redact(str(exc)).splitlines()[0]})"]
+    return [f"MLflow run {run_id[:8]} {what} {key}: {kind}" for run_id, what, key, value in values
+            if (kind := secrets.kind_of(value))]
+
+
+def check_secrets(root: Path) -> list[Check]:
+    """Anything that looks like a token or password in what this project shares: the files git tracks
+    (pushed to the origin), params.yaml and dvc.lock, and the MLflow store's params and tags (the UI)."""
+    found = _secrets_in_files(root) + _secrets_in_mlflow(root)
+    if not found:
+        return [Check("secrets", True, "no token or password in tracked files, params.yaml, dvc.lock or MLflow")]
+    shown = "; ".join(found[:6]) + (f"; and {len(found) - 6} more" if len(found) > 6 else "")
+    return [Check("secrets", False, f"{len(found)} place(s) that would share a secret: {shown}",
+                  f"move webhook URLs to {secrets.WEBHOOK_ENV} (or .qblock/machine.yaml) and passwords to the "
+                  f"environment, run `qblock params`, delete the MLflow runs that logged it, and rotate the token: "
+                  f"what was committed or pushed stays in the history")]
+
+
 def run_doctor(root: Path, console: Console) -> bool:
-    checks = check_params(root) + check_remote(root) + check_git(root) + check_cache(root)
+    checks = check_params(root) + check_secrets(root) + check_remote(root) + check_git(root) + check_cache(root)
     for check in checks:
         mark = "[green]ok     [/]" if check.ok else "[red]problem[/]"
         console.print(f"{mark} {check.name}: {check.detail}", highlight=False, soft_wrap=True)
