@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from qblock.labeling.demo_data import load_font
 from qblock.quality.crops import iou
-from qblock.quality.ink_snap import SnapRule, ink_mask, learn, snap_box
+from qblock.quality.ink_snap import SnapRule, ink_mask, learn, room_below, snap_box
 
 WIDTH, HEIGHT, MARGIN = 800, 1000, 8  # the "person" draws 8 px outside the ink
 
@@ -124,3 +124,16 @@ def test_disagreeing_margins_turn_that_edge_off():
     learned = learn(pages)
     assert learned.margins["bottom"] is None and learned.margins["top"] is not None
     assert SnapRule.from_json(learned.to_json()) == learned
+
+
+def test_a_bottom_has_room_down_to_the_next_ink_less_the_margin(rule):
+    page, boxes = drawn_page(random.Random(8))
+    mask = ink_mask(page)
+    first, second = boxes[0], boxes[1]
+    room = room_below(mask, first, rule)
+    # the next block's ink starts MARGIN px below its box's top; the room keeps the learned margin above it
+    assert abs(room - (second[1] + MARGIN - rule.bottom_hug * WIDTH)) <= 2
+    cutting = (first[0], first[1], first[2], first[1] + MARGIN + 6)  # a bottom through the block's first line
+    assert room_below(mask, cutting, rule) > cutting[3] + 10  # past that line: its own ink does not stop it
+    last = (boxes[-1][0], boxes[-1][1], boxes[-1][2], boxes[-1][3])
+    assert room_below(mask, last, rule) == HEIGHT  # nothing below: the whole page

@@ -1,11 +1,15 @@
 """Working-space bottoms: a box that owns blank space below its question ends one page gap above
-the next box, the gap measured on the page from the boxes that hug their ink."""
+the next box, the gap measured on the page from the boxes that hug their ink; a column's last one
+ends at the column's end, where the labeler's boxes agree on it; and no bottom moves down across
+ink (a section title between two questions)."""
 
 from __future__ import annotations
 
 import random
 
-from qblock.quality.spacing import learn_spacing, settle_bottoms
+import pytest
+
+from qblock.quality.spacing import learn_column_end, learn_spacing, settle_bottoms
 
 HEIGHT = 2000
 
@@ -52,3 +56,39 @@ def test_the_habit_is_learned_only_where_the_labeler_has_it():
                zip(boxes, hugs, strict=True)]
         scattered.append((cut, hugs, height, slack))
     assert not learn_spacing(scattered)
+
+
+def last_owns_the_column(boxes, hugs, end: float):
+    """The column's last question owns the space down to ``end`` (a share of the page height)."""
+    x0, y0, x1, _ = boxes[-1]
+    return [*boxes[:-1], (x0, y0, x1, end * HEIGHT)], [*hugs[:-1], False]
+
+
+def test_a_columns_last_working_space_ends_where_the_labelers_boxes_end_it():
+    rng = random.Random(4)
+    pages = []
+    for _ in range(6):
+        boxes, hugs = last_owns_the_column(*column(rng, gap=20), end=0.93 + rng.uniform(-0.004, 0.004))
+        pages.append((boxes, hugs, HEIGHT, 6.0))
+    assert learn_column_end(pages) == pytest.approx(0.93, abs=0.005)
+    boxes, hugs = last_owns_the_column(*column(random.Random(5), gap=20), end=0.93)
+    model = [*boxes[:-1], (*boxes[-1][:3], boxes[-1][3] - 240)]  # the model ended the space 240 px early
+    settled = settle_bottoms(model, hugs, HEIGHT, slack=6, column_end=learn_column_end(pages))
+    assert abs(settled[-1][3] - 0.93 * HEIGHT) <= 10
+
+
+def test_no_column_end_is_learned_where_the_labeler_ends_the_last_space_anywhere():
+    rng = random.Random(6)
+    pages = [(*last_owns_the_column(*column(rng, gap=20), end=rng.uniform(0.75, 0.95)), HEIGHT, 6.0) for _ in range(8)]
+    assert learn_column_end(pages) is None
+
+
+def test_a_bottom_never_moves_down_across_ink():
+    boxes, hugs = column(random.Random(1), gap=22)
+    model = [(x0, y0, x1, y1 - 35 if not hug else y1) for (x0, y0, x1, y1), hug in zip(boxes, hugs, strict=True)]
+    title = model[1][3] + 12  # a section title's text 12 px under the working-space box's predicted bottom
+    rooms = [HEIGHT * 1.0] * len(model)
+    rooms[1] = title - 4
+    settled = settle_bottoms(model, hugs, HEIGHT, slack=6, rooms=rooms)
+    assert settled[1][3] == title - 4  # up to the title, not across it to the next question
+    assert settle_bottoms(model, hugs, HEIGHT, slack=6)[1][3] > title  # without the ink, it would have crossed

@@ -33,7 +33,7 @@ from qblock.core.progress import track
 from qblock.data.app_dataset import GROUPS_SUFFIX, IMAGE_SUFFIXES
 from qblock.data.contact_sheet import save_contact_sheet
 from qblock.data.problems import write_json
-from qblock.quality.ink_snap import SnapRule, hugs_ink, ink_mask, snap_box
+from qblock.quality.ink_snap import SnapRule, hugs_ink, ink_mask, room_below, snap_box
 from qblock.quality.spacing import settle_bottoms
 
 PROPOSALS = "proposals"
@@ -180,25 +180,26 @@ def _predict(model, page: Image.Image, conf: float, imgsz: int, device: str,
     bgr = np.ascontiguousarray(np.asarray(page.convert("RGB"))[:, :, ::-1])
     result = model.predict(bgr, conf=min(conf, UNSURE[0]), imgsz=imgsz, device=device, verbose=False)[0]
     mask = ink_mask(page) if snap is not None and len(result.boxes) else None
-    found: list[tuple[tuple[float, float, float, float], float, bool]] = []
+    found: list[tuple[tuple[float, float, float, float], float, bool, float]] = []
     for (x0, y0, x1, y1), score in zip(result.boxes.xyxy.tolist(), result.boxes.conf.tolist(), strict=True):
         box = (x0, y0, x1, y1)
-        hug = True
+        hug, room = True, y1
         if mask is not None and snap is not None:
             box = snap_box(mask, box, snap)
-            hug = hugs_ink(mask, box, snap)
-        found.append((box, float(score), hug))
-    kept = [(box, hug) for box, score, hug in found if score >= conf]
-    crops = [box for box, _ in kept]
-    if snap is not None and snap.spacing:
-        crops = settle_bottoms(crops, [hug for _, hug in kept], page.height, snap.reach * page.width)
+            hug, room = hugs_ink(mask, box, snap), room_below(mask, box, snap)
+        found.append((box, float(score), hug, room))
+    kept = [(box, hug, room) for box, score, hug, room in found if score >= conf]
+    crops = [box for box, _, _ in kept]
+    if snap is not None and snap.settles:
+        crops = settle_bottoms(crops, [hug for _, hug, _ in kept], page.height, snap.reach * page.width, snap.spacing,
+                               snap.column_end, [room for _, _, room in kept])
 
     def whole(items) -> list[tuple[Box, float]]:
         boxes = [(whole_pixels(x0, y0, x1, y1, page.width, page.height), score) for (x0, y0, x1, y1), score in items]
         return [(box, score) for box, score in boxes if box[2] > box[0] and box[3] > box[1]]
 
-    return whole([(box, score) for box, score, _ in found]), \
-        whole(zip(crops, [score for _, score, _ in found if score >= conf], strict=True))
+    return whole([(box, score) for box, score, _, _ in found]), \
+        whole(zip(crops, [score for _, score, _, _ in found if score >= conf], strict=True))
 
 
 def _write_page(job: PageJob, page: Image.Image, boxes: list[tuple[Box, float]], unsure: int,

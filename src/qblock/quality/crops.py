@@ -54,6 +54,9 @@ class ValPage:
     hugs: list[bool] | None = None  # per prediction: whether its bottom hugs its ink (quality/spacing.py)
     settle: bool = False  # settle working-space bottoms among each threshold's crops
     slack: float = 0.0  # pixels: how far a box may reach above the one it sits on
+    spacing: bool = False  # settle to the page's gap above the box below
+    column_end: float | None = None  # settle a column's last working space to this share of the page height
+    rooms: list[float] | None = None  # per prediction: how far down its bottom may move (the ink under it)
 
     def above(self, conf: float) -> list[Box]:
         return [box for box, score in self.predicted if score >= conf]
@@ -62,8 +65,11 @@ class ValPage:
         """The crops made at ``conf``: the boxes above it, working-space bottoms settled if asked."""
         if not self.settle or self.hugs is None:
             return self.above(conf)
-        kept = [(box, hug) for (box, score), hug in zip(self.predicted, self.hugs, strict=True) if score >= conf]
-        return settle_bottoms([b for b, _ in kept], [h for _, h in kept], self.size[1], self.slack)
+        rooms = self.rooms or [float(self.size[1])] * len(self.predicted)  # unknown: the whole page
+        kept = [(box, hug, room) for (box, score), hug, room in zip(self.predicted, self.hugs, rooms, strict=True)
+                if score >= conf]
+        return settle_bottoms([b for b, _, _ in kept], [h for _, h, _ in kept], self.size[1], self.slack, self.spacing,
+                              self.column_end, [r for _, _, r in kept])
 
 
 def load_val_pages(export_dir: Path, val_images: list[str], predictions_file: Path) -> list[ValPage]:

@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from qblock.quality.crops import ValPage
-from qblock.quality.spacing import learn_spacing
+from qblock.quality.spacing import learn_column_end, learn_spacing
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
 EDGES = ("left", "top", "right", "bottom")
@@ -83,10 +83,16 @@ class SnapRule:
     shrink: dict[str, float] = field(default_factory=dict)  # per edge, how far inward across blank paper
     bottom_hug: float | None = None  # the typical bottom margin of boxes that hug their ink
     spacing: bool = False  # working-space bottoms follow the page's gap between boxes (quality/spacing.py)
+    column_end: float | None = None  # share of the page height where a column's last working space ends
 
     @property
     def active(self) -> bool:
-        return any(m is not None for m in self.margins.values()) or self.spacing
+        return any(m is not None for m in self.margins.values()) or self.settles
+
+    @property
+    def settles(self) -> bool:
+        """Whether working-space bottoms are settled among the crops (quality/spacing.py)."""
+        return self.spacing or self.column_end is not None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -100,7 +106,8 @@ class SnapRule:
             hug = data.get("bottom_hug")
             return cls({e: data["margins"][e] for e in EDGES}, float(data["reach"]), int(data.get("boxes", 0)),
                        {e: float(v) for e, v in data.get("shrink", {}).items() if e in EDGES},
-                       None if hug is None else float(hug), bool(data.get("spacing", False)))
+                       None if hug is None else float(hug), bool(data.get("spacing", False)),
+                       None if data.get("column_end") is None else float(data["column_end"]))
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -133,9 +140,11 @@ def learn(pages: Iterable[tuple[np.ndarray, list[Box]]], reach: float = REACH) -
             rule.shrink[edge] = SHRINK
         if edge == "bottom":
             rule.bottom_hug = round(float(typical), 6)
-    rule.spacing = rule.bottom_hug is not None and learn_spacing(
-        [(boxes, [_hugs(box, ink, rule, width) for box, ink in zip(boxes, extents, strict=True)], height,
-          rule.reach * width) for width, height, boxes, extents in seen])
+    layouts = [(boxes, [_hugs(box, ink, rule, width) for box, ink in zip(boxes, extents, strict=True)], height,
+                rule.reach * width) for width, height, boxes, extents in seen]
+    if rule.bottom_hug is not None:
+        rule.spacing = learn_spacing(layouts)
+        rule.column_end = learn_column_end(layouts)
     return rule
 
 
@@ -194,6 +203,20 @@ def snap_box(mask: np.ndarray, box: Box, rule: SnapRule) -> Box:
     return (out[0], out[1], out[2], out[3])
 
 
+def room_below(mask: np.ndarray, box: Box, rule: SnapRule) -> float:
+    """How far down ``box``'s bottom may move across blank paper: to the first ink under it (in its
+    columns), less the margin people keep above ink; the page's height when there is none."""
+    height, width = mask.shape
+    rows = _lines(mask, box, axis=1)
+    start = min(height, max(0, int(np.ceil(box[3]))))
+    while start < height and rows[start]:  # a bottom cutting through a line of its own: past that line
+        start += 1
+    below = np.flatnonzero(rows[start:])
+    if below.size == 0:
+        return float(height)
+    return start + float(below[0]) - (rule.bottom_hug or 0.0) * width
+
+
 def learn_from_folder(export_dir: Path, images: list[str], reach: float = REACH, limit: int = 300) -> SnapRule:
     """The rule learned from up to ``limit`` pages of an exported YOLO folder (split list entries)."""
     from qblock.data.labels import parse_clean
@@ -231,6 +254,7 @@ def snap_pages(export_dir: Path, pages: list[ValPage], rule: SnapRule, floor: fl
             mask = ink_mask(image)
         predicted = [(snap_box(mask, box, rule) if score >= floor else box, score) for box, score in page.predicted]
         hugs = [hugs_ink(mask, box, rule) if score >= floor else True for box, score in predicted]
-        snapped.append(ValPage(page.image, page.size, page.truth, predicted, hugs, rule.spacing,
-                               rule.reach * page.size[0]))
+        rooms = [room_below(mask, box, rule) if score >= floor else box[3] for box, score in predicted]
+        snapped.append(ValPage(page.image, page.size, page.truth, predicted, hugs, rule.settles,
+                               rule.reach * page.size[0], rule.spacing, rule.column_end, rooms))
     return snapped

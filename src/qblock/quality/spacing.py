@@ -7,6 +7,10 @@ below), a box that owns working space gets its bottom at the next box's top minu
 Whether a labeler's boxes follow this is learned from the training pages (``learn_spacing``); the
 crops at a given threshold are settled together (``settle_bottoms``), since which boxes are
 neighbours depends on which boxes are kept.
+
+A working-space box with no box below it is a column's last question: it owns the space down to
+the column's end, the page's bottom margin. Where the training pages' such boxes agree on where
+that is (a share of the page height, ``learn_column_end``), their bottoms go there.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
 AGREEMENT = 0.6  # share of working-space boxes that must end one page gap above the next box
 MIN_BOXES = 5  # working-space boxes with a box below, to learn from at all
 LARGEST_MOVE = 0.1  # of the page height: a bottom that would move further is left alone
+COLUMN_END_SPREAD = 0.015  # of the page height: how closely column-end bottoms must agree (paper sizes differ)
 
 
 def _below(boxes: list[Box], index: int, slack: float) -> int | None:
@@ -41,19 +46,30 @@ def page_gap(boxes: list[Box], hugs: list[bool], slack: float) -> float | None:
     return median(gaps) if gaps else None
 
 
-def settle_bottoms(boxes: list[Box], hugs: list[bool], height: int, slack: float) -> list[Box]:
-    """``boxes`` with each working-space bottom (one not hugging its ink) at the box below's top
-    minus the page's gap; unchanged where the page gives no gap or the box has none below."""
-    gap = page_gap(boxes, hugs, slack)
-    if gap is None:
-        return boxes
+def settle_bottoms(boxes: list[Box], hugs: list[bool], height: int, slack: float, spacing: bool = True,
+                   column_end: float | None = None, rooms: list[float] | None = None) -> list[Box]:
+    """``boxes`` with each working-space bottom (one not hugging its ink) at the box below's top minus
+    the page's gap (with ``spacing``), or, with no box below, at ``column_end`` (a share of the page
+    height); unchanged where the page gives no gap or no column end is known. A bottom moves down
+    across blank paper only: never past its ``rooms`` entry (the ink under it, such as a section
+    title between two questions)."""
+    gap = page_gap(boxes, hugs, slack) if spacing else None
     settled = list(boxes)
     for index, (x0, y0, x1, y1) in enumerate(boxes):
-        below = None if hugs[index] else _below(boxes, index, slack)
-        if below is None:
+        if hugs[index]:
             continue
-        bottom = boxes[below][1] - gap
-        if bottom > y0 and abs(bottom - y1) <= LARGEST_MOVE * height:
+        below = _below(boxes, index, slack)
+        if below is None and column_end is not None:
+            bottom = column_end * height
+        elif below is not None and gap is not None:
+            bottom = boxes[below][1] - gap
+            if abs(bottom - y1) > LARGEST_MOVE * height:
+                continue
+        else:
+            continue
+        if rooms is not None and bottom > y1:
+            bottom = max(y1, min(bottom, rooms[index]))
+        if bottom > y0:
             settled[index] = (x0, y0, x1, bottom)
     return settled
 
@@ -72,3 +88,15 @@ def learn_spacing(pages: list[tuple[list[Box], list[bool], int, float]]) -> bool
                 total += 1
                 agree += abs(boxes[below][1] - gap - box[3]) <= slack
     return total >= MIN_BOXES and agree >= AGREEMENT * total
+
+
+def learn_column_end(pages: list[tuple[list[Box], list[bool], int, float]]) -> float | None:
+    """Where a column's last working-space box ends, as a share of the page height, when the labeler's
+    such boxes agree on it (``AGREEMENT`` of them within ``COLUMN_END_SPREAD``); else None."""
+    ends = [box[3] / height for boxes, hugs, height, slack in pages
+            for index, box in enumerate(boxes) if not hugs[index] and _below(boxes, index, slack) is None]
+    if len(ends) < MIN_BOXES:
+        return None
+    typical = median(ends)
+    agree = sum(abs(end - typical) <= COLUMN_END_SPREAD for end in ends)
+    return round(float(typical), 5) if agree >= AGREEMENT * len(ends) else None
