@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -295,3 +296,41 @@ def test_crop_rate_agrees_with_an_independent_count_on_the_same_predictions(trai
     assert metrics["crop_rate"] == pytest.approx(good / questions, abs=1e-4)
     pages = len((repo / "data" / "split" / "val.txt").read_text().split())
     assert metrics["false_crops_per_page"] == pytest.approx((crops - good) / pages, abs=1e-3)
+
+
+def test_runs_read_at_a_glance_in_mlflow(two_runs):
+    """Names people can sort, a one-line description, the data as MLflow datasets, the verdict on the
+    registered version, and no system-metrics charts for a smoke run."""
+    import re
+
+    import mlflow
+
+    runs = sorted(mlflow_runs(two_runs["repo"]), key=lambda r: r.info.start_time)
+    first, second = runs
+    assert re.fullmatch(r"[0-9a-f]{7}(\+dirty)?-smoke-yolov8n", first.info.run_name), first.info.run_name
+    assert second.info.run_name == f"{second.data.tags['dvc.exp_name']}-smoke-yolov8n"
+    client = mlflow.MlflowClient()
+    versions = {v.run_id: v for v in client.search_model_versions("name='question-block-detector'")}
+    for run in runs:
+        note = run.data.tags["mlflow.note.content"]
+        assert f"mAP50 {run.data.metrics['mAP50']:.3f}" in note and ("champion" in note or "challenger" in note)
+        inputs = {next(t.value for t in i.tags if t.key == "mlflow.data.context"): i
+                  for i in run.inputs.dataset_inputs}
+        assert inputs["training"].dataset.digest == run.data.tags["qblock.dataset_hash"]
+        assert inputs["validation"].dataset.digest == run.data.tags["qblock.val_hash"]
+        for dataset_input in inputs.values():
+            tags = {t.key: t.value for t in dataset_input.tags}
+            assert int(tags["pages"]) > 0 and int(tags["boxes"]) > 0
+            assert '"commit"' in dataset_input.dataset.source
+        version = versions[run.info.run_id]
+        assert version.description == note
+        assert float(version.tags["metric.mAP50-95"]) == pytest.approx(run.data.metrics["mAP50-95"], abs=1e-4)
+        assert not any(key.startswith("system/") for key in run.data.metrics)  # off in the smoke preset
+
+
+def test_show_puts_the_latest_run_beside_the_champion_and_the_previous_one(two_runs):
+    shown = sh([sys.executable, "-m", "qblock", "show"], two_runs["repo"]).stdout
+    said = " ".join(shown.split())
+    assert "previous (" in said and "change" in said and "mAP50-95" in said
+    runs = sorted(mlflow_runs(two_runs["repo"]), key=lambda r: r.info.start_time)
+    assert f"{runs[0].data.metrics['mAP50-95']:.4f}" in said  # the previous run's figure

@@ -9,13 +9,14 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
-from tests.conftest import REPO, params_of
+from tests.conftest import REPO, conf_params, params_of
 
 from qblock.config.compose import compose_params
 
@@ -51,14 +52,17 @@ def test_ui_shows_the_runs_and_their_map(tmp_path):
     try:
         experiment = tracking.connect(params_of("mlflow"))
         run_ids = {}
-        for name, map50 in (("yolov8n-smoke", 0.6123), ("yolov8n-cpu", 0.9876)):
-            with mlflow.start_run(experiment_id=experiment, run_name=name) as run:
-                mlflow.log_params({"train.preset": name.split("-")[1]})
-                mlflow.log_metrics({"mAP50": map50, "mAP50-95": map50 - 0.3})
-                run_ids[name] = run.info.run_id
+        for preset, map50 in (("smoke", 0.6123), ("cpu", 0.9876)):  # two runs as the train stage opens them
+            params = conf_params(f"train={preset}")
+            run_id = tracking.start_run(params, "0123456789abcdef")
+            tracking.log_dataset("training", "0123456789abcdef", 64, 512, {"export_dir": "data/yolo"})
+            mlflow.log_metrics({"mAP50": map50, "mAP50-95": map50 - 0.3})
+            mlflow.end_run()
+            run_ids[tracking.run_name(params, tracking.git_state())] = run_id
     finally:
         os.environ.pop("DVC_ROOT")
         os.environ.pop("MLFLOW_TRACKING_URI", None)
+    assert all(name.endswith(("-smoke-yolov8n", "-cpu-yolov8n")) for name in run_ids)
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
@@ -78,18 +82,21 @@ def test_ui_shows_the_runs_and_their_map(tmp_path):
 
         runs_page = f"{base}/#/experiments/{experiment}/runs"
         text = browse(runs_page)
-        assert "yolov8n-smoke" in text and "yolov8n-cpu" in text and "2 matching runs" in text
+        assert all(name in text for name in run_ids) and "2 matching runs" in text
+        assert "train pages" in text  # the Dataset column: the data each run trained on
         quoted = ",".join(f"%22{i}%22" for i in run_ids.values())
         compare_page = f"{base}/#/compare-runs?runs=[{quoted}]&experiments=[%22{experiment}%22]"
         compare = browse(compare_page)
         assert "mAP50" in compare and "mAP50-95" in compare
         assert "0.9876" in compare and "0.6123" in compare
 
+        shots = Path(tempfile.gettempdir()) / "qblock-ui-screenshots"  # kept: passing tests' tmp_path is removed
+        shots.mkdir(exist_ok=True)
         for name, url in (("runs", runs_page), ("compare", compare_page)):
-            shot = tmp_path / f"mlflow-ui-{name}.png"
+            shot = shots / f"mlflow-ui-{name}.png"
             browse(url, shot)
             assert shot.stat().st_size > 20_000, f"{shot} looks empty"
-        print(f"screenshots: {tmp_path}/mlflow-ui-*.png")
+        print(f"screenshots: {shots}/mlflow-ui-*.png")
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

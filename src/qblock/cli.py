@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -152,19 +151,10 @@ def propose(
 
 @app.command()
 def show() -> None:
-    """Print the latest metrics and how to look at the runs in the MLflow UI."""
-    from qblock.config.schema import load_params
-    from qblock.core.secrets import redact
-    from qblock.model.tracking import tracking_uri
-    from qblock.stages.evaluate import print_metrics
+    """Print the latest metrics beside the champion's and the previous run's, and how to open the MLflow UI."""
+    from qblock.stages.evaluate import show_runs
 
-    params = load_params()
-    metrics_file = Path(params.paths.metrics_file)
-    if not metrics_file.is_file():
-        raise UserError(f"{metrics_file}: no metrics yet; run `dvc repro`")
-    print_metrics(console, json.loads(metrics_file.read_text(encoding="utf-8")))
-    console.print(f"MLflow store: {redact(tracking_uri(params.mlflow))}")
-    console.print("Open the MLflow UI: `qblock ui` (or `make ui`), then http://127.0.0.1:5000")
+    show_runs(Path.cwd(), console)
 
 
 @app.command()
@@ -332,9 +322,11 @@ def main() -> None:
     try:
         app()
     except UserError as exc:
+        from rich.markup import escape
+
         from qblock.core.secrets import redact
 
-        console.print(f"[red]error[/]: {redact(str(exc))}")  # a URL in a message never shows its secret
+        console.print(f"[red]error[/]: {escape(redact(str(exc)))}")  # a URL in a message never shows its secret
         sys.exit(1)
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]")

@@ -69,10 +69,11 @@ class ModelParams:
 
 @dataclass
 class TrainParams:
-    """ultralytics' train() arguments of the same names, and two of qblock's own."""
+    """ultralytics' train() arguments of the same names, and three of qblock's own."""
 
     preset: str = field(metadata=QBLOCK_ONLY)
     cpu_threads: int = field(metadata=QBLOCK_ONLY)
+    system_metrics: bool = field(metadata=QBLOCK_ONLY)  # MLflow's CPU, memory and GPU charts for the run
     epochs: int
     imgsz: int
     batch: int

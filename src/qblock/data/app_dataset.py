@@ -43,7 +43,7 @@ def read_image_size(path: Path, rel: str, log: ProblemLog) -> tuple[int, int] | 
 
 def read_groups(path: Path, rel: str, log: ProblemLog) -> list | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))  # Windows editors and PowerShell 5 write a BOM
     except UnicodeDecodeError:
         log.error(rel, "not UTF-8 text")
         return None

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from qblock.core.errors import StageFailed
 
@@ -49,7 +50,8 @@ class ProblemLog:
         ordered = self.errors + self.warnings
         for problem in ordered[:limit]:
             style = "red" if problem.severity == "error" else "yellow"
-            console.print(f"[{style}]{problem.severity}[/]: {problem.file}: {problem.message}", highlight=False)
+            console.print(f"[{style}]{problem.severity}[/]: {escape(problem.file)}: {escape(problem.message)}",
+                          highlight=False)
         if len(ordered) > limit:
             console.print(f"... and {len(ordered) - limit} more (all of them are in the report file)")
         if self.errors:

@@ -69,3 +69,13 @@ def split_list(split_dir: Path, split: str) -> list[str] | None:
     if not path.is_file():
         return None
     return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def split_counts(export_dir: Path, entries: list[str]) -> tuple[int, int]:
+    """(pages, boxes) of a split list's entries: each label file's non-empty rows."""
+    boxes = 0
+    for entry in entries:
+        label = export_dir / "labels" / f"{Path(entry).stem}.txt"
+        if label.is_file():
+            boxes += sum(1 for line in label.read_text(encoding="utf-8").splitlines() if line.strip())
+    return len(entries), boxes

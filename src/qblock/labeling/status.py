@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -49,7 +50,7 @@ def _unsure(proposal: Path) -> tuple[int, float] | None:
 
 def _question_count(groups_file: Path) -> int | None:
     try:
-        groups = json.loads(groups_file.read_text(encoding="utf-8")).get("groups")
+        groups = json.loads(groups_file.read_text(encoding="utf-8-sig")).get("groups")
     except (OSError, ValueError, AttributeError):
         return None
     return len(groups) if isinstance(groups, list) else None
@@ -81,21 +82,30 @@ def collect_status(dataset_root: Path) -> list[DocumentStatus]:
 
 
 def print_status(console: Console, statuses: list[DocumentStatus], show_unlabeled: int = 5) -> None:
+    """One line per document at any width of 80 columns or more: long names and lists are cut with '…'."""
     table = Table(title="Labeling progress", show_footer=True)
     total_pages = sum(len(s.pages) for s in statuses)
     total_labeled = sum(len(s.labeled) for s in statuses)
-    table.add_column("document", footer=f"{len(statuses)} documents")
-    table.add_column("labeled", justify="right", footer=f"{total_labeled}/{total_pages}")
-    table.add_column("", width=24, footer=ProgressBar(total=max(total_pages, 1), completed=total_labeled, width=24))
-    table.add_column("questions", justify="right", footer=str(sum(s.questions for s in statuses)))
-    table.add_column("next to label")
+    bar = 24 if console.width >= 120 else 10
+    counts = max(len("labeled"), len(f"{total_labeled}/{total_pages}"))
+    fixed = counts + bar + len("questions") + 5 * 3 + 1  # the other columns, their padding and borders
+    names = max([len("document"), len(f"{len(statuses)} documents"), *(cell_len(s.document) for s in statuses)])
+    document = min(names, max(16, (console.width - fixed) // 3))
+    rest = max(12, console.width - fixed - document)
+    table.add_column("document", footer=f"{len(statuses)} documents", no_wrap=True, overflow="ellipsis",
+                     width=document)
+    table.add_column("labeled", justify="right", footer=f"{total_labeled}/{total_pages}", no_wrap=True, width=counts)
+    table.add_column("", width=bar, footer=ProgressBar(total=max(total_pages, 1), completed=total_labeled, width=bar))
+    table.add_column("questions", justify="right", footer=str(sum(s.questions for s in statuses)), no_wrap=True,
+                     width=len("questions"))
+    table.add_column("next to label", no_wrap=True, overflow="ellipsis", max_width=rest)
     for s in statuses:
         todo = s.unlabeled
         more = f" (+{len(todo) - show_unlabeled})" if len(todo) > show_unlabeled else ""
         shown = ", ".join(f"{p} ({s.unsure[p][0]} unsure)" if p in s.unsure else p
                           for p in todo[:show_unlabeled]) + more
         table.add_row(s.document, f"{len(s.labeled)}/{len(s.pages)}",
-                      ProgressBar(total=max(len(s.pages), 1), completed=len(s.labeled), width=24),
+                      ProgressBar(total=max(len(s.pages), 1), completed=len(s.labeled), width=bar),
                       str(s.questions), shown or "[green]done[/]")
     console.print(table)
     for s in statuses:

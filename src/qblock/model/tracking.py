@@ -78,16 +78,41 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def git_state() -> dict[str, str]:
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return ""
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
 
-    commit = git("rev-parse", "HEAD")
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no")) if commit else False
+
+def git_state() -> dict[str, str]:
+    commit = _git("rev-parse", "HEAD")
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no")) if commit else False
     return {"git.commit": commit or "unknown", "git.dirty": str(dirty).lower()}
+
+
+def run_name(params: Params, git: dict[str, str]) -> str:
+    """A name people can tell apart and sort: the DVC experiment's name, else the short commit (+dirty),
+    then the preset and the model: `a1b2c3d-desktop_4070-yolov8m`."""
+    where = os.environ.get("DVC_EXP_NAME") or (
+        git["git.commit"][:7] + ("+dirty" if git["git.dirty"] == "true" else "") if git["git.commit"] != "unknown"
+        else "no-git")
+    return f"{where}-{params.train.preset}-{params.model.name}"
+
+
+def log_dataset(context: str, digest: str, pages: int, boxes: int, folders: dict[str, str]) -> None:
+    """The pages a run trained on (``training``) or was judged on (``validation``), as an MLflow dataset:
+    its digest is qblock's hash of them, its source the repository, commit and folders, so the UI's
+    Dataset column groups runs on the same data."""
+    import mlflow
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    origin = _git("remote", "get-url", "origin") or project_root().as_posix()
+    source = CodeDatasetSource({"repository": secrets.redact(origin), "commit": git_state()["git.commit"], **folders})
+    name = "train pages" if context == "training" else "val pages"
+    mlflow.log_input(MetaDataset(source, name=name, digest=digest[:36]), context=context,
+                     tags={"pages": str(pages), "boxes": str(boxes)})
 
 
 def start_run(params: Params, dataset_hash: str) -> str:
@@ -107,7 +132,8 @@ def start_run(params: Params, dataset_hash: str) -> str:
         tags["hydra.overrides"] = " ".join(overrides_from_conf(Path.cwd(), params)) or "none"
     except UserError as exc:  # no conf/ here (a bare params.yaml): say so rather than guess
         tags["hydra.overrides"] = f"unknown ({exc})"[:500]
-    run = mlflow.start_run(experiment_id=experiment_id, run_name=os.environ.get("DVC_EXP_NAME"), tags=tags)
+    run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name(params, tags), tags=tags,
+                           log_system_metrics=params.train.system_metrics)
     logged = {k: v for k, v in flatten(asdict(params)).items()
               if not k.startswith(("paths.", "mlflow.")) and k != "notify.webhook_url"}
     logged["notify.webhook_host"] = secrets.host(secrets.webhook_url(params.notify.webhook_url))  # never the URL
@@ -142,7 +168,7 @@ def device_name(device) -> str:
     return f"{device} ({torch.get_num_threads()} threads)"
 
 
-def reopen_run(params: MlflowParams, run_id: str, fix: str) -> None:
+def reopen_run(params: MlflowParams, run_id: str, fix: str, system_metrics: bool = False) -> None:
     """Make an interrupted training's run the active run again (status back to RUNNING).
 
     ``fix`` tells the user what to do when the run is gone from the store.
@@ -151,7 +177,7 @@ def reopen_run(params: MlflowParams, run_id: str, fix: str) -> None:
 
     connect(params)
     try:
-        mlflow.start_run(run_id=run_id)
+        mlflow.start_run(run_id=run_id, log_system_metrics=system_metrics)
     except mlflow.exceptions.MlflowException as exc:
         raise UserError(f"MLflow run {run_id} of the interrupted training is not in {tracking_uri(params)}: {exc}. "
                         f"{fix}") from None
@@ -324,8 +350,13 @@ def current_champion() -> Champion | None:
     return Champion(str(version.version), version.run_id, run.data.tags.get("qblock.val_hash"), run.data.metrics)
 
 
-def record_decision(decision: Decision) -> None:
-    """Move the alias when promoted; write the decision on the version, the active run and its JSON."""
+def record_decision(decision: Decision, headline: str, metrics: dict[str, float]) -> None:
+    """Move the alias when promoted; write the decision on the version, the active run and its JSON.
+
+    ``headline`` (the metrics and the decision in one line) becomes the run's description and the
+    version's, and the version carries the metrics as tags: the Models page answers "which version
+    is the champion and why" without opening runs.
+    """
     import mlflow
 
     client = mlflow.MlflowClient()
@@ -335,7 +366,10 @@ def record_decision(decision: Decision) -> None:
             "champion.reason": decision.reason}
     for key, value in tags.items():
         client.set_model_version_tag(REGISTERED_MODEL, decision.version, key, value)
-    mlflow.set_tags(tags)
+    for name, number in metrics.items():
+        client.set_model_version_tag(REGISTERED_MODEL, decision.version, f"metric.{name}", f"{number:g}")
+    client.update_model_version(REGISTERED_MODEL, decision.version, description=headline)
+    mlflow.set_tags(tags | {"mlflow.note.content": headline})
     mlflow.log_dict(asdict(decision), "champion_decision.json")
 
 
@@ -393,4 +427,35 @@ def logged_values(params: MlflowParams) -> list[tuple[str, str, str, str]]:
     for run in client.search_runs([experiment.experiment_id], max_results=5000):
         found += [(run.info.run_id, "param", key, value) for key, value in run.data.params.items()]
         found += [(run.info.run_id, "tag", key, value) for key, value in run.data.tags.items()]
+    return found
+
+
+def runs_to_compare(params: MlflowParams, run_id: str | None) -> list[tuple[str, dict[str, float]]]:
+    """(label, final metrics) of the champion and of the run before ``run_id`` (the latest finished run
+    with final metrics, other than ``run_id`` itself), for `qblock show`; empty without a store."""
+    if not _store_exists(params):
+        return []
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    _quiet_mlflow()
+    client = mlflow.MlflowClient(tracking_uri(params))
+    experiment = client.get_experiment_by_name(params.experiment)
+    if experiment is None:
+        return []
+    found: list[tuple[str, dict[str, float]]] = []
+    try:
+        version = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
+        if version.run_id != run_id:
+            champion_run = client.get_run(version.run_id)
+            found.append((f"champion v{version.version} ({champion_run.info.run_name})", champion_run.data.metrics))
+    except MlflowException:
+        pass
+    current = client.get_run(run_id) if run_id else None
+    before = f"attributes.start_time < {current.info.start_time}" if current else ""
+    for run in client.search_runs([experiment.experiment_id], filter_string=before, order_by=["start_time DESC"],
+                                  max_results=20):
+        if run.info.run_id != run_id and run.info.status == "FINISHED" and "mAP50" in run.data.metrics:
+            found.append((f"previous ({run.info.run_name})", run.data.metrics))
+            break
     return found

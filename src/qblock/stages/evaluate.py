@@ -22,7 +22,7 @@ from qblock.core import metric_names as names
 from qblock.core import notify
 from qblock.core.errors import UserError
 from qblock.data.problems import write_json
-from qblock.data.yolo_folder import split_list
+from qblock.data.yolo_folder import split_counts, split_list
 from qblock.model import champion, tracking
 from qblock.model.champion import Decision
 from qblock.model.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads, without_coco_eval_notes
@@ -49,6 +49,30 @@ def print_metrics(console: Console, metrics: dict) -> None:
     for name in metrics:
         table.add_column(name, justify="right")
     table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in metrics.values()))
+    console.print(table)
+
+
+def print_comparison(console: Console, metrics: dict, others: list[tuple[str, dict[str, float]]]) -> None:
+    """The latest metrics beside the champion's and the previous run's, with the differences."""
+    table = Table(title="latest run against the champion and the previous run")
+    table.add_column("metric")
+    table.add_column("latest", justify="right")
+    for label, _ in others:
+        table.add_column(label, justify="right")
+        table.add_column("change", justify="right")
+    for name in (*names.HEADLINE, names.FALSE_CROPS):
+        if name not in metrics:
+            continue
+        row = [name, f"{metrics[name]:.4f}"]
+        for _, theirs in others:
+            if name in theirs:
+                change = metrics[name] - theirs[name]
+                better = change > 0 if name != names.FALSE_CROPS else change < 0
+                style = "green" if better and abs(change) >= 5e-5 else "red" if abs(change) >= 5e-5 else "dim"
+                row += [f"{theirs[name]:.4f}", f"[{style}]{change:+.4f}[/]"]
+            else:
+                row += ["-", ""]
+        table.add_row(*row)
     console.print(table)
 
 
@@ -122,18 +146,30 @@ def write_reports(box, params: Params, pages: list[ValPage], eval_dir: Path, uns
     return metrics
 
 
+def headline(metrics: dict, decision: Decision) -> str:
+    """The run in one line, for the MLflow run's and model version's descriptions."""
+    shown = " · ".join(f"{key} {metrics[key]:.3f}" for key in (names.MAP50, names.MAP50_95, names.CROP_RATE)
+                       if key in metrics)
+    verdict = "champion" if decision.promoted else "challenger"
+    pages = metrics.get(names.VAL_PAGES, "?")
+    return f"{shown} on {pages} val pages · v{decision.version} {verdict}: {decision.reason}"
+
+
 def register_and_judge(params: Params, run_id: str, metrics: dict, val_hash: str, eval_dir: Path,
                        score: float, rescore: Callable[[str], float], snap: SnapRule | None) -> Decision:
     """Log the evaluation into the pipeline's run, register the model, decide the champion."""
     paths = params.paths
+    export_dir, split_dir = Path(paths.export_dir), Path(paths.split_dir)
     with tracking.resume_run(params.mlflow, run_id):
+        tracking.log_dataset("validation", val_hash, *split_counts(export_dir, split_list(split_dir, "val") or []),
+                             {"export_dir": paths.export_dir, "split": f"{paths.split_dir}/val.txt"})
         evaluation_files = [*sorted(eval_dir.glob("*.png")), *sorted(eval_dir.glob("*.json"))]
         tracking.log_evaluation(metrics, val_hash, Path(paths.metrics_file), evaluation_files)
         version = tracking.register(Path(paths.model_dir) / "best.pt", params.train.imgsz,
                                     metrics[names.CONF_THRESHOLD], snap.to_json() if snap else None)
         decision = champion.decide(version, params.evaluate.champion_metric, score, val_hash,
                                    tracking.current_champion(), rescore)
-        tracking.record_decision(decision)
+        tracking.record_decision(decision, headline(metrics, decision), metrics)
     return decision
 
 
@@ -182,6 +218,27 @@ def run(params: Params, console: Console) -> dict:
                                       rescore, rule if snapping else None)
     announce(params, metrics, decision, console)
     return metrics
+
+
+def show_runs(root: Path, console: Console) -> None:
+    """`qblock show`: the latest metrics.json beside the champion's and the previous run's metrics."""
+    from qblock.config.schema import load_params
+    from qblock.core.secrets import redact
+
+    params = load_params(root)
+    metrics_file = root / params.paths.metrics_file
+    if not metrics_file.is_file():
+        raise UserError(f"{metrics_file}: no metrics yet; run `dvc repro`")
+    metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+    run_file = root / params.paths.model_dir / "run.json"
+    run_id = tracking.read_run_file(run_file) if run_file.is_file() else None
+    others = tracking.runs_to_compare(params.mlflow, run_id)
+    if others:
+        print_comparison(console, metrics, others)
+    else:
+        print_metrics(console, metrics)
+    console.print(f"MLflow store: {redact(tracking.tracking_uri(params.mlflow, root))}")
+    console.print("Open the MLflow UI: `qblock ui` (or `make ui`), then http://127.0.0.1:5000")
 
 
 def main(params: Params, console: Console) -> None:

@@ -20,6 +20,7 @@ from rich.console import Console
 
 from qblock.config.schema import ModelParams, Params
 from qblock.core.errors import UserError
+from qblock.data.yolo_folder import split_counts, split_list
 from qblock.model import tracking
 from qblock.model.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads
 
@@ -113,7 +114,8 @@ def run(params: Params, console: Console) -> Path:
         resumable = last.is_file() and state_file.is_file()
         if resumable:
             run_id = tracking.read_run_file(state_file)
-            tracking.reopen_run(params.mlflow, run_id, f"Delete {save_dir} to start training over.")
+            tracking.reopen_run(params.mlflow, run_id, f"Delete {save_dir} to start training over.",
+                                params.train.system_metrics)
             model = YOLO(str(last))
             done = _align_with_checkpoint(save_dir, last, run_id)
             console.print(f"train: resuming the interrupted training from epoch {done + 1} of "
@@ -125,6 +127,9 @@ def run(params: Params, console: Console) -> Path:
                           " (from scratch; `qblock weights fetch` brings pretrained weights)"))
             model = YOLO(source)
             run_id = tracking.start_run(params, dataset_hash)
+            train_pages = split_list(split_dir, "train") or []
+            tracking.log_dataset("training", dataset_hash, *split_counts(export_dir, train_pages),
+                                 {"export_dir": paths.export_dir, "split": f"{paths.split_dir}/train.txt"})
             save_dir.mkdir(parents=True)
             tracking.write_run_file(state_file, run_id, params.mlflow)
         console.print(f"train: MLflow run {run_id} in {tracking.tracking_uri(params.mlflow)}")

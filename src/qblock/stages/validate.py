@@ -23,6 +23,7 @@ from rich.console import Console
 
 from qblock.config.schema import Params
 from qblock.core.progress import map_pages
+from qblock.data.app_dataset import GROUPS_SUFFIX
 from qblock.data.contact_sheet import save_contact_sheet
 from qblock.data.labels import LabelRow, parse_clean, parse_row
 from qblock.data.problems import Problem, ProblemLog, write_json
@@ -305,14 +306,35 @@ def draw_samples(export_dir: Path, labels: dict[str, str], count: int, out: Path
     save_contact_sheet(tiles, out)
 
 
+def in_the_app(problems: list[Problem], export_dir: Path, dataset_root: Path) -> list[Problem]:
+    """Problems of exported files named by the file a person opens: the page image or groups file in the
+    app's dataset_root, with the exported copy in brackets (`data/yolo/images/doc__page.png` is not a
+    path anyone made)."""
+    records = {}
+    for record in read_manifest(export_dir).pages:
+        records[str(export_dir / "images" / record.image_name)] = (record, dataset_root / record.image)
+        records[str(export_dir / "labels" / record.label_name)] = (
+            record, dataset_root / "documents" / record.document / "groups" / f"{record.page}{GROUPS_SUFFIX}")
+    named = []
+    for problem in problems:
+        found = records.get(problem.file)
+        if found is not None:
+            problem = Problem(f"{found[1].as_posix()} [exported copy: {problem.file}]", problem.message,
+                              problem.severity)
+        named.append(problem)
+    return named
+
+
 def run(export_dir: Path, split_dir: Path, reports_dir: Path, sample_pages: int, console: Console,
-        cache_file: Path | None = None) -> dict:
+        cache_file: Path | None = None, dataset_root: Path | None = None) -> dict:
     class_names = read_manifest(export_dir).summary["class_names"]
     log = ProblemLog()
     checked = CheckCache(cache_file or Path(".qblock") / "cache" / "validated.json")
     labels = check_files(export_dir, len(class_names), checked, log)
     lists = read_split_lists(split_dir, log)
     check_split_lists(lists, export_dir, split_dir, log)
+    if dataset_root is not None and log.problems:
+        log.problems = in_the_app(log.problems, export_dir, dataset_root)
 
     stats = {"classes": len(class_names)} | box_statistics(labels)
     for split, entries in lists.items():
@@ -336,4 +358,5 @@ def run(export_dir: Path, split_dir: Path, reports_dir: Path, sample_pages: int,
 
 def main(params: Params, console: Console) -> None:
     paths = params.paths
-    run(Path(paths.export_dir), Path(paths.split_dir), Path(paths.reports_dir), params.validate.sample_pages, console)
+    run(Path(paths.export_dir), Path(paths.split_dir), Path(paths.reports_dir), params.validate.sample_pages, console,
+        dataset_root=Path(paths.dataset_root))
