@@ -22,6 +22,7 @@ import json
 import math
 import os
 import shutil
+import stat
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -194,8 +195,21 @@ def collect_pages(
     return [records[s.key] for s in sources if s.key in records], unlabeled
 
 
-def _copy_image(source: Path, target: Path) -> None:
-    shutil.copyfile(source, target)
+def _link_image(source: Path, target: Path) -> None:
+    """The page image in the export: a hard link to the app's file (no second copy on disk), or a copy
+    where no link can be made (another drive, a file system without links). Always a new file, then a
+    rename: the old one may be a link, and writing into it would change the page it shares bytes with."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    try:
+        os.replace(tmp, target)
+    except PermissionError:  # Windows: a read-only old link (DVC protects cached files) cannot be replaced
+        os.chmod(target, stat.S_IREAD | stat.S_IWRITE)
+        os.replace(tmp, target)
 
 
 def _write_label(text: str, target: Path) -> None:
@@ -222,7 +236,7 @@ def write_export(pages: list[PageRecord], previous: dict[str, PageRecord], datas
         wanted |= {image_name, label_name}
         before = previous.get(page.key)
         if image_name not in present or before is None or before.image_stat != page.image_stat:
-            jobs.append((_copy_image, dataset_root / page.image, images_dir / image_name))
+            jobs.append((_link_image, dataset_root / page.image, images_dir / image_name))
         if label_name not in present or before is None or before.labels != page.labels:
             jobs.append((_write_label, page.labels, labels_dir / label_name))
     for write, *args in track(jobs, "export: write"):  # threads measured slower here: the disk is the limit

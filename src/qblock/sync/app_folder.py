@@ -50,13 +50,17 @@ def mirror(app_root: Path, target: Path) -> tuple[int, int]:
                 if current.st_size == stat.st_size and current.st_mtime_ns == stat.st_mtime_ns:
                     continue
             dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)  # keeps the modification time, so the next mirror skips it
+            # A new file, then a rename: the old one may be a hard link into DVC's cache, which an in-place
+            # write would corrupt. copy2 keeps the modification time, so the next mirror skips the file.
+            tmp = dst.with_name(f".{dst.name}.qblock-tmp")
+            shutil.copy2(src, tmp)
+            os.replace(tmp, dst)
             copied += 1
     if (target / "documents").is_dir():
         for folder, _, files in os.walk(target / "documents"):
             relative = Path(folder).relative_to(target / "documents")
             for name in files:
-                if (relative / name).as_posix() not in wanted:
+                if (relative / name).as_posix() not in wanted:  # the app deleted it (or a crashed copy's tmp)
                     (Path(folder) / name).unlink()
                     deleted += 1
     return copied, deleted

@@ -54,16 +54,30 @@ def check_git(root: Path) -> list[Check]:
 
 
 def check_cache(root: Path) -> list[Check]:
-    configured = run(["dvc", "config", "cache.type"], root, "dvc config", check=False).stdout.strip() or "reflink,copy"
+    """Whether DVC's cache shares storage with the work tree, and whether that is safe here (sync/storage.py)."""
+    from qblock.config.schema import read_yaml
+    from qblock.sync import storage
+
+    try:
+        dataset_root = Path((read_yaml(root / "params.yaml").get("paths") or {}).get("dataset_root")
+                            or "data/dataset_root")
+        configured = storage.current_link_type(root)
+    except UserError as exc:
+        return [Check("cache links", False, str(exc), "qblock params")]
+    wanted, why = storage.wanted_link_type(root, dataset_root)
     doctor = run(["dvc", "doctor"], root, "dvc doctor", check=False).stdout
     supported = next((line.split(":", 1)[1].strip() for line in doctor.splitlines() if "Cache types" in line), "?")
-    if supported.startswith("<"):  # DVC can tell only once the cache holds data
-        return [Check("cache links", True, f"cache.type {configured}; the cache is empty so far")]
-    copies = "reflink" not in supported and configured.startswith("reflink")
-    detail = f"cache.type {configured}; this filesystem supports {supported}"
-    if copies:
-        return [Check("cache links", True, detail + ": the workspace holds copies (twice the disk for data)",
-                      "dvc config --local cache.type hardlink  (saves space; DVC then protects files from edits)")]
+    detail = f"cache.type {configured}; this file system supports {supported}"
+    if "hardlink" in configured and wanted == storage.SEPARATE:
+        return [Check("cache links", False, f"{detail}, but {why}",
+                      f"dvc config --local cache.type {storage.SEPARATE} && dvc checkout --relink  (or let the app "
+                      f"write its own folder: qblock publish --app PATH)")]
+    if wanted == storage.SHARED and "hardlink" not in configured:
+        return [Check("cache links", True, f"{detail}: the work tree holds copies of cached pages",
+                      "qblock publish (or desktop-run) sets cache.type " + storage.SHARED + " here: " + why)]
+    if wanted == storage.SEPARATE and not supported.startswith("<") and "reflink" not in supported:
+        return [Check("cache links", True, f"{detail}: copies, since {why}",
+                      "qblock publish --app PATH (the app's own folder, mirrored in) lets the cache share storage")]
     return [Check("cache links", True, detail)]
 
 

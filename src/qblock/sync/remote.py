@@ -86,7 +86,7 @@ def probe(root: Path, url: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
     raise UserError(f"remote {url}: not reachable or not writable: {outcome['error']}")
 
 
-def _dvc_config(root: Path):
+def dvc_config(root: Path):
     """DVC's own reader and writer of `.dvc/config` and `.dvc/config.local` (in-process: no dvc to start)."""
     from dvc.config import Config, ConfigError
 
@@ -100,7 +100,7 @@ def _dvc_config(root: Path):
 
 def remote_url(root: Path) -> str | None:
     """The NAS remote's URL, from every config level as DVC merges them; None when there is none."""
-    url = _dvc_config(root)["remote"].get(REMOTE, {}).get("url")
+    url = dvc_config(root)["remote"].get(REMOTE, {}).get("url")
     return str(url) if url else None
 
 
@@ -117,13 +117,13 @@ def set_remote(root: Path, location: str, console: Console, timeout_s: float = P
         raise UserError(f"--keyfile is for ssh:// remotes; {location} is not one. Nothing was changed.")
     from dvc.config import ConfigError
 
-    dvc_config = _dvc_config(root)
+    config_levels = dvc_config(root)
     local = root / ".dvc" / "config.local"
     before = local.read_text(encoding="utf-8") if local.is_file() else None
     # what `dvc remote add --local --default --force` and `dvc remote modify --local` write, without
     # starting dvc twice more: the whole command stays within 10 s when the NAS does not answer
     try:
-        with dvc_config.edit("local") as config:  # validated before it is written
+        with config_levels.edit("local") as config:  # validated before it is written
             config["remote"][REMOTE] = {"url": location}
             if keyfile is not None:
                 config["remote"][REMOTE]["keyfile"] = str(keyfile.expanduser().resolve())

@@ -18,8 +18,10 @@ from pathlib import Path
 from rich.console import Console
 
 from qblock.config.schema import Paths
+from qblock.core import machine
 from qblock.core import metric_names as names
 from qblock.core.errors import UserError
+from qblock.sync import storage
 from qblock.sync.remote import REMOTE, not_on_remote, require_remote, run, tools_env
 
 
@@ -69,12 +71,16 @@ def publish(root: Path, paths: Paths, console: Console, app_root: Path | None = 
         app_folder.remember(root, app_root)
     app_root = app_folder.remembered(root)
     dataset_root = Path(paths.dataset_root)
+    storage.apply_link_type(root, dataset_root, console)
     if app_root is not None:
         copied, deleted = app_folder.mirror(app_root, root / dataset_root)
         console.print(f"publish: {app_root} -> {dataset_root}: {copied} files copied, {deleted} deleted")
+    # Snapshot first, then export: `dvc add` replaces each page with the file the cache keeps (a link to it,
+    # or a copy), and the export must link to that file, not to one DVC has just let go (sync/storage.py).
+    # A failed validation still stops publish before anything is committed or pushed.
+    run(["dvc", "add", str(dataset_root)], root, f"snapshotting {dataset_root} into DVC")
     console.print("publish: validating the labels (export, split, validate) ...")
     run(["dvc", "repro", "validate"], root, "validating the labels", "Fix the files named above, then publish again.")
-    run(["dvc", "add", str(dataset_root)], root, f"snapshotting {dataset_root} into DVC")
 
     def message() -> str:
         stats = json.loads((root / paths.reports_dir / "data_stats.json").read_text(encoding="utf-8"))
@@ -89,6 +95,8 @@ def desktop_run(root: Path, paths: Paths, console: Console) -> None:
     """Desktop: git pull, dvc pull, dvc repro, commit the results, push data, then the commit."""
     require_remote(root)
     _require_clean(root, "desktop-run")
+    machine.remember(storage.ROLE_KEY, "desktop", root)
+    storage.apply_link_type(root, Path(paths.dataset_root), console)
     console.print("desktop-run: git pull ...")
     run(["git", "pull", "--ff-only"], root, "git pull", "Resolve it by hand (`git status`), then rerun.")
     console.print("desktop-run: dvc pull ...")
