@@ -331,6 +331,7 @@ def test_runs_read_at_a_glance_in_mlflow(two_runs):
 def test_show_puts_the_latest_run_beside_the_champion_and_the_previous_one(two_runs):
     shown = sh([sys.executable, "-m", "qblock", "show"], two_runs["repo"]).stdout
     said = " ".join(shown.split())
-    assert "previous (" in said and "change" in said and "mAP50-95" in said
     runs = sorted(mlflow_runs(two_runs["repo"]), key=lambda r: r.info.start_time)
-    assert f"{runs[0].data.metrics['mAP50-95']:.4f}" in said  # the previous run's figure
+    assert "change" in said and "mAP50-95" in said
+    assert f"previous: run {runs[0].info.run_name}" in said  # the run before the latest, by name
+    assert f"{runs[0].data.metrics['mAP50-95']:.4f}" in said  # and its figure

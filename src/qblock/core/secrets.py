@@ -31,7 +31,8 @@ _RULES: list[_Rule] = [
      lambda m: f"{m[1]}/***"),
     ("a Discord webhook", re.compile(r"(discord(?:app)?\.com/api/webhooks/\d+)/[A-Za-z0-9_-]{20,}"),
      lambda m: f"{m[1]}/***"),
-    ("a password in a URL", re.compile(r"\b([a-z][a-z0-9+.-]*://[^\s/:@'\"]+):[^\s/@'\"]+@", re.IGNORECASE),
+    ("a password in a URL",  # not a placeholder: `***` (redacted), `<password>`, `${VAR}`
+     re.compile(r"\b([a-z][a-z0-9+.-]*://[^\s/:@'\"]+):(?![*]+@|<|\$\{)[^\s/@'\"]+@", re.IGNORECASE),
      lambda m: f"{m[1]}:***@"),
     ("a token in a URL", re.compile(
         r"([?&](?:token|access_token|auth|api_?key|key|secret|password|passwd|sig|signature)=)[^&\s'\"]{6,}",

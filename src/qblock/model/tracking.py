@@ -430,9 +430,10 @@ def logged_values(params: MlflowParams) -> list[tuple[str, str, str, str]]:
     return found
 
 
-def runs_to_compare(params: MlflowParams, run_id: str | None) -> list[tuple[str, dict[str, float]]]:
-    """(label, final metrics) of the champion and of the run before ``run_id`` (the latest finished run
-    with final metrics, other than ``run_id`` itself), for `qblock show`; empty without a store."""
+def runs_to_compare(params: MlflowParams, run_id: str | None) -> list[tuple[str, str, dict[str, float]]]:
+    """(short label, run name, final metrics) of the champion and of the run before ``run_id`` (the latest
+    finished run with final metrics, other than ``run_id``), one entry when they are the same run; for
+    `qblock show`. Empty without a store."""
     if not _store_exists(params):
         return []
     import mlflow
@@ -443,19 +444,24 @@ def runs_to_compare(params: MlflowParams, run_id: str | None) -> list[tuple[str,
     experiment = client.get_experiment_by_name(params.experiment)
     if experiment is None:
         return []
-    found: list[tuple[str, dict[str, float]]] = []
+    champion: tuple[str, Any] | None = None
     try:
         version = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
         if version.run_id != run_id:
-            champion_run = client.get_run(version.run_id)
-            found.append((f"champion v{version.version} ({champion_run.info.run_name})", champion_run.data.metrics))
+            champion = (f"champion v{version.version}", client.get_run(version.run_id))
     except MlflowException:
         pass
     current = client.get_run(run_id) if run_id else None
     before = f"attributes.start_time < {current.info.start_time}" if current else ""
-    for run in client.search_runs([experiment.experiment_id], filter_string=before, order_by=["start_time DESC"],
-                                  max_results=20):
-        if run.info.run_id != run_id and run.info.status == "FINISHED" and "mAP50" in run.data.metrics:
-            found.append((f"previous ({run.info.run_name})", run.data.metrics))
-            break
+    previous = next((run for run in client.search_runs([experiment.experiment_id], filter_string=before,
+                                                        order_by=["start_time DESC"], max_results=20)
+                     if run.info.run_id != run_id and run.info.status == "FINISHED" and "mAP50" in run.data.metrics),
+                    None)
+    found = []
+    if champion is not None:
+        label, run = champion
+        same = previous is not None and previous.info.run_id == run.info.run_id
+        found.append((f"{label} = previous" if same else label, run.info.run_name, run.data.metrics))
+    if previous is not None and (champion is None or previous.info.run_id != champion[1].info.run_id):
+        found.append(("previous", previous.info.run_name, previous.data.metrics))
     return found

@@ -52,19 +52,20 @@ def print_metrics(console: Console, metrics: dict) -> None:
     console.print(table)
 
 
-def print_comparison(console: Console, metrics: dict, others: list[tuple[str, dict[str, float]]]) -> None:
-    """The latest metrics beside the champion's and the previous run's, with the differences."""
+def print_comparison(console: Console, metrics: dict, others: list[tuple[str, str, dict[str, float]]]) -> None:
+    """The latest metrics beside the champion's and the previous run's, with the differences; the runs'
+    names below the table (they are long, and would squeeze the columns)."""
     table = Table(title="latest run against the champion and the previous run")
-    table.add_column("metric")
+    table.add_column("metric", no_wrap=True)
     table.add_column("latest", justify="right")
-    for label, _ in others:
+    for label, _, _ in others:
         table.add_column(label, justify="right")
         table.add_column("change", justify="right")
     for name in (*names.HEADLINE, names.FALSE_CROPS):
         if name not in metrics:
             continue
         row = [name, f"{metrics[name]:.4f}"]
-        for _, theirs in others:
+        for _, _, theirs in others:
             if name in theirs:
                 change = metrics[name] - theirs[name]
                 better = change > 0 if name != names.FALSE_CROPS else change < 0
@@ -74,6 +75,7 @@ def print_comparison(console: Console, metrics: dict, others: list[tuple[str, di
                 row += ["-", ""]
         table.add_row(*row)
     console.print(table)
+    console.print("; ".join(f"{label}: run {name}" for label, name, _ in others))
 
 
 def val_fingerprint(export_dir: Path, val_images: list[str]) -> str:

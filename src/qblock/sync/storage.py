@@ -46,7 +46,9 @@ def wanted_link_type(root: Path, dataset_root: Path) -> tuple[str, str]:
 
 
 def current_link_type(root: Path) -> str:
-    return str(dvc_config(root)["cache"].get("type") or SEPARATE)
+    """This repository's cache.type as `dvc config` writes it (DVC's reader returns a list)."""
+    configured = dvc_config(root)["cache"].get("type") or SEPARATE
+    return ",".join(configured) if isinstance(configured, list) else str(configured)
 
 
 def apply_link_type(root: Path, dataset_root: Path, console: Console) -> str:
