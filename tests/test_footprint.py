@@ -107,6 +107,7 @@ def test_with_the_apps_own_folder_the_cache_shares_storage_and_an_in_place_edit_
     app_pages = sorted((app / "documents").glob("*/pages/*.png"))
     assert repo_pages and all(p.stat().st_nlink >= 3 for p in repo_pages)  # work tree, cache and export: one file
     assert all(p.stat().st_nlink == 1 for p in app_pages)  # the app's own files are never linked
+    assert sh(["git", "ls-files", "data/yolo"], laptop).stdout == ""  # the export is rebuilt, never in git
     ratio = footprint(data, laptop / ".dvc" / "cache") / pages
     assert ratio <= 1.3, ratio
     objects = cache_objects_are_intact(laptop / ".dvc" / "cache")

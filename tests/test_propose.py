@@ -129,22 +129,25 @@ def test_propose_snaps_edges_onto_the_ink_when_the_registered_model_says_so(trai
 
     from qblock.data.yolo_folder import split_list
     from qblock.model.tracking import REGISTERED_MODEL
-    from qblock.quality.ink_snap import ink_mask, learn_from_folder, snap_box
+    from qblock.quality.ink_snap import hugs_ink, ink_mask, learn_from_folder, room_below, snap_box
+    from qblock.quality.spacing import settle_bottoms
 
     repo = fork(trained_repo["repo"], tmp_path / "repo")
     root = repo / "data" / "dataset_root"
     for groups in sorted((root / "documents").glob("*/groups/*_groups.json")):
         groups.unlink()  # every page unlabeled: more boxes to snap
-    qb("propose", cwd=repo)
+    # a low threshold: the smoke model scores 0, so the threshold evaluate chose for it (0.99) keeps no box
+    qb("propose", "--conf", "0.01", cwd=repo)
     proposals = sorted(root.glob("documents/*/proposals/*_groups.json"))
     raw = {p: json.loads(p.read_text()) for p in proposals}
     assert all(d["source"]["ink_snap"] is False for d in raw.values())
+    assert sum(len(d["groups"]) for d in raw.values()) > 0
 
     rule = learn_from_folder(repo / "data" / "yolo", split_list(repo / "data" / "split", "train") or [])
     assert rule.active
     mlflow.set_tracking_uri(f"sqlite:///{(repo / 'mlflow.db').as_posix()}")
     mlflow.MlflowClient().set_model_version_tag(REGISTERED_MODEL, "1", "qblock.ink_snap", rule.to_json())
-    log = qb("propose", cwd=repo).stdout
+    log = qb("propose", "--conf", "0.01", cwd=repo).stdout
     assert f"{len(proposals)} page(s) proposed, 0 unchanged" in " ".join(log.split())
 
     moved, agree, total = 0, 0, 0
@@ -160,8 +163,14 @@ def test_propose_snaps_edges_onto_the_ink_when_the_registered_model_says_so(trai
             return [(b["x"], b["y"], b["x"] + b["width"], b["y"] + b["height"])
                     for b in (g["combinedBbox"] for g in data["groups"])]
 
-        # each proposed box is the unsnapped one snapped (give or take the rounding to whole pixels)
+        # each proposed box is the unsnapped one snapped, and settled as a crop (working space, column
+        # end: quality/spacing.py), give or take the rounding to whole pixels
         expected = [snap_box(mask, box, rule) for box in corners(raw[proposal])]
+        if rule.settles:
+            height, width = mask.shape
+            expected = settle_bottoms(expected, [hugs_ink(mask, b, rule) for b in expected], height,
+                                      rule.reach * width, rule.spacing, rule.column_end,
+                                      [room_below(mask, b, rule) for b in expected])
         for box in corners(snapped):
             total += 1
             agree += min(np.abs(np.subtract(box, e)).max() for e in expected) <= 1.5

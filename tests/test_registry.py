@@ -39,7 +39,7 @@ def test_the_alias_moves_only_to_a_better_model_on_the_same_val_data(store):
                 return champion_now
 
             decision = champion.decide(version, "mAP50-95", score, val_hash, tracking.current_champion(), rescore)
-            tracking.record_decision(decision)
+            tracking.record_decision(decision, f"mAP50-95 {score:.3f} · v{version}", {"mAP50-95": score})
             return active.info.run_id, decision
 
     first, decision = run(0.50, "aaa")
@@ -56,3 +56,5 @@ def test_the_alias_moves_only_to_a_better_model_on_the_same_val_data(store):
     alias = client.get_model_version_by_alias(champion.REGISTERED_MODEL, champion.CHAMPION)
     assert str(alias.version) == "4"
     assert client.get_model_version(champion.REGISTERED_MODEL, "2").tags["champion.decision"] == "not promoted"
+    second = client.get_model_version(champion.REGISTERED_MODEL, "2")
+    assert second.description == "mAP50-95 0.450 · v2" and second.tags["metric.mAP50-95"] == "0.45"

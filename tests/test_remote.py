@@ -6,6 +6,7 @@ import socket
 import time
 from pathlib import Path
 
+import yaml
 from tests.repos import copy_repo
 from tests.test_cli import qblock
 
@@ -76,7 +77,8 @@ def test_doctor_names_each_problem_with_its_fix(tmp_path):
     assert "no remote on this machine" in result.stdout and "qblock remote set" in result.stdout
     assert "no upstream" in result.stdout and "git push -u origin HEAD" in result.stdout
     params = repo / "params.yaml"
-    params.write_text(params.read_text().replace("epochs: 30", "epochs: 31"))
+    epochs = yaml.safe_load(params.read_text())["train"]["epochs"]
+    params.write_text(params.read_text().replace(f"epochs: {epochs}", f"epochs: {epochs + 1}"))
     assert "params.yaml differs from conf/" in qblock("doctor", cwd=repo).stdout
 
 
