@@ -45,10 +45,12 @@ def write_pr_curve(curves_results: list, path: Path, points: int = 101) -> None:
 
 
 def print_metrics(console: Console, metrics: dict) -> None:
-    table = Table(title="val metrics", show_header=True)
-    for name in metrics:
-        table.add_column(name, justify="right")
-    table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in metrics.values()))
+    """One metric a row: readable at 80 columns, however many metrics there are."""
+    table = Table(title="val metrics")
+    table.add_column("metric", no_wrap=True)
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))
     console.print(table)
 
 
