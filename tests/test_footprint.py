@@ -129,3 +129,32 @@ def test_with_the_apps_own_folder_the_cache_shares_storage_and_an_in_place_edit_
     sh(["dvc", "checkout", "--relink", "--allow-missing"], laptop)
     assert all(p.stat().st_nlink == 1 for p in repo_pages)
     assert "modified" not in sh(["dvc", "status", "data/dataset_root.dvc"], laptop).stdout
+
+
+def test_a_read_only_linked_page_is_replaced_and_removed_as_windows_allows(tmp_path, monkeypatch):
+    """DVC marks files it shares with the cache read-only; Windows then refuses to rename over them or
+    delete them (Linux and macOS do not). os.replace and os.unlink here follow Windows' rule."""
+    from qblock.core import files
+
+    real_replace, real_unlink = os.replace, os.unlink
+
+    def read_only_refused(path) -> None:
+        if os.path.exists(path) and not os.stat(path).st_mode & 0o200:
+            raise PermissionError(13, "Access is denied", str(path))
+
+    monkeypatch.setattr(os, "replace", lambda src, dst: (read_only_refused(dst), real_replace(src, dst))[1])
+    monkeypatch.setattr(os, "unlink", lambda path: (read_only_refused(path), real_unlink(path))[1])
+    cached = tmp_path / "cache_object"
+    cached.write_bytes(b"old page")
+    page = tmp_path / "page.png"
+    os.link(cached, page)
+    os.chmod(page, 0o444)  # as DVC protects it
+    new = tmp_path / ".page.png.tmp"
+    new.write_bytes(b"new page")
+    files.replace(new, page)
+    assert page.read_bytes() == b"new page" and cached.read_bytes() == b"old page"  # the cache keeps its bytes
+    other = tmp_path / "other.png"
+    os.link(cached, other)
+    os.chmod(other, 0o444)
+    files.remove(other)
+    assert not other.exists() and cached.read_bytes() == b"old page"

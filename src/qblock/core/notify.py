@@ -35,8 +35,8 @@ def send(params: NotifyParams, payload: dict, console: Console) -> bool:
             response.read()
         return True
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        shown = secrets.redact(str(exc).replace(url, secrets.redact(url)))
-        console.print(f"[yellow]warning[/]: notify: could not reach the webhook at {secrets.redact(url)} ({shown}); "
+        console.print(f"[yellow]warning[/]: notify: could not reach the webhook at {secrets.redact(url)} "
+                      f"({secrets.redact(str(exc))}); "
                       "the run itself is unaffected")
         return False
 

@@ -22,7 +22,6 @@ import json
 import math
 import os
 import shutil
-import stat
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any, cast
 from rich.console import Console
 
 from qblock.config.schema import ExportParams, Params
+from qblock.core import files
 from qblock.core.errors import UserError
 from qblock.core.progress import map_pages, track
 from qblock.data.app_dataset import PageSource, read_groups, read_image_size, scan_documents
@@ -205,11 +205,7 @@ def _link_image(source: Path, target: Path) -> None:
         os.link(source, tmp)
     except OSError:
         shutil.copyfile(source, tmp)
-    try:
-        os.replace(tmp, target)
-    except PermissionError:  # Windows: a read-only old link (DVC protects cached files) cannot be replaced
-        os.chmod(target, stat.S_IREAD | stat.S_IWRITE)
-        os.replace(tmp, target)
+    files.replace(tmp, target)
 
 
 def _write_label(text: str, target: Path) -> None:
@@ -244,7 +240,7 @@ def write_export(pages: list[PageRecord], previous: dict[str, PageRecord], datas
     for folder in (images_dir, labels_dir):
         for stale in os.scandir(folder):
             if stale.name not in wanted:
-                os.unlink(stale.path)
+                files.remove(Path(stale.path))
     write_manifest(out_dir, Manifest(summary, pages))
     return len(jobs)
 

@@ -14,7 +14,7 @@ import os
 import shutil
 from pathlib import Path
 
-from qblock.core import machine
+from qblock.core import files, machine
 from qblock.core.errors import UserError
 
 APP_ROOT_KEY = "app_dataset_root"
@@ -38,9 +38,9 @@ def mirror(app_root: Path, target: Path) -> tuple[int, int]:
         return 0, 0
     copied = deleted = 0
     wanted: set[str] = set()
-    for folder, _, files in os.walk(source):
+    for folder, _, names in os.walk(source):
         relative = Path(folder).relative_to(source)
-        for name in files:
+        for name in names:
             rel = (relative / name).as_posix()
             wanted.add(rel)
             src, dst = Path(folder) / name, target / "documents" / relative / name
@@ -54,13 +54,13 @@ def mirror(app_root: Path, target: Path) -> tuple[int, int]:
             # write would corrupt. copy2 keeps the modification time, so the next mirror skips the file.
             tmp = dst.with_name(f".{dst.name}.qblock-tmp")
             shutil.copy2(src, tmp)
-            os.replace(tmp, dst)
+            files.replace(tmp, dst)
             copied += 1
     if (target / "documents").is_dir():
-        for folder, _, files in os.walk(target / "documents"):
+        for folder, _, names in os.walk(target / "documents"):
             relative = Path(folder).relative_to(target / "documents")
-            for name in files:
+            for name in names:
                 if (relative / name).as_posix() not in wanted:  # the app deleted it (or a crashed copy's tmp)
-                    (Path(folder) / name).unlink()
+                    files.remove(Path(folder) / name)
                     deleted += 1
     return copied, deleted

@@ -123,7 +123,7 @@ def _secrets_in_mlflow(root: Path) -> list[str]:
         mlflow_params = MlflowParams(section.get("tracking_uri"), section.get("artifact_root"),
                                      section.get("experiment") or "qblock")
         values = logged_values(mlflow_params)
-    except Exception as exc:  # noqa: BLE001  (a store that cannot be read is reported by the other checks)
+    except Exception as exc:  # a store that cannot be read is reported by the other checks
         return [f"could not read the MLflow store ({secrets.redact(str(exc)).splitlines()[0]})"]
     return [f"MLflow run {run_id[:8]} {what} {key}: {kind}" for run_id, what, key, value in values
             if (kind := secrets.kind_of(value))]
