@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from qblock.core.console import console
 from qblock.core.errors import UserError
@@ -96,17 +97,27 @@ def evaluate() -> None:
 def status(
     dataset_root: Annotated[Path | None, typer.Argument(help="the app's dataset_root [default: from params]")] = None,
     unlabeled: Annotated[int, typer.Option(help="unlabeled pages to list per document")] = 5,
+    offline: Annotated[bool, typer.Option("--offline", help="do not ask the git origin whether a newer model "
+                                                            "is there")] = False,
 ) -> None:
-    """Labeling progress per document: pages with and without groups, what to label next."""
+    """Labeling progress per document, what to label next, and which model is here (and whether a newer one is on
+    the NAS)."""
+    from qblock.config.schema import load_params
     from qblock.labeling.status import collect_status, print_status
+    from qblock.sync.model_version import describe, model_state
 
+    in_project = (Path.cwd() / "params.yaml").is_file() and (Path.cwd() / ".git").exists()
     if dataset_root is None:  # the project's copy: when missing, say whether to pull it or where it comes from
-        from qblock.config.schema import load_params
         from qblock.data.app_dataset import check_pages_present
 
         dataset_root = Path(load_params().paths.dataset_root)
         check_pages_present(Path.cwd(), dataset_root)
     print_status(console, collect_status(dataset_root), unlabeled)
+    if not in_project:  # an app folder looked at from elsewhere: no model to speak of
+        return
+    model_file = Path(load_params().paths.model_dir) / "best.pt"
+    for line in describe(model_state(Path.cwd(), model_file, ask_origin=not offline), model_file):
+        console.print(escape(line), highlight=False)
 
 
 @app.command()
@@ -122,6 +133,9 @@ def propose(
                                                            "with pre-annotations to this JSON file")] = None,
     preview: Annotated[str | None, typer.Option(help="DOC: draw its proposals into "
                                                      "documents/DOC/proposals/preview.png")] = None,
+    if_newer: Annotated[bool, typer.Option("--if-newer", help="first fetch the newest model from the NAS when the "
+                                                              "origin has another one (as pull-model --if-newer)")]
+    = False,
 ) -> None:
     """Cut the app's unlabeled pages into proposed questions (boxes and question images), beside its own files."""
     from qblock.config.schema import load_params
@@ -138,6 +152,13 @@ def propose(
                                          / "preview.png")
             console.print(f"propose: {out}")
         return
+    if if_newer:
+        from qblock.sync.round_trips import pull_model as fetch
+
+        try:
+            fetch(Path.cwd(), Path(params.paths.model_dir) / "best.pt", Path(params.paths.metrics_file), console, True)
+        except UserError as exc:  # no NAS in the café: propose with the model that is here
+            console.print(f"[yellow]warning[/]: {escape(str(exc))}; proposing with the model already here")
     choice = proposals.choose_model(model, params, Path.cwd())
     threshold = conf if conf is not None else choice.conf if choice.conf is not None else proposals.DEFAULT_CONF
     console.print(f"propose: {choice.identity} ({choice.weights}), confidence >= {threshold:g}")
@@ -300,6 +321,35 @@ def desktop_run() -> None:
 
 
 @app.command()
+def watch(
+    every: Annotated[float, typer.Option(min=1, help="seconds between looks at the git origin")] = 300,
+    once: Annotated[bool, typer.Option("--once", help="look once (and run the round if one is due), then exit: "
+                                                      "0 done or nothing to do, 1 the round failed, 75 the origin "
+                                                      "or NAS did not answer")] = False,
+    print_task: Annotated[str | None, typer.Option(
+        "--print-task", help="print how to start the watcher by itself: windows (a scheduled task), systemd or "
+                             "launchd; nothing is installed", show_default=False)] = None,
+) -> None:
+    """Desktop: train by itself when new labels reach the git origin (desktop-run), and say how it went.
+
+    One round at a time, never twice for a commit, never from a tree with uncommitted changes; an origin or NAS
+    that does not answer is retried with backoff; a failed round is reported once. Log: .qblock/watch.log.
+    """
+    from qblock.sync import start_up
+    from qblock.sync.watch import check_ready
+    from qblock.sync.watch import watch as run_watch
+
+    root = Path.cwd()
+    if print_task is not None:
+        if print_task not in start_up.KINDS:
+            raise UserError(f"--print-task {print_task}: choose one of {', '.join(start_up.KINDS)}")
+        check_ready(root)
+        typer.echo(start_up.task_text(print_task, root.resolve(), every), nl=False)
+        return
+    raise typer.Exit(run_watch(root, every, once))
+
+
+@app.command()
 def doctor() -> None:
     """Check the NAS remote, what is not pushed yet, the DVC cache and params; each problem with its fix."""
     from qblock.sync.doctor import run_doctor
@@ -309,21 +359,23 @@ def doctor() -> None:
 
 
 @app.command("pull-model")
-def pull_model() -> None:
+def pull_model(
+    if_newer: Annotated[bool, typer.Option("--if-newer", help="only when the origin has another model than this "
+                                                              "one (asks git first: cheap to run from a timer)")]
+    = False,
+) -> None:
     """Laptop: fetch the current model and its metrics only (not the training data)."""
     from qblock.config.schema import load_params
     from qblock.sync.round_trips import pull_model as fetch
 
     paths = load_params().paths
-    fetch(Path.cwd(), Path(paths.model_dir) / "best.pt", Path(paths.metrics_file), console)
+    fetch(Path.cwd(), Path(paths.model_dir) / "best.pt", Path(paths.metrics_file), console, if_newer)
 
 
 def main() -> None:
     try:
         app()
     except UserError as exc:
-        from rich.markup import escape
-
         from qblock.core.secrets import redact
 
         console.print(f"[red]error[/]: {escape(redact(str(exc)))}")  # a URL in a message never shows its secret

@@ -142,8 +142,40 @@ def check_secrets(root: Path) -> list[Check]:
                   f"what was committed or pushed stays in the history")]
 
 
+def check_watcher(root: Path) -> list[Check]:
+    """Whether `qblock watch` runs here and how its last round went; nothing on a machine that never watched."""
+    from qblock.sync import watch
+
+    state = watch.read_state(root)
+    holder = watch.running_watcher(root)
+    if not state and holder is None:
+        return []
+    trained = (state.get("trained") or [{}])[-1]
+    last = (f"last trained {trained['labels'][:7]} -> {trained['result'][:7]} at {trained['at']}"
+            if trained.get("result") else "no training yet")
+    if holder is None:
+        detail = f"not running (last check {state.get('last_check', '?')}); {last}"
+        start = "qblock watch  (or start its task: qblock watch --print-task)"
+    else:
+        detail = f"running (pid {holder['pid']} since {holder.get('since', '?')}; last check " \
+                 f"{state.get('last_check', '?')}); {last}"
+        start = ""
+    if running := state.get("running"):
+        detail += f"; {'training' if holder else 'interrupted while training'} {running['commit'][:7]} since " \
+                  f"{running.get('since', '?')}"
+    if failed := state.get("failed"):
+        return [Check("watcher", False, f"{detail}; the round for {failed['commit'][:7]} failed at {failed['at']}: "
+                      f"{failed.get('error', '?')}", f"see {watch.LOG.as_posix()}; push a fix (a new commit "
+                      "starts a new round)")]
+    if since := state.get("unreachable_since"):
+        return [Check("watcher", False, f"{detail}; the origin or NAS has not answered since {since}",
+                      f"see {watch.LOG.as_posix()}; is the NAS on and the network up?")]
+    return [Check("watcher", True, detail, start)]
+
+
 def run_doctor(root: Path, console: Console) -> bool:
-    checks = check_params(root) + check_secrets(root) + check_remote(root) + check_git(root) + check_cache(root)
+    checks = (check_params(root) + check_secrets(root) + check_remote(root) + check_git(root) + check_cache(root)
+              + check_watcher(root))
     for check in checks:
         mark = "[green]ok     [/]" if check.ok else "[red]problem[/]"
         console.print(f"{mark} {check.name}: {check.detail}", highlight=False, soft_wrap=True)

@@ -4,7 +4,10 @@ Every command here is a short, fixed sequence of git and dvc commands that stops
 failure with the command that failed and what to do. The one rule they all keep: a commit is
 pushed to git only after its data is on the remote, so the other machine never checks out a
 commit whose data it cannot pull. A command stopped between its commit and its `git push` is
-finished by running it again: nothing is committed twice.
+finished by running it again: nothing is committed twice. A `desktop-run` stopped during
+`dvc repro` (Ctrl+C, a reboot) leaves `dvc.lock` and the pipeline's committed outputs changed;
+it remembers the commit it was training (`.qblock/desktop-run.json`), and run again on that
+commit it takes those changes as its own and continues (the training resumes from its checkpoint).
 """
 
 from __future__ import annotations
@@ -21,15 +24,56 @@ from qblock.config.schema import Paths
 from qblock.core import machine
 from qblock.core import metric_names as names
 from qblock.core.errors import UserError
+from qblock.core.process_lock import ProcessLock
 from qblock.sync import storage
 from qblock.sync.remote import REMOTE, not_on_remote, require_remote, run, tools_env
 
+RUN_MARKER = Path(".qblock") / "desktop-run.json"
+RUN_LOCK = Path(".qblock") / "desktop-run.lock"
+
+
+def changed_files(root: Path) -> list[str]:
+    """Tracked files with changes not committed (repository-relative, posix)."""
+    status = run(["git", "status", "--porcelain", "-z", "--untracked-files=no"], root, "git status").stdout
+    return [entry[3:] for entry in status.split("\0") if len(entry) > 3]
+
+
+def pipeline_written(root: Path, files: list[str]) -> list[str]:
+    """Those of ``files`` that `dvc repro` itself writes: dvc.lock, .gitignore files, the stages' outputs."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        outs = [Path(out.fs_path).resolve().relative_to(root.resolve()).as_posix() for out in repo.index.outs]
+    return [f for f in files if f == "dvc.lock" or Path(f).name == ".gitignore"
+            or any(f == out or f.startswith(out + "/") for out in outs)]
+
+
+def head(root: Path) -> str:
+    return run(["git", "rev-parse", "HEAD"], root, "git rev-parse").stdout.strip()
+
+
+def interrupted_run(root: Path) -> str | None:
+    """The commit a `desktop-run` was training when it stopped, when that is still this checkout's HEAD."""
+    try:
+        commit = json.loads((root / RUN_MARKER).read_text(encoding="utf-8"))["commit"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return commit if commit == head(root) else None
+
+
+def person_changes(root: Path) -> list[str]:
+    """Uncommitted changes that are a person's, not what an interrupted `desktop-run` left behind."""
+    changed = changed_files(root)
+    if not changed or interrupted_run(root) is None:
+        return changed
+    own = set(pipeline_written(root, changed))
+    return [f for f in changed if f not in own]
+
 
 def _require_clean(root: Path, what: str) -> None:
-    status = run(["git", "status", "--porcelain", "--untracked-files=no"], root, "git status").stdout
-    if status.strip():
+    if changed := person_changes(root):
         raise UserError(f"{what} needs a clean git tree; commit or stash these first:\n  "
-                        + "\n  ".join(status.strip().splitlines()[:10]))
+                        + "\n  ".join(changed[:10]))
 
 
 def _commit_changes(root: Path, message: Callable[[], str], console: Console, who: str) -> None:
@@ -92,15 +136,38 @@ def publish(root: Path, paths: Paths, console: Console, app_root: Path | None = 
 
 
 def desktop_run(root: Path, paths: Paths, console: Console) -> None:
-    """Desktop: git pull, dvc pull, dvc repro, commit the results, push data, then the commit."""
+    """Desktop: git pull, dvc pull, dvc repro, commit the results, push data, then the commit.
+
+    One at a time on a machine, whether a person or `qblock watch` started it.
+    """
+    with ProcessLock(root / RUN_LOCK, "a desktop-run"):
+        _desktop_run(root, paths, console)
+
+
+def _desktop_run(root: Path, paths: Paths, console: Console) -> None:
     require_remote(root)
     _require_clean(root, "desktop-run")
     machine.remember(storage.ROLE_KEY, "desktop", root)
     storage.apply_link_type(root, Path(paths.dataset_root), console)
-    console.print("desktop-run: git pull ...")
-    run(["git", "pull", "--ff-only"], root, "git pull", "Resolve it by hand (`git status`), then rerun.")
+    left_behind = changed_files(root) if interrupted_run(root) else []
+    if left_behind:  # this checkout's own unfinished run: finish it, unless newer labels make it moot
+        run(["git", "fetch", "--quiet"], root, "git fetch", "Is the git origin reachable? Rerun when it is.")
+        newer = run(["git", "rev-list", "--count", "HEAD..@{upstream}"], root, "git rev-list", check=False)
+        if newer.returncode == 0 and int(newer.stdout.strip() or 0):
+            console.print("desktop-run: the origin has newer commits; dropping the interrupted run's changes to "
+                          + ", ".join(left_behind[:5]))
+            run(["git", "checkout", "HEAD", "--", *left_behind], root, "git checkout")
+            left_behind = []
+        else:
+            console.print(f"desktop-run: finishing the run interrupted at commit {head(root)[:7]}")
+    if not left_behind:
+        console.print("desktop-run: git pull ...")
+        run(["git", "pull", "--ff-only"], root, "git pull", "Resolve it by hand (`git status`), then rerun.")
     console.print("desktop-run: dvc pull ...")
     run(["dvc", "pull", "--remote", REMOTE, "--allow-missing"], root, "dvc pull")
+    marker = root / RUN_MARKER
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"commit": head(root)}), encoding="utf-8")
     console.print("desktop-run: dvc repro ...")
     repro = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=root, env=tools_env())  # progress: the user's
     if repro.returncode != 0:
@@ -111,12 +178,29 @@ def desktop_run(root: Path, paths: Paths, console: Console) -> None:
         return f"train: mAP50 {metrics[names.MAP50]:.3f}, mAP50-95 {metrics[names.MAP50_95]:.3f}"
 
     _commit_changes(root, message, console, "desktop-run")
+    marker.unlink(missing_ok=True)  # committed: a rerun only has the push left to do
     _push_data_then_commit(root, console)
     console.print("desktop-run: done. The laptop can `qblock pull-model`.")
 
 
-def pull_model(root: Path, model_file: Path, metrics_file: Path, console: Console) -> None:
-    """Laptop: the current model and its metrics, not the training data."""
+def pull_model(root: Path, model_file: Path, metrics_file: Path, console: Console, if_newer: bool = False) -> bool:
+    """Laptop: the current model and its metrics, not the training data. True when a model was fetched.
+
+    ``if_newer``: first ask the origin (git only) whether it records another model than the one
+    here, and stop there when it does not: cheap enough for the app or a timer to run often.
+    """
+    if if_newer:
+        from qblock.sync import model_version
+
+        state = model_version.model_state(root, model_file)
+        if state.origin_error:
+            raise UserError(f"pull-model --if-newer: cannot ask the origin: {state.origin_error}")
+        if state.origin_md5 is None:
+            console.print("pull-model: the origin has no trained model yet")
+            return False
+        if not state.newer_on_origin:
+            console.print(f"pull-model: {model_file} is the newest (trained at commit {state.trained_at})")
+            return False
     require_remote(root)
     run(["git", "pull", "--ff-only"], root, "git pull", "Resolve it by hand (`git status`), then rerun.")
     run(["dvc", "pull", "--remote", REMOTE, str(model_file)], root, f"dvc pull {model_file}",
@@ -126,3 +210,4 @@ def pull_model(root: Path, model_file: Path, metrics_file: Path, console: Consol
         metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
         shown = f" (mAP50 {metrics.get(names.MAP50, 0):.3f}, mAP50-95 {metrics.get(names.MAP50_95, 0):.3f})"
     console.print(f"pull-model: {model_file}{shown}")
+    return True
