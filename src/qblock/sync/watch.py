@@ -240,10 +240,10 @@ class Watcher:
         return FAILED
 
     def dirty(self, changes: list[str]) -> str:
-        if self.state.get("dirty") != changes:  # said once per set of changes
-            text = (f"qblock watch: the desktop's work tree has uncommitted changes ({', '.join(changes[:5])}); "
-                    "no training until they are committed or undone")
-            self.log.info(text)
+        text = (f"qblock watch: the desktop's work tree has uncommitted changes ({', '.join(changes[:5])}); "
+                "no training until they are committed or undone")
+        self.say(text, quiet=True)
+        if self.state.get("dirty") != changes:  # sent once per set of changes
             self.send({"status": "waiting", "text": text, "changes": changes})
             self.state["dirty"] = changes
             self.save()
