@@ -90,7 +90,7 @@ def fetch(root: Path) -> None:
     except subprocess.TimeoutExpired:
         raise UserError(f"git fetch: the origin did not answer within {FETCH_TIMEOUT_S} s") from None
     if result.returncode != 0:
-        said = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no message"]
+        said = (result.stderr or result.stdout).strip().splitlines()[:1] or ["no message"]  # git's first line says why
         raise UserError(f"git fetch failed: {said[0]}")
 
 

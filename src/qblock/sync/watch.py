@@ -7,8 +7,9 @@ trained, the metrics and the champion decision. The rules:
 
 - one watcher per project (`.qblock/watch.lock`) and one round at a time (desktop-run's own
   lock); a lock whose process died (a crash, a reboot) is taken over;
-- never twice for a commit: the state (`.qblock/watch.json`) remembers what was handled, and a
-  round that found nothing to train commits nothing;
+- never twice for a commit: the state (`.qblock/watch.json`) remembers the commits it handled
+  (a fresh clone's checkout is not one of them: its first round trains it), and a round that
+  finds nothing to train commits nothing;
 - never from a tree with a person's uncommitted changes: it says so once and waits;
 - an origin or NAS that does not answer is logged and retried with backoff, never a crash;
 - a round that fails is reported once and not retried until a new commit arrives;
@@ -148,7 +149,7 @@ class Watcher:
         ahead = int(run(["git", "rev-list", "--count", "@{upstream}..HEAD"], root, "git rev-list").stdout.strip())
         here = head(root)
         running = self.state.get("running")
-        if upstream == here and not ahead and not running:
+        if upstream == here and not ahead and not running and upstream in self.state.get("handled", []):
             self.reachable()
             self.say(f"up to date at {upstream[:7]}; checking every {self.every_s:g} s", quiet=True)
             return IDLE
@@ -206,10 +207,16 @@ class Watcher:
             return self.unreachable(f"during the round: {exc}")
         return self.failed(upstream, subject, said, list(tail))
 
+    def handled(self, *commits: str) -> None:
+        """Remember ``commits`` as done: the watcher never runs a round for them again."""
+        done = [c for c in self.state.get("handled", []) if c not in commits] + list(commits)
+        self.state["handled"] = done[-KEPT_ROUNDS * 4:]
+
     def succeeded(self, upstream: str, subject: str, said: list[dict[str, Any]]) -> str:
         result = head(self.root)
         self.state["running"] = None
         self.state["failed"] = None
+        self.handled(upstream, result)
         if result == upstream:  # dvc repro found nothing to train: nothing committed
             self.log.info(f"nothing to train at {upstream[:7]}: the pipeline is up to date")
             self.save()
@@ -228,8 +235,8 @@ class Watcher:
 
     def failed(self, upstream: str, subject: str, said: list[dict[str, Any]], tail: list[str]) -> str:
         stage = next((m for m in said if m.get("status") == "failed"), None)
-        error = stage["text"] if stage else next((t for t in reversed(tail) if "error" in t.lower()),
-                                                 tail[-1] if tail else "no output")
+        errors = [t for t in tail if t.startswith("error: ") and "failed (above)" not in t]  # the first says why
+        error = stage["text"] if stage else errors[0] if errors else tail[-1] if tail else "no output"
         self.state["running"] = None
         self.state["failed"] = {"commit": upstream, "at": now(), "error": error}
         self.save()
