@@ -249,3 +249,29 @@ def test_worker_processes_give_the_same_export_and_problems(tmp_path, console, m
         folder = tmp_path / "serial" / "yolo" / name
         assert {p.name: p.read_bytes() for p in folder.iterdir()} == \
             {p.name: p.read_bytes() for p in (tmp_path / "parallel" / "yolo" / name).iterdir()}
+
+
+def test_the_same_pages_export_byte_identical_on_another_machine(tmp_path, console, monkeypatch):
+    """The export folder's hash goes into dvc.lock: file times (which differ per machine) must not be in it,
+    or a laptop that pulled the desktop's commit would find its export changed, commit, and retrain for nothing."""
+    import os
+    import shutil
+
+    laptop, desktop = tmp_path / "laptop", tmp_path / "desktop"
+    for page in ("page_001", "page_002"):
+        write_page(laptop / "app", "doc", page, [bbox(10, 10, 50, 20)])
+    shutil.copytree(laptop / "app", desktop / "app")  # other mtimes, as `dvc pull` gives
+    for path in (desktop / "app").rglob("*"):
+        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    exported = []
+    for machine in (laptop, desktop):
+        monkeypatch.chdir(machine)
+        export.run(Path("app"), machine / "yolo", params_of("export"), machine / "export.json", console)
+        exported.append({p.relative_to(machine / "yolo"): p.read_bytes() for p in (machine / "yolo").rglob("*")
+                         if p.is_file()})
+    assert exported[0] == exported[1]
+    assert b"_stat" not in exported[0][Path("manifest.json")]
+    monkeypatch.chdir(laptop)  # this machine's stats, kept beside the project, still make a rerun do nothing
+    export.run(Path("app"), laptop / "yolo", params_of("export"), laptop / "export.json", console)
+    last_run = console.text.split("export:")[-2:]
+    assert "(0 files written" in "".join(last_run), last_run

@@ -13,6 +13,12 @@ from qblock.core.errors import UserError
 from qblock.data.problems import write_json
 
 MANIFEST = "manifest.json"
+# The files' sizes and mtimes that tell export which pages changed are this machine's, so they are
+# kept beside the project (untracked), not in the manifest: the export folder's content, and so its
+# hash in dvc.lock, is then the same on every machine, and a laptop that pulled the desktop's commit
+# does not find its export "changed" (which made a new commit, and the desktop retrain, for nothing).
+STATS = Path(".qblock") / "export_stats.json"
+LOCAL_FIELDS = ("groups_stat", "image_stat")
 SPLITS = ("train", "val", "test")
 
 
@@ -26,7 +32,7 @@ class PageRecord:
     image: str  # the page image, relative to the app's dataset_root
     width: int
     height: int
-    groups_stat: list[int]  # [size, mtime_ns] of the groups file when exported
+    groups_stat: list[int]  # [size, mtime_ns] of the groups file when exported (this machine's: see STATS)
     image_stat: list[int] | None
     labels: str  # the YOLO label file's text
     boxes: int
@@ -51,16 +57,31 @@ class Manifest:
 def read_manifest(export_dir: Path) -> Manifest:
     """The export's manifest; a UserError naming the file when it is missing or not what export writes."""
     path = export_dir / MANIFEST
+    stats = _read_stats(export_dir)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return Manifest(data["summary"], [PageRecord(**page) for page in data["pages"]])
+        pages = [PageRecord(**({"groups_stat": [], "image_stat": None} | page | stats.get(page["key"], {})))
+                 for page in data["pages"]]
+        return Manifest(data["summary"], pages)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{path}: cannot read the export manifest ({exc}); run the export stage") from None
 
 
+def _read_stats(export_dir: Path) -> dict[str, dict[str, Any]]:
+    """This machine's file stats of the pages last exported to ``export_dir``; empty when unknown."""
+    try:
+        data = json.loads(STATS.read_text(encoding="utf-8"))
+        return data["pages"] if data.get("export_dir") == export_dir.resolve().as_posix() else {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
 def write_manifest(export_dir: Path, manifest: Manifest) -> None:
-    write_json(export_dir / MANIFEST, {"summary": manifest.summary, "pages": [asdict(p) for p in manifest.pages]},
-               compact=True)
+    pages = [asdict(p) for p in manifest.pages]
+    stats = {page["key"]: {f: page.pop(f) for f in LOCAL_FIELDS} for page in pages}
+    write_json(export_dir / MANIFEST, {"summary": manifest.summary, "pages": pages}, compact=True)
+    STATS.parent.mkdir(parents=True, exist_ok=True)
+    write_json(STATS, {"export_dir": export_dir.resolve().as_posix(), "pages": stats}, compact=True)
 
 
 def split_list(split_dir: Path, split: str) -> list[str] | None:
