@@ -45,8 +45,9 @@ def _powershell(text: str) -> str:
 
 def windows_task(root: Path, every_s: float) -> str:
     program, *arguments = watch_command(every_s)
-    return f"""# qblock watch as a Windows scheduled task: paste into PowerShell (no admin rights needed),
-# or save as qblock-watch.ps1 and run it. It starts at log-on as you, in {root}.
+    return f"""# qblock watch as a Windows scheduled task (no admin rights needed): register it with
+#   qblock watch --print-task windows | Out-String | Invoke-Expression
+# It starts at log-on as you, in {root}.
 # Check it:  Get-ScheduledTaskInfo -TaskName '{TASK_NAME}'   Log: {root / '.qblock' / 'watch.log'}
 # Start now: Start-ScheduledTask -TaskName '{TASK_NAME}'
 # Remove it: Unregister-ScheduledTask -TaskName '{TASK_NAME}' -Confirm:$false

@@ -1,0 +1,63 @@
+"""A `publish` killed between `dvc push` and `git push`, and a `desktop-run` killed after its
+commit (the power goes; no cleanup of any kind): the next run finishes the job, with no second
+commit and nothing lost (real git origin, folder NAS, dvc, training)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tests.repos import sh
+from tests.test_round_trip import clone, commits, qb
+from tests.test_watch import origin_project, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def kill_at_git_push(repo: Path, *command: str) -> None:
+    """Run `qblock COMMAND` and kill its whole process group once it reaches `git push` (a pre-push hook
+    says so and waits): its data is on the NAS, its commit made, the push not done."""
+    hook, reached = repo / ".git" / "hooks" / "pre-push", repo / "reached-git-push"
+    hook.write_text(f"#!/bin/sh\ntouch '{reached}'\nsleep 600\n")
+    hook.chmod(0o755)
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("DVC_ROOT", None)
+    running = subprocess.Popen([sys.executable, "-m", "qblock", *command], cwd=repo, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_for(reached.is_file, 300, f"{command[0]} reaching git push", running)
+    os.killpg(running.pid, signal.SIGKILL)
+    running.wait()
+    hook.unlink()
+    reached.unlink()
+    time.sleep(0.1)
+
+
+def test_killed_publish_and_desktop_run_are_finished_by_running_them_again(tmp_path):
+    nas = tmp_path / "nas" / "qblock-store"
+    nas.parent.mkdir()
+    laptop, bare = origin_project(tmp_path, nas)
+    app = tmp_path / "app"
+    qb("demo-data", str(app), "--documents", "3", "--pages", "2", cwd=laptop)
+
+    kill_at_git_push(laptop, "publish", "--app", str(app))
+    assert not commits(bare)[0].startswith("labels:")  # the commit never reached the origin ...
+    assert sh(["git", "log", "-1", "--format=%s"], laptop).stdout.startswith("labels: 6 pages")  # ... but is made
+    log = qb("publish", cwd=laptop)
+    assert "committed" not in log and "push: the commit to git" in log and "publish: done" in log, log
+    assert sum(c.startswith("labels: 6 pages") for c in commits(bare)) == 1
+
+    desktop = clone(bare, tmp_path / "desktop", [str(nas)])
+    kill_at_git_push(desktop, "desktop-run")
+    assert commits(bare)[0].startswith("labels:")
+    assert sh(["git", "log", "-1", "--format=%s"], desktop).stdout.startswith("train: mAP50")
+    log = qb("desktop-run", cwd=desktop)
+    assert "committed" not in log and "desktop-run: done" in log, log
+    assert [c.startswith("train: mAP50") for c in commits(bare)[:2]] == [True, False]  # exactly one train commit
+
+    assert "pull-model: models/best.pt" in qb("pull-model", "--if-newer", cwd=laptop)
+    assert (laptop / "models" / "best.pt").read_bytes() == (desktop / "models" / "best.pt").read_bytes()
