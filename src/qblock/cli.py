@@ -321,6 +321,21 @@ def desktop_run() -> None:
 
 
 @app.command()
+def gc(
+    remote: Annotated[bool, typer.Option("--remote", help="clean the NAS too, not only this machine's cache")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="count what would be deleted; delete nothing")] = False,
+) -> None:
+    """Free space: delete the DVC objects no commit of the origin, tag, experiment or the work tree needs.
+
+    Fetches the origin first and refuses when it cannot, or while this machine has unpushed commits. Use it instead
+    of `dvc gc -c`, which deletes what other machines pushed and this one has not fetched.
+    """
+    from qblock.sync.cleanup import collect_garbage
+
+    collect_garbage(Path.cwd(), remote, dry_run, console)
+
+
+@app.command()
 def watch(
     every: Annotated[float, typer.Option(min=1, help="seconds between looks at the git origin")] = 300,
     once: Annotated[bool, typer.Option("--once", help="look once (and run the round if one is due), then exit: "

@@ -50,7 +50,10 @@ def check_git(root: Path) -> list[Check]:
     if count:
         return [Check("commits pushed", False, f"{count} commit(s) not pushed",
                       "qblock doctor until `data pushed` is ok, then git push")]
-    return [Check("commits pushed", True, "in step with the upstream branch")]
+    return [Check("commits pushed", True, "in step with the upstream branch"),
+            Check("cleanup", True, "to free space use `qblock gc` (this machine) or `qblock gc --remote` (the NAS); "
+                  "never plain `dvc gc -c`: it keeps only what this machine's git knows, and deletes what the other "
+                  "machine pushed since its last fetch")]
 
 
 def check_cache(root: Path) -> list[Check]:
