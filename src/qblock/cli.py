@@ -365,11 +365,20 @@ def watch(
 
 
 @app.command()
-def doctor() -> None:
-    """Check the NAS remote, what is not pushed yet, the DVC cache and params; each problem with its fix."""
+def doctor(
+    deep: Annotated[bool, typer.Option("--deep", help="also read back every NAS object this commit needs and check "
+                                                      "its content against its hash (minutes for a big NAS)")] = False,
+    all_commits: Annotated[bool, typer.Option("--all-commits", help="with --deep: what every commit needs")] = False,
+    repair: Annotated[bool, typer.Option("--repair", help="with --deep: replace bad NAS objects with this machine's "
+                                                          "good copies")] = False,
+) -> None:
+    """Check the NAS remote, what is not pushed yet, the DVC cache, params, secrets and the watcher; each problem with
+    its fix."""
     from qblock.sync.doctor import run_doctor
 
-    if not run_doctor(Path.cwd(), console):
+    if (all_commits or repair) and not deep:
+        raise UserError("--all-commits and --repair go with --deep")
+    if not run_doctor(Path.cwd(), console, deep, all_commits, repair):
         raise typer.Exit(1)
 
 

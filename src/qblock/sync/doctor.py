@@ -176,9 +176,39 @@ def check_watcher(root: Path) -> list[Check]:
     return [Check("watcher", True, detail, start)]
 
 
-def run_doctor(root: Path, console: Console) -> bool:
+def check_nas_content(root: Path, all_commits: bool, repair: bool) -> list[Check]:
+    """Every NAS object this commit (or every commit) needs, read back and hashed (sync/nas_objects.py)."""
+    from qblock.sync.nas_objects import verify
+
+    if remote_url(root) is None:
+        return []
+    scope = "every commit" if all_commits else "this commit"
+    try:
+        count, bad = verify(root, all_commits, repair)
+    except UserError as exc:
+        return [Check("NAS content", False, str(exc), "qblock doctor (the other checks say what is missing)")]
+    broken = [item for item in bad if "repaired" not in item.problem]
+    repaired = len(bad) - len(broken)
+    done = f"; {repaired} repaired from this machine's copies" if repaired else ""
+    if not broken:
+        return [Check("NAS content", True, f"{count} objects {scope} needs read back and match their hashes{done}")]
+    shown = "; ".join(f"{item.name}: {item.problem} (on the NAS: {item.nas_path})" for item in broken[:8])
+    more = f"; and {len(broken) - 8} more" if len(broken) > 8 else ""
+    here = sum(1 for item in broken if item.local_copy)
+    fix = (f"qblock doctor --deep --repair{' --all-commits' if all_commits else ''}  (this machine holds good copies "
+           f"of {here})" if here else
+           "on a machine whose DVC cache still holds them: qblock doctor --deep --repair (a plain `dvc push` skips "
+           "objects the NAS already has, bad or not)")
+    return [Check("NAS content", False, f"{len(broken)} of {count} objects {scope} needs are bad: {shown}{more}{done}",
+                  fix)]
+
+
+def run_doctor(root: Path, console: Console, deep: bool = False, all_commits: bool = False,
+               repair: bool = False) -> bool:
     checks = (check_params(root) + check_secrets(root) + check_remote(root) + check_git(root) + check_cache(root)
               + check_watcher(root))
+    if deep and not any(c.name == "NAS remote" and not c.ok for c in checks):
+        checks += check_nas_content(root, all_commits, repair)
     for check in checks:
         mark = "[green]ok     [/]" if check.ok else "[red]problem[/]"
         console.print(f"{mark} {check.name}: {check.detail}", highlight=False, soft_wrap=True)
