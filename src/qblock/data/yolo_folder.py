@@ -71,7 +71,8 @@ def _read_stats(export_dir: Path) -> dict[str, dict[str, Any]]:
     """This machine's file stats of the pages last exported to ``export_dir``; empty when unknown."""
     try:
         data = json.loads(STATS.read_text(encoding="utf-8"))
-        return data["pages"] if data.get("export_dir") == export_dir.resolve().as_posix() else {}
+        # the folder as the stage names it (relative to the project): a moved or copied project keeps its stats
+        return data["pages"] if data.get("export_dir") == export_dir.as_posix() else {}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
 
@@ -81,7 +82,7 @@ def write_manifest(export_dir: Path, manifest: Manifest) -> None:
     stats = {page["key"]: {f: page.pop(f) for f in LOCAL_FIELDS} for page in pages}
     write_json(export_dir / MANIFEST, {"summary": manifest.summary, "pages": pages}, compact=True)
     STATS.parent.mkdir(parents=True, exist_ok=True)
-    write_json(STATS, {"export_dir": export_dir.resolve().as_posix(), "pages": stats}, compact=True)
+    write_json(STATS, {"export_dir": export_dir.as_posix(), "pages": stats}, compact=True)
 
 
 def split_list(split_dir: Path, split: str) -> list[str] | None:
