@@ -28,10 +28,10 @@ demo: setup  ## demo data -> dvc repro (cpu preset) -> metrics and how to open M
 test: setup test-tools  ## the whole test suite (includes a real dvc repro with the smoke preset)
 	$(BIN)/python -m pytest
 
-test-tools:  ## chromium and openssh-server for the UI and SSH-remote tests (Debian/Ubuntu: apt-get, root)
-	@{ command -v chromium || command -v chromium-browser; } >/dev/null && test -x /usr/sbin/sshd || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium openssh-server >/dev/null; } || \
-	  echo "warning: could not install chromium and openssh-server; the MLflow UI and SSH tests will be skipped"
+test-tools:  ## chromium, openssh-server, postgresql for the UI, SSH-remote and team-server tests (Debian/Ubuntu: apt-get, root)
+	@{ command -v chromium || command -v chromium-browser; } >/dev/null && test -x /usr/sbin/sshd && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium openssh-server postgresql >/dev/null; } || \
+	  echo "warning: could not install chromium, openssh-server and postgresql; the MLflow UI, SSH and team-server tests will be skipped"
 
 test-fast: setup  ## the tests without the slow end-to-end ones
 	$(BIN)/python -m pytest -m "not slow"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -212,6 +213,45 @@ def ui(
     raise typer.Exit(subprocess.call(command, env=env))
 
 
+@app.command()
+def server(
+    artifacts: Annotated[str | None, typer.Option(help="where runs' files and models go: a folder on the NAS "
+                                                       "(Z:\\qblock-mlflow) [default: server_artifacts in "
+                                                       ".qblock/machine.yaml]")] = None,
+    db: Annotated[str | None, typer.Option(help="the database URI, postgresql://USER:PASSWORD@HOST/DB [default: "
+                                                "$QBLOCK_SERVER_DB, else server_db in .qblock/machine.yaml]")] = None,
+    host: Annotated[str, typer.Option(help="address to listen on; 0.0.0.0 serves the LAN")] = "0.0.0.0",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 5000,
+    allowed_host: Annotated[list[str] | None, typer.Option(help="another name clients use for this machine "
+                                                                "(this machine's own names are in)")] = None,
+    auth: Annotated[bool, typer.Option(help="ask for a user and password (as `qblock ui --auth`)")] = False,
+    print_only: Annotated[bool, typer.Option("--print", help="print the mlflow server command (password hidden); "
+                                                             "start nothing")] = False,
+) -> None:
+    """The team's MLflow tracking server: runs and registry in PostgreSQL, files on the NAS, served over HTTP.
+
+    Every machine then sets `mlflow.tracking_uri: http://THIS-MACHINE:PORT` in conf/config.yaml.
+    """
+    from qblock.core.secrets import redact
+    from qblock.sync.team_server import artifacts_uri, database_uri, server_command
+    from qblock.sync.ui_auth import auth_environment
+
+    command = server_command(database_uri(db), artifacts_uri(artifacts), host, port, allowed_host or [])
+    if auth:
+        command += ["--app-name", "basic-auth"]
+    shown = " ".join(redact(part) if "://" in part else part for part in command)
+    if print_only:
+        typer.echo(shown)
+        return
+    console.print(f"server: {escape(shown)}")
+    console.print(f"every machine: `mlflow.tracking_uri: http://{socket.gethostname()}:{port}` in conf/config.yaml, "
+                  "then `qblock params`")
+    if host not in ("127.0.0.1", "localhost", "::1") and not auth:
+        console.print("[yellow]warning[/]: no password: anyone who can reach this machine can read, change and "
+                      "delete runs and models. Serve it with --auth (admin password from $QBLOCK_UI_PASSWORD)")
+    raise typer.Exit(subprocess.call(command, env=auth_environment(Path.cwd()) if auth else None))
+
+
 remote_app = typer.Typer(help="The NAS as DVC remote (per machine, in .dvc/config.local).", no_args_is_help=True)
 app.add_typer(remote_app, name="remote")
 
@@ -407,3 +447,10 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]")
         sys.exit(130)
+    except Exception as exc:
+        if "database is locked" not in str(exc):
+            raise
+        console.print("[red]error[/]: the MLflow store (a SQLite file) is busy: another run was writing it for longer "
+                      "than SQLite waits. One SQLite file takes one run at a time; for runs at once (queued "
+                      "experiments, two machines) use the team server: `qblock server` (README, MLflow).")
+        sys.exit(1)

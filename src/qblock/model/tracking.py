@@ -10,6 +10,7 @@ queued experiments land in the same store as everything else.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -52,17 +53,38 @@ def _quiet_mlflow() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+def _store_lock(uri: str):
+    """For a SQLite store: a lock held while a process opens it. The first opening creates the tables, and two
+    queued experiments starting at once both tried to ("table spans already exists": one run lost)."""
+    if not uri.startswith("sqlite:"):
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    lock = project_root() / ".qblock" / "mlflow-store.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(lock), timeout=600)
+
+
 def connect(params: MlflowParams) -> str:
     """Point MLflow at the configured store; return the experiment id."""
     import mlflow
 
     _quiet_mlflow()
     mlflow.set_tracking_uri(tracking_uri(params))
+    served = tracking_uri(params).startswith(("http://", "https://")) and not params.artifact_root
     try:
-        experiment = mlflow.get_experiment_by_name(params.experiment)
-        if experiment is not None:
-            return experiment.experiment_id
-        return mlflow.create_experiment(params.experiment, artifact_location=artifact_root(params))
+        with _store_lock(tracking_uri(params)):
+            experiment = mlflow.get_experiment_by_name(params.experiment)
+            if experiment is not None:
+                return experiment.experiment_id
+            try:  # a tracking server keeps the files where it was told to (`qblock server --artifacts`)
+                return mlflow.create_experiment(params.experiment,
+                                                artifact_location=None if served else artifact_root(params))
+            except mlflow.exceptions.MlflowException:
+                experiment = mlflow.get_experiment_by_name(params.experiment)  # made by a run starting beside us
+                if experiment is None:
+                    raise
+                return experiment.experiment_id
     except mlflow.exceptions.MlflowException as exc:
         raise UserError(secrets.redact(f"MLflow store {tracking_uri(params)}: {exc}")) from None
 
