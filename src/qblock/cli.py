@@ -351,6 +351,17 @@ def publish(
     publish_labels(Path.cwd(), load_params().paths, console, app)
 
 
+@app.command()
+def push() -> None:
+    """Push this commit's data to the NAS (over SSH: what it lacks in one stream, then `dvc push` to confirm)."""
+    from qblock.sync.remote import require_remote
+    from qblock.sync.round_trips import push_data
+
+    require_remote(Path.cwd())
+    push_data(Path.cwd(), console)
+    console.print("push: done")
+
+
 @app.command("desktop-run")
 def desktop_run() -> None:
     """Desktop: git pull, dvc pull, dvc repro, commit, push the data, then the commit; stops at the first failure."""

@@ -85,10 +85,18 @@ def _commit_changes(root: Path, message: Callable[[], str], console: Console, wh
         console.print(f"{who}: committed \"{text}\"")
 
 
+def push_data(root: Path, console: Console) -> None:
+    """This commit's data to the NAS: over SSH the missing objects in one stream first (sync/stream_push.py)."""
+    from qblock.sync import stream_push
+
+    stream_push.push(root, console, lambda: run(
+        ["dvc", "push", "--remote", REMOTE], root, "dvc push",
+        "Nothing was pushed to git. Rerun when the NAS is back: an interrupted push resumes."))
+
+
 def _push_data_then_commit(root: Path, console: Console) -> None:
     console.print("push: data to the NAS ...")
-    run(["dvc", "push", "--remote", REMOTE], root, "dvc push",
-        "Nothing was pushed to git. Rerun when the NAS is back: an interrupted push resumes.")
+    push_data(root, console)
     try:
         missing = not_on_remote(root)
     except UserError as exc:
