@@ -20,11 +20,14 @@ def test_a_flipped_byte_on_the_nas_is_named_and_repaired(tmp_path, nas):
     remote, store = nas
     repo = copy_repo(tmp_path / "repo")
     qblock("demo-data", "data/dataset_root", "--documents", "2", "--pages", "2", cwd=repo)
-    qblock("remote", "set", *remote, cwd=repo)
+    said = qblock("remote", "set", *remote, cwd=repo).stdout
+    ssh = remote[0].startswith("ssh://")
+    assert ("pushes stream what the NAS lacks over one ssh connection" in said) == ssh, said  # what qblock push does
     sh([sys.executable, "-m", "dvc", "add", "data/dataset_root"], repo)
     sh(["git", "add", "-A"], repo)
     sh(["git", "commit", "-qm", "labels"], repo)
-    sh([sys.executable, "-m", "dvc", "push"], repo)
+    pushed = qblock("push", cwd=repo).stdout
+    assert ("objects the NAS lacks, in one stream over ssh" in pushed) == ssh, pushed
 
     healthy = qblock("doctor", "--deep", cwd=repo, check=False).stdout
     assert "ok      NAS content: 9 objects this commit needs read back and match their hashes" in healthy, healthy

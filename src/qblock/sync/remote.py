@@ -139,6 +139,13 @@ def set_remote(root: Path, location: str, console: Console, timeout_s: float = P
             local.write_text(before, encoding="utf-8")
         raise
     console.print(f"remote: {REMOTE} = {location} (this machine only, in .dvc/config.local); reachable and writable")
+    from qblock.sync.stream_push import StreamUnavailable, describe
+
+    try:
+        if how := describe(root):
+            console.print(f"remote: {how}")
+    except StreamUnavailable as exc:
+        console.print(f"remote: pushes go object by object (`dvc push`): {exc}")
 
 
 def require_remote(root: Path) -> str:

@@ -143,6 +143,21 @@ def stream_missing(root: Path, console: Console) -> int:
     return len(missing)
 
 
+def describe(root: Path) -> str | None:
+    """For `qblock remote set`: whether pushes to this remote can take the one-stream path; None: not SSH."""
+    target = ssh_target(root)
+    if target is None:
+        return None
+    if shutil.which("ssh") is None:
+        return "pushes go object by object (`dvc push`): no `ssh` client on this machine for the faster stream"
+    ssh, store = target
+    answer = _remote(ssh, "command -v tar >/dev/null && command -v mv >/dev/null && echo ok", timeout=60)
+    if answer.returncode == 0 and answer.stdout.strip() == b"ok":
+        return "pushes stream what the NAS lacks over one ssh connection, then `dvc push` confirms"
+    said = answer.stderr.decode(errors="replace").strip().splitlines()[:1] or ["no tar on the NAS"]
+    return f"pushes go object by object (`dvc push`): the one-stream path needs key login and tar ({said[0]})"
+
+
 def push(root: Path, console: Console, run_dvc) -> None:
     """The stream where it works, then `dvc push` (``run_dvc``) for the rest and to confirm."""
     try:
