@@ -250,3 +250,18 @@ def test_the_watcher_never_trains_from_a_person_s_uncommitted_changes(tmp_path, 
     assert len([m for m in received if m.get("status") == "waiting"]) == 1  # said once
     assert rounds_started(desktop / ".qblock" / "watch.log") == 0
     assert sh(["git", "log", "-1", "--format=%s"], desktop).stdout.strip() == "smoke"  # not even pulled
+
+
+def test_the_watch_log_rotates_in_the_projects_qblock_folder(tmp_path, monkeypatch):
+    from qblock.sync import watch
+
+    monkeypatch.setattr(watch, "LOG_BYTES", 2_000)
+    log = watch.make_log(tmp_path, to_terminal=False)
+    for n in range(400):
+        log.info(f"check {n}: up to date at 0123456")
+    for handler in list(log.handlers):
+        handler.close()
+    logs = sorted(p.name for p in (tmp_path / ".qblock").glob("watch.log*"))
+    assert logs == ["watch.log", *(f"watch.log.{n}" for n in range(1, watch.LOG_BACKUPS + 1))]
+    assert all(p.stat().st_size <= 2_100 for p in (tmp_path / ".qblock").glob("watch.log*"))
+    assert "check 399" in (tmp_path / ".qblock" / "watch.log").read_text()
