@@ -87,3 +87,28 @@ def train_a_smoke_repo(target: Path, webhook_url: str) -> dict:
     sh(["git", "commit", "-qam", "smoke"], repo)
     first = sh(["dvc", "repro"], repo, env={WEBHOOK_ENV: webhook_url})
     return {"repo": repo, "first": first.stdout + first.stderr}
+
+
+def folder_nas(tmp_path: Path) -> Path:
+    """The NAS as a mounted folder: where its store will be (the parent exists, as a mount point would)."""
+    store = tmp_path / "nas" / "qblock-store"
+    store.parent.mkdir(parents=True, exist_ok=True)
+    return store
+
+
+def laptop_with_origin(tmp_path: Path, remote: list[str], epochs: int = 2) -> tuple[Path, Path]:
+    """A laptop's copy of the project on the smoke preset (``epochs`` of it), pushed to a bare git origin,
+    with the NAS as its remote (``remote``: the `qblock remote set` arguments). Returns (laptop, origin)."""
+    laptop = copy_repo(tmp_path / "laptop")
+    config = laptop / "conf" / "config.yaml"  # the smoke preset, so the desktop trains in seconds
+    config.write_text(config.read_text().replace("  - train: cpu", "  - train: smoke"))
+    smoke = laptop / "conf" / "train" / "smoke.yaml"
+    smoke.write_text(smoke.read_text().replace("epochs: 2", f"epochs: {epochs}"))
+    sh([sys.executable, "-m", "qblock", "params"], laptop)
+    sh(["git", "commit", "-qam", "smoke"], laptop)
+    bare = tmp_path / "origin.git"
+    sh(["git", "init", "-q", "--bare", str(bare)], tmp_path)
+    sh(["git", "remote", "add", "origin", str(bare)], laptop)
+    sh(["git", "push", "-q", "-u", "origin", "HEAD"], laptop)
+    sh([sys.executable, "-m", "qblock", "remote", "set", *remote], laptop)
+    return laptop, bare

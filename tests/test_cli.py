@@ -14,7 +14,7 @@ def test_help_lists_every_command_with_its_purpose():
     result = qblock("--help")
     assert result.returncode == 0
     for command in ("demo-data", "params", "export", "split", "validate", "train", "evaluate", "status", "show", "ui",
-                    "propose"):
+                    "propose", "publish", "push", "desktop-run", "watch", "pull-model", "gc", "doctor", "server"):
         assert f" {command} " in result.stdout
 
 

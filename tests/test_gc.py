@@ -7,9 +7,8 @@ import shutil
 import sys
 
 import pytest
-from tests.repos import sh
+from tests.repos import folder_nas, laptop_with_origin, sh
 from tests.test_round_trip import clone, qb
-from tests.test_watch import origin_project
 
 from qblock.sync.model_version import file_md5
 
@@ -21,9 +20,8 @@ def object_path(store, md5: str):
 
 
 def test_gc_on_a_stale_laptop_keeps_the_desktops_new_model_and_frees_the_rest(tmp_path):
-    nas = tmp_path / "nas" / "qblock-store"
-    nas.parent.mkdir()
-    laptop, bare = origin_project(tmp_path, nas)
+    nas = folder_nas(tmp_path)
+    laptop, bare = laptop_with_origin(tmp_path, [str(nas)])
     app = tmp_path / "app"
     qb("demo-data", str(app), "--documents", "3", "--pages", "2", cwd=laptop)
     qb("publish", "--app", str(app), cwd=laptop)

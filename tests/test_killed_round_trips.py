@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.repos import sh
+from tests.repos import folder_nas, laptop_with_origin, sh
 from tests.test_round_trip import clone, commits, qb
-from tests.test_watch import origin_project, wait_for
+from tests.test_watch import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -38,9 +38,8 @@ def kill_at_git_push(repo: Path, *command: str) -> None:
 
 
 def test_killed_publish_and_desktop_run_are_finished_by_running_them_again(tmp_path):
-    nas = tmp_path / "nas" / "qblock-store"
-    nas.parent.mkdir()
-    laptop, bare = origin_project(tmp_path, nas)
+    nas = folder_nas(tmp_path)
+    laptop, bare = laptop_with_origin(tmp_path, [str(nas)])
     app = tmp_path / "app"
     qb("demo-data", str(app), "--documents", "3", "--pages", "2", cwd=laptop)
 

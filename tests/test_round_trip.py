@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.repos import copy_repo, git_identity, sh
+from tests.repos import git_identity, laptop_with_origin, sh
 
 pytestmark = pytest.mark.slow
 
@@ -62,16 +62,7 @@ def commits(bare: Path) -> list[str]:
 
 def test_three_weeks_of_labels_out_and_models_back(tmp_path, nas):
     remote, store = nas
-    laptop = copy_repo(tmp_path / "laptop")
-    config = laptop / "conf" / "config.yaml"  # the smoke preset, so the desktop trains in seconds
-    config.write_text(config.read_text().replace("  - train: cpu", "  - train: smoke"))
-    qb("params", cwd=laptop)
-    sh(["git", "commit", "-qam", "smoke"], laptop)
-    bare = tmp_path / "origin.git"
-    sh(["git", "init", "-q", "--bare", str(bare)], tmp_path)
-    sh(["git", "remote", "add", "origin", str(bare)], laptop)
-    sh(["git", "push", "-q", "-u", "origin", "HEAD"], laptop)
-    qb("remote", "set", *remote, cwd=laptop)
+    laptop, bare = laptop_with_origin(tmp_path, remote)
 
     # week 1, laptop: the app labels pages in its own folder, outside the repo; publish
     app = tmp_path / "app on the laptop"

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.repos import copy_repo, mlflow_runs, sh
+from tests.repos import folder_nas, laptop_with_origin, mlflow_runs, sh
 from tests.test_round_trip import add_workbook, clone, commits, qb
 
 from qblock.core.errors import UserError
@@ -45,23 +45,6 @@ def start_watcher(repo: Path, env: dict[str, str] | None = None, every: str = "1
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def origin_project(tmp_path: Path, nas: Path, epochs: int = 2) -> tuple[Path, Path]:
-    """A laptop project on the smoke preset, pushed to a bare origin, with a folder NAS."""
-    laptop = copy_repo(tmp_path / "laptop")
-    config = laptop / "conf" / "config.yaml"
-    config.write_text(config.read_text().replace("  - train: cpu", "  - train: smoke"))
-    smoke = laptop / "conf" / "train" / "smoke.yaml"
-    smoke.write_text(smoke.read_text().replace("epochs: 2", f"epochs: {epochs}"))
-    qb("params", cwd=laptop)
-    sh(["git", "commit", "-qam", "smoke"], laptop)
-    bare = tmp_path / "origin.git"
-    sh(["git", "init", "-q", "--bare", str(bare)], tmp_path)
-    sh(["git", "remote", "add", "origin", str(bare)], laptop)
-    sh(["git", "push", "-q", "-u", "origin", "HEAD"], laptop)
-    qb("remote", "set", str(nas), cwd=laptop)
-    return laptop, bare
-
-
 def rounds_started(log: Path) -> int:
     return log.read_text(encoding="utf-8").count(": desktop-run") if log.is_file() else 0
 
@@ -74,9 +57,8 @@ def stop(watcher: subprocess.Popen) -> int:
 @pytest.mark.slow
 def test_the_desktop_trains_by_itself_and_the_model_comes_back(tmp_path, webhook):
     url, received = webhook
-    nas = tmp_path / "nas" / "qblock-store"
-    nas.parent.mkdir()
-    laptop, bare = origin_project(tmp_path, nas, EPOCHS)
+    nas = folder_nas(tmp_path)
+    laptop, bare = laptop_with_origin(tmp_path, [str(nas)], EPOCHS)
     app = tmp_path / "app"
     qb("demo-data", str(app), "--documents", "3", "--pages", "2", cwd=laptop)
     qb("publish", "--app", str(app), cwd=laptop)
@@ -162,9 +144,8 @@ def test_the_desktop_trains_by_itself_and_the_model_comes_back(tmp_path, webhook
 
 
 def test_an_unreachable_origin_makes_the_watcher_wait_not_exit(tmp_path):
-    nas = tmp_path / "nas" / "qblock-store"
-    nas.parent.mkdir()
-    laptop, bare = origin_project(tmp_path, nas)
+    nas = folder_nas(tmp_path)
+    laptop, bare = laptop_with_origin(tmp_path, [str(nas)])
     desktop = clone(bare, tmp_path / "desk top's", [str(nas)])
     log = desktop / ".qblock" / "watch.log"
     away = tmp_path / "origin asleep.git"
@@ -235,9 +216,8 @@ def test_one_watcher_at_a_time_and_a_dead_ones_lock_is_taken_over(tmp_path):
 
 def test_the_watcher_never_trains_from_a_person_s_uncommitted_changes(tmp_path, webhook):
     url, received = webhook
-    nas = tmp_path / "nas" / "qblock-store"
-    nas.parent.mkdir()
-    laptop, bare = origin_project(tmp_path, nas)
+    nas = folder_nas(tmp_path)
+    laptop, bare = laptop_with_origin(tmp_path, [str(nas)])
     desktop = clone(bare, tmp_path / "desktop", [str(nas)])
     readme = laptop / "README.md"
     readme.write_text(readme.read_text() + "\nmore\n")
