@@ -57,7 +57,7 @@ def postgres() -> Iterator[str]:
         pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(work / "log"), "-w", "start", "-o",
            f"-c listen_addresses=127.0.0.1 -p {port} -k {work} -c fsync=off")
         pg(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "mlflow")
-        yield f"postgresql://postgres:{FAKE_PASSWORD}@127.0.0.1:{port}/mlflow"
+        yield "postgresql://postgres:" + FAKE_PASSWORD + f"@127.0.0.1:{port}/mlflow"
     finally:
         subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
                        capture_output=True, timeout=120)

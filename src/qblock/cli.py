@@ -218,8 +218,9 @@ def server(
     artifacts: Annotated[str | None, typer.Option(help="where runs' files and models go: a folder on the NAS "
                                                        "(Z:\\qblock-mlflow) [default: server_artifacts in "
                                                        ".qblock/machine.yaml]")] = None,
-    db: Annotated[str | None, typer.Option(help="the database URI, postgresql://USER:PASSWORD@HOST/DB [default: "
-                                                "$QBLOCK_SERVER_DB, else server_db in .qblock/machine.yaml]")] = None,
+    db: Annotated[str | None, typer.Option(help="the database URI, postgresql://<user>:<password>@<host>/<db> "
+                                                "[default: $QBLOCK_SERVER_DB, else server_db in "
+                                                ".qblock/machine.yaml]")] = None,
     host: Annotated[str, typer.Option(help="address to listen on; 0.0.0.0 serves the LAN")] = "0.0.0.0",
     port: Annotated[int, typer.Option(help="port to listen on")] = 5000,
     allowed_host: Annotated[list[str] | None, typer.Option(help="another name clients use for this machine "

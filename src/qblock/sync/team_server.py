@@ -28,7 +28,7 @@ DB_KEY, ARTIFACTS_KEY = "server_db", "server_artifacts"
 def database_uri(given: str | None) -> str:
     uri = given or os.environ.get(DB_ENV) or machine.setting(DB_KEY)
     if not uri:
-        raise UserError(f"no database for the tracking server: set {DB_ENV}=postgresql://USER:PASSWORD@HOST/DB "
+        raise UserError(f"no database for the tracking server: set {DB_ENV}=postgresql://<user>:<password>@<host>/<db> "
                         f"(or `{DB_KEY}:` in {machine.MACHINE_FILE.as_posix()}); the README's team server section "
                         "shows how to create one")
     if not str(uri).startswith(("postgresql://", "postgresql+psycopg2://", "mysql", "mssql", "sqlite:")):
