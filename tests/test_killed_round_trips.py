@@ -60,3 +60,32 @@ def test_killed_publish_and_desktop_run_are_finished_by_running_them_again(tmp_p
 
     assert "pull-model: models/best.pt" in qb("pull-model", "--if-newer", cwd=laptop)
     assert (laptop / "models" / "best.pt").read_bytes() == (desktop / "models" / "best.pt").read_bytes()
+
+
+def test_a_desktop_run_whose_origin_moved_on_keeps_its_model_on_a_branch_and_trains_the_newer_labels(tmp_path):
+    """The laptop publishes again while the desktop trains: the desktop's commit can no longer go on top."""
+    nas = folder_nas(tmp_path)
+    laptop, bare = laptop_with_origin(tmp_path, [str(nas)])
+    app = tmp_path / "app"
+    qb("demo-data", str(app), "--documents", "3", "--pages", "2", cwd=laptop)
+    qb("publish", "--app", str(app), cwd=laptop)
+    desktop = clone(bare, tmp_path / "desktop", [str(nas)])
+    helper = clone(bare, tmp_path / "helper", [str(nas)])
+    hook = desktop / ".git" / "hooks" / "pre-commit"  # the origin moves on after training, before the commit
+    hook.write_text(f"#!/bin/sh\nunset GIT_DIR GIT_INDEX_FILE GIT_WORK_TREE\n"
+                    f"git -C '{helper}' commit -q --allow-empty -m 'newer labels' && git -C '{helper}' push -q\n")
+    hook.chmod(0o755)
+
+    moved = sh([sys.executable, "-m", "qblock", "desktop-run"], desktop, check=False)
+    hook.unlink()
+    said = " ".join(moved.stdout.split())
+    assert moved.returncode == 1 and "the origin moved on while this model trained" in said, said
+    (branch,) = [b.strip() for b in sh(["git", "branch", "--list", "qblock/trained-*"], bare).stdout.splitlines()]
+    kept = sh(["git", "log", "-1", "--format=%s", branch], bare).stdout
+    assert kept.startswith("train: mAP50") and branch.removeprefix("qblock/trained-") in said
+    assert sh(["git", "rev-parse", "HEAD"], desktop).stdout == sh(["git", "rev-parse", "HEAD"], bare).stdout
+    assert sh(["git", "status", "--porcelain", "--untracked-files=no"], desktop).stdout == ""
+
+    log = qb("desktop-run", cwd=desktop)  # trains the newer commit and pushes it on top
+    assert "desktop-run: done" in log
+    assert commits(bare)[:2] == [commits(bare)[0], "newer labels"] and commits(bare)[0].startswith("train: mAP50")

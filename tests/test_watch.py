@@ -120,7 +120,8 @@ def test_the_desktop_trains_by_itself_and_the_model_comes_back(tmp_path, webhook
     assert len((desktop / "runs" / "train" / "results.csv").read_text().strip().splitlines()) == EPOCHS + 1
     assert sum(c.startswith("train: mAP50") for c in commits(bare)) == 2  # one per labels commit, none twice
     assert len(mlflow_runs(desktop)) == 2  # the resumed training continued its run
-    assert "pull-model: models/best.pt" in qb("pull-model", "--if-newer", cwd=laptop)
+    proposed = qb("propose", "--if-newer", cwd=laptop)  # the app's button: the newest model, then proposals
+    assert "pull-model: models/best.pt" in proposed and "page(s) proposed" in proposed, proposed
     assert (laptop / "models" / "best.pt").read_bytes() == (desktop / "models" / "best.pt").read_bytes()
 
     # 5. a round that fails is reported once, and waits for a new commit

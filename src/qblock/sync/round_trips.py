@@ -94,7 +94,11 @@ def push_data(root: Path, console: Console) -> None:
         "Nothing was pushed to git. Rerun when the NAS is back: an interrupted push resumes."))
 
 
-def _push_data_then_commit(root: Path, console: Console) -> None:
+REJECTED = ("[rejected]", "non-fast-forward", "fetch first")  # git's words when the origin moved on
+
+
+def _push_data_then_commit(root: Path, console: Console,
+                           when_origin_moved: Callable[[], None] | None = None) -> None:
     console.print("push: data to the NAS ...")
     push_data(root, console)
     try:
@@ -106,9 +110,33 @@ def _push_data_then_commit(root: Path, console: Console) -> None:
         raise UserError(f"some data of this commit is not on the NAS after `dvc push`: {shown}; refusing to push "
                         "the commit to git. Run `qblock doctor`.")
     console.print("push: the commit to git ...")
-    run(["git", "push"], root, "git push",
-        "The data is on the NAS already; when git is reachable, rerun the same command: it pushes this commit "
-        "without committing again.")
+    pushed = run(["git", "push"], root, "git push", check=False)
+    if pushed.returncode and when_origin_moved and any(word in pushed.stderr for word in REJECTED):
+        when_origin_moved()
+    if pushed.returncode:
+        said = "\n  ".join(pushed.stderr.strip().splitlines()[-6:])
+        raise UserError(f"git push failed (`git push`):\n  {said}\nThe data is on the NAS already; when git is "
+                        "reachable, rerun the same command: it pushes this commit without committing again.")
+
+
+def _keep_aside_and_follow_the_origin(root: Path) -> str:
+    """The origin moved on while the desktop trained (the laptop published again): this commit cannot go on top.
+    It goes to a branch of its own on the origin (its data is on the NAS, and `qblock gc` keeps every branch),
+    and this checkout follows the origin, so a run trains the newer labels. Returns the branch."""
+    commit = head(root)
+    branch = f"qblock/trained-{commit[:7]}"
+    run(["git", "push", "origin", f"HEAD:refs/heads/{branch}"], root, f"git push to {branch}")
+    run(["git", "fetch", "--quiet"], root, "git fetch")
+    run(["git", "reset", "--quiet", "--hard", "@{upstream}"], root, "git reset")
+    return branch
+
+
+def _origin_moved_while_training(root: Path) -> None:
+    commit = head(root)
+    branch = _keep_aside_and_follow_the_origin(root)
+    raise UserError(f"the origin moved on while this model trained (new labels?): its commit {commit[:7]} is kept "
+                    f"on the branch {branch} (data on the NAS, run in MLflow), and this checkout now follows the "
+                    "origin. Run desktop-run again to train the newer labels (qblock watch does it by itself).")
 
 
 def publish(root: Path, paths: Paths, console: Console, app_root: Path | None = None) -> None:
@@ -169,6 +197,13 @@ def _desktop_run(root: Path, paths: Paths, console: Console) -> None:
         else:
             console.print(f"desktop-run: finishing the run interrupted at commit {head(root)[:7]}")
     if not left_behind:
+        run(["git", "fetch", "--quiet"], root, "git fetch", "Is the git origin reachable? Rerun when it is.")
+        counts = run(["git", "rev-list", "--left-right", "--count", "@{upstream}...HEAD"], root, "git rev-list",
+                     check=False).stdout.split()
+        if len(counts) == 2 and int(counts[0]) and int(counts[1]):  # an unpushed result, and newer labels
+            branch = _keep_aside_and_follow_the_origin(root)
+            console.print(f"desktop-run: the origin moved on since this checkout's last run; its unpushed commit "
+                          f"is kept on the branch {branch}")
         console.print("desktop-run: git pull ...")
         run(["git", "pull", "--ff-only"], root, "git pull", "Resolve it by hand (`git status`), then rerun.")
     console.print("desktop-run: dvc pull ...")
@@ -187,7 +222,7 @@ def _desktop_run(root: Path, paths: Paths, console: Console) -> None:
 
     _commit_changes(root, message, console, "desktop-run")
     marker.unlink(missing_ok=True)  # committed: a rerun only has the push left to do
-    _push_data_then_commit(root, console)
+    _push_data_then_commit(root, console, lambda: _origin_moved_while_training(root))
     console.print("desktop-run: done. The laptop can `qblock pull-model`.")
 
 
