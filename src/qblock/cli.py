@@ -101,8 +101,7 @@ def status(
     offline: Annotated[bool, typer.Option("--offline", help="do not ask the git origin whether a newer model "
                                                             "is there")] = False,
 ) -> None:
-    """Labeling progress per document, what to label next, and which model is here (and whether a newer one is on
-    the NAS)."""
+    """Labeling progress, what to label next, and which model is here (and whether the NAS has a newer one)."""
     from qblock.config.schema import load_params
     from qblock.labeling.status import collect_status, print_status
     from qblock.sync.model_version import describe, model_state
@@ -424,8 +423,7 @@ def doctor(
     repair: Annotated[bool, typer.Option("--repair", help="with --deep: replace bad NAS objects with this machine's "
                                                           "good copies")] = False,
 ) -> None:
-    """Check the NAS remote, what is not pushed yet, the DVC cache, params, secrets and the watcher; each problem with
-    its fix."""
+    """Check the NAS, what is not pushed yet, the cache, params, secrets and the watcher; each problem with its fix."""
     from qblock.sync.doctor import run_doctor
 
     if (all_commits or repair) and not deep:
