@@ -24,6 +24,7 @@ JOBS = 8  # reads in flight: NAS latency, not this machine's cores, is what they
 
 @dataclass
 class BadObject:
+    oid: str  # its DVC hash (a folder listing's ends in .dir)
     name: str  # what it is in the project: data/dataset_root/documents/.../page_001.png, models/best.pt
     nas_path: str
     problem: str  # "missing", or "content does not match its hash (md5 ...)"
@@ -43,7 +44,7 @@ def _expected(oid: str) -> str:
 
 def verify(root: Path, all_commits: bool, repair: bool) -> tuple[int, list[BadObject]]:
     """(objects checked, the bad ones). With ``repair``, bad objects this machine holds good copies of are
-    deleted on the NAS and pushed again."""
+    replaced on the NAS with those copies."""
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
@@ -62,20 +63,19 @@ def verify(root: Path, all_commits: bool, repair: bool) -> tuple[int, list[BadOb
                 with odb.fs.open(path, "rb") as handle:
                     found = _md5(handle)
             except FileNotFoundError:
-                return BadObject(names[oid], path, "missing on the NAS")
+                return BadObject(oid, names[oid], path, "missing on the NAS")
             if found == _expected(oid):
                 return None
-            return BadObject(names[oid], path, f"content does not match its hash (reads as md5 {found})")
+            return BadObject(oid, names[oid], path, f"content does not match its hash (reads as md5 {found})")
 
         with ThreadPoolExecutor(JOBS) as pool:
             results = list(track(pool.map(check, sorted(names)), "doctor: reading the NAS", total=len(names)))
         bad = [r for r in results if r is not None]
         for item in bad:
-            oid = next(o for o, n in names.items() if odb.oid_to_path(o) == item.nas_path)
-            copy = Path(local.oid_to_path(oid))
+            copy = Path(local.oid_to_path(item.oid))
             if copy.is_file():
                 with copy.open("rb") as handle:
-                    if _md5(handle) == _expected(oid):
+                    if _md5(handle) == _expected(item.oid):
                         item.local_copy = str(copy)
         if repair:
             for item in bad:
@@ -92,7 +92,6 @@ def _replace(fs, item: BadObject) -> None:
         fs.rm_file(item.nas_path)  # SFTP renames do not replace
     fs.mv(temporary, item.nas_path)
     with fs.open(item.nas_path, "rb") as handle:
-        expected = Path(item.nas_path).parent.name + Path(item.nas_path).name
-        if _md5(handle) != _expected(expected):
+        if _md5(handle) != _expected(item.oid):
             raise UserError(f"{item.nas_path}: still does not match its hash after the repair: is the NAS failing?")
     item.problem += "; repaired from this machine's copy"
