@@ -112,3 +112,14 @@ def laptop_with_origin(tmp_path: Path, remote: list[str], epochs: int = 2) -> tu
     sh(["git", "push", "-q", "-u", "origin", "HEAD"], laptop)
     sh([sys.executable, "-m", "qblock", "remote", "set", *remote], laptop)
     return laptop, bare
+
+
+def published_laptop(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A laptop (smoke preset, folder NAS, bare origin) that has published six demo pages from its app.
+    Returns (laptop, origin, NAS store)."""
+    nas = folder_nas(tmp_path)
+    laptop, bare = laptop_with_origin(tmp_path, [str(nas)])
+    app = tmp_path / "app"
+    sh([sys.executable, "-m", "qblock", "demo-data", str(app), "--documents", "3", "--pages", "2"], laptop)
+    sh([sys.executable, "-m", "qblock", "publish", "--app", str(app)], laptop)
+    return laptop, bare, nas

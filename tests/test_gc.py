@@ -7,7 +7,7 @@ import shutil
 import sys
 
 import pytest
-from tests.repos import folder_nas, laptop_with_origin, sh
+from tests.repos import published_laptop, sh
 from tests.test_round_trip import clone, qb
 
 from qblock.sync.model_version import file_md5
@@ -20,11 +20,7 @@ def object_path(store, md5: str):
 
 
 def test_gc_on_a_stale_laptop_keeps_the_desktops_new_model_and_frees_the_rest(tmp_path):
-    nas = folder_nas(tmp_path)
-    laptop, bare = laptop_with_origin(tmp_path, [str(nas)])
-    app = tmp_path / "app"
-    qb("demo-data", str(app), "--documents", "3", "--pages", "2", cwd=laptop)
-    qb("publish", "--app", str(app), cwd=laptop)
+    laptop, bare, nas = published_laptop(tmp_path)
 
     # something pushed that no commit references: a scratch folder added, pushed, then dropped
     scratch = laptop / "scratch"

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.repos import folder_nas, laptop_with_origin, sh
+from tests.repos import folder_nas, laptop_with_origin, published_laptop, sh
 from tests.test_round_trip import clone, commits, qb
 from tests.test_watch import wait_for
 
@@ -64,11 +64,7 @@ def test_killed_publish_and_desktop_run_are_finished_by_running_them_again(tmp_p
 
 def test_a_desktop_run_whose_origin_moved_on_keeps_its_model_on_a_branch_and_trains_the_newer_labels(tmp_path):
     """The laptop publishes again while the desktop trains: the desktop's commit can no longer go on top."""
-    nas = folder_nas(tmp_path)
-    laptop, bare = laptop_with_origin(tmp_path, [str(nas)])
-    app = tmp_path / "app"
-    qb("demo-data", str(app), "--documents", "3", "--pages", "2", cwd=laptop)
-    qb("publish", "--app", str(app), cwd=laptop)
+    laptop, bare, nas = published_laptop(tmp_path)
     desktop = clone(bare, tmp_path / "desktop", [str(nas)])
     helper = clone(bare, tmp_path / "helper", [str(nas)])
     hook = desktop / ".git" / "hooks" / "pre-commit"  # the origin moves on after training, before the commit
