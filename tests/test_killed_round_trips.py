@@ -82,6 +82,20 @@ def test_a_desktop_run_whose_origin_moved_on_keeps_its_model_on_a_branch_and_tra
     assert sh(["git", "rev-parse", "HEAD"], desktop).stdout == sh(["git", "rev-parse", "HEAD"], bare).stdout
     assert sh(["git", "status", "--porcelain", "--untracked-files=no"], desktop).stdout == ""
 
-    log = qb("desktop-run", cwd=desktop)  # trains the newer commit and pushes it on top
+    # the rerun trains the newer commit; this time the power goes at its `git push`, and while the desktop is off
+    # the laptop publishes once more: the rerun keeps the unpushed result on a branch and trains the newest labels
+    kill_at_git_push(desktop, "desktop-run")
+    unpushed = sh(["git", "rev-parse", "--short=7", "HEAD"], desktop).stdout.strip()
+    assert sh(["git", "log", "-1", "--format=%s", unpushed], desktop).stdout.startswith("train: mAP50")
+    sh(["git", "pull", "-q"], helper)
+    sh(["git", "commit", "-q", "--allow-empty", "-m", "newest labels"], helper)
+    sh(["git", "push", "-q"], helper)
+
+    log = " ".join(qb("desktop-run", cwd=desktop).split())
+    assert f"its unpushed commit is kept on the branch qblock/trained-{unpushed}" in log, log
     assert "desktop-run: done" in log
-    assert commits(bare)[:2] == [commits(bare)[0], "newer labels"] and commits(bare)[0].startswith("train: mAP50")
+    trained = sh(["git", "branch", "--list", "qblock/trained-*"], bare).stdout.split()
+    assert sorted(trained) == sorted([branch, f"qblock/trained-{unpushed}"])
+    assert commits(bare)[:3] == [commits(bare)[0], "newest labels", "newer labels"]
+    assert commits(bare)[0].startswith("train: mAP50")
+    assert (desktop / "models" / "best.pt").is_file() and sh(["git", "status", "--porcelain"], desktop).stdout == ""
