@@ -28,7 +28,7 @@ PAGES_PER_DOCUMENT = 50
 
 def build_collection(root: Path, pages: int, unique: int, first_document: int = 0) -> None:
     """``pages`` labeled pages in documents of 50; images are hard links to ``unique`` renders."""
-    from qblock.labeling.demo_data import _groups_document, render_page
+    from qblock.labeling.demo_data import groups_document, render_page
 
     pool = root / "pool"
     pool.mkdir(parents=True, exist_ok=True)
@@ -52,7 +52,7 @@ def build_collection(root: Path, pages: int, unique: int, first_document: int = 
         target = doc_dir / "pages" / f"{page}.png"
         if not target.exists():
             os.link(pool / f"{source}.png", target)
-        groups = _groups_document(page, [Box(*b) for b in boxes[str(source)]])
+        groups = groups_document(page, [Box(*b) for b in boxes[str(source)]])
         (doc_dir / "groups" / f"{page}_groups.json").write_text(json.dumps(groups, ensure_ascii=False))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -30,19 +31,36 @@ def _run_stage(name: str) -> None:
     run_stage(name, console)
 
 
+class PageStyle(str, Enum):
+    drawn = "drawn"
+    typeset = "typeset"
+
+
 @app.command("demo-data")
 def demo_data(
     directory: Annotated[Path, typer.Argument(help="where to write the app-style dataset_root")],
     documents: Annotated[int, typer.Option(min=1, help="number of workbooks")] = 10,
     pages: Annotated[int, typer.Option(min=1, help="pages per workbook")] = 8,
     seed: Annotated[int, typer.Option(help="same seed, same pages")] = 0,
+    style: Annotated[PageStyle, typer.Option(
+        help="drawn: pages drawn by qblock (fast, no tools); typeset: pages typeset by XeLaTeX (needs TeX Live and "
+             "pdftoppm), boxes the tight union of each question's ink")] = PageStyle.drawn,
 ) -> None:
     """Write a synthetic labeled dataset_root (pages + groups JSON) for demos and tests."""
-    from qblock.labeling.demo_data import write_demo_dataset
-
     if (directory / "documents").exists() and any((directory / "documents").iterdir()):
         raise UserError(f"{directory / 'documents'} already has documents; choose an empty folder")
-    count = write_demo_dataset(directory, documents, pages, seed)
+    if style is PageStyle.typeset:
+        from rich.progress import Progress
+
+        from qblock.labeling.typeset_pages import write_typeset_dataset
+
+        with Progress(console=console, transient=True) as bar:  # a workbook takes seconds: show each
+            task = bar.add_task("typesetting workbooks", total=documents)
+            count = write_typeset_dataset(directory, documents, pages, seed, lambda _: bar.advance(task))
+    else:
+        from qblock.labeling.demo_data import write_demo_dataset
+
+        count = write_demo_dataset(directory, documents, pages, seed)
     console.print(f"demo-data: {count} pages in {documents} documents under {directory / 'documents'}")
 
 

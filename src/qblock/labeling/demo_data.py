@@ -334,7 +334,7 @@ def _scan(image: Image.Image, boxes: list[list[float]], rng: random.Random, s: S
     return scanned, turned_boxes
 
 
-def _groups_document(page: str, boxes: list[Box], size: tuple[int, int] = (827, 1169)) -> dict:
+def groups_document(page: str, boxes: list[Box], size: tuple[int, int] = (827, 1169)) -> dict:
     """The app's groups JSON for one page, extra fields included."""
     return {
         "page": page,
@@ -379,7 +379,7 @@ def write_demo_dataset(root: Path, documents: int = 10, pages: int = 8, seed: in
             question += len(boxes)
             # lossless either way; level 6 took 12.8 s for the 48 demo pages, level 1 6.6 s
             image.save(doc_dir / "pages" / f"{page}.png", compress_level=1)
-            groups = _groups_document(page, boxes, image.size)
+            groups = groups_document(page, boxes, image.size)
             (doc_dir / "groups" / f"{page}_groups.json").write_text(
                 json.dumps(groups, ensure_ascii=False, indent=1), encoding="utf-8"
             )
