@@ -6,16 +6,18 @@ BIN := $(VENV)/bin
 TORCH := torch==2.14.1 torchvision==0.29.1
 export PATH := $(abspath $(BIN)):$(PATH)
 export YOLO_OFFLINE := 1
+# `qblock demo-data --style typeset`: XeLaTeX with Korean (kotex), TikZ, a Nanum font, and pdftoppm
+TEX_PACKAGES := texlive-xetex texlive-lang-korean texlive-pictures texlive-latex-extra fonts-nanum poppler-utils
 
-.PHONY: help setup demo test test-fast test-tools ui lint clean-outputs
+.PHONY: help setup demo test test-fast test-tools ui lint clean-outputs constraints
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(BIN)/qblock: pyproject.toml
+$(BIN)/qblock: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(TORCH) -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt $(TORCH) -e '.[dev]'
 	@touch $@
 
 setup: $(BIN)/qblock  ## create .venv with qblock, torch, ultralytics, dvc, mlflow
@@ -28,10 +30,13 @@ demo: setup  ## demo data -> dvc repro (cpu preset) -> metrics and how to open M
 test: setup test-tools  ## the whole test suite (includes a real dvc repro with the smoke preset)
 	$(BIN)/python -m pytest
 
-test-tools:  ## chromium, openssh-server, postgresql for the UI, SSH-remote and team-server tests (Debian/Ubuntu: apt-get, root)
+test-tools:  ## chromium, openssh-server, postgresql, TeX Live + poppler for the UI, SSH, team-server and typeset-page tests (Debian/Ubuntu: apt-get, root)
 	@{ command -v chromium || command -v chromium-browser; } >/dev/null && test -x /usr/sbin/sshd && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium openssh-server postgresql >/dev/null; } || \
 	  echo "warning: could not install chromium, openssh-server and postgresql; the MLflow UI, SSH and team-server tests will be skipped"
+	@{ command -v xelatex && command -v pdftoppm && kpsewhich kotex.sty; } >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TEX_PACKAGES) >/dev/null; } || \
+	  echo "warning: could not install TeX Live and poppler; the typeset-page tests will be skipped"
 
 test-fast: setup  ## the tests without the slow end-to-end ones
 	$(BIN)/python -m pytest -m "not slow"
@@ -45,3 +50,9 @@ lint: setup  ## ruff and mypy (CI runs both)
 
 clean-outputs:  ## remove pipeline outputs and the MLflow store (not the demo data)
 	rm -rf data/yolo data/split models runs plots reports metrics.json mlflow.db mlartifacts .qblock dvc.lock
+
+constraints: setup  ## pin what .venv has now into constraints.txt (after an upgrade that passed the tests and benches)
+	{ grep '^#' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | \
+	  awk '!/^(torch|torchvision|triton|cuda-[a-z-]+)==/ && !(/^nvidia-/ && !/^nvidia-ml-py==/)'; } > constraints.new
+	mv constraints.new constraints.txt
+	@touch $(BIN)/qblock

@@ -27,6 +27,24 @@ def prepare_demo(work: Path, export_dir: Path | None = None, split_dir: Path | N
     return export_dir, split_dir
 
 
+def prepare_source(folder: Path, source: str, documents: int = 10, pages: int = 8) -> None:
+    """``documents`` x ``pages`` of `qblock demo-data` (``source``: demo, drawn; or typeset) under
+    ``folder/app``, exported, split and validated into ``folder/yolo`` and ``folder/split``; kept when
+    already there (the same seed gives the same pages)."""
+    if (folder / "split" / "val.txt").is_file():
+        return
+    if not (folder / "app" / "documents").is_dir():
+        if source == "typeset":
+            from qblock.labeling.typeset_pages import write_typeset_dataset
+
+            write_typeset_dataset(folder / "app", documents, pages, seed=0)
+        else:
+            from qblock.labeling.demo_data import write_demo_dataset
+
+            write_demo_dataset(folder / "app", documents, pages, seed=0)
+    prepare_demo(folder, folder / "yolo", folder / "split")
+
+
 class EpochClock:
     """ultralytics callbacks recording, per epoch, seconds since training started and val mAP."""
 

@@ -1,42 +1,58 @@
-"""Benchmark: crop rate and time to target for each training preset, next to ultralytics' defaults.
+"""Benchmark: crop rate and time to target for each training preset, as a median over seeds.
 
-    python bench/train_quality.py                      # defaults, cpu preset, desktop_4070 CPU proxy
-    python bench/train_quality.py --run "cpu 320=train=cpu,train.imgsz=320" --run cpu
+    python bench/train_quality.py                          # cpu preset and desktop proxy, 3 seeds each
+    python bench/train_quality.py --runs 5 --run cpu --run "cpu 512=train=cpu,train.imgsz=512"
+    python bench/train_quality.py --data typeset --cross   # train on typeset pages; also test on demo pages
 
-All runs train on the same exported and split demo collection (8 workbooks x 6 pages of
-`qblock demo-data`: A4 and B5, 100-200 dpi, one and two columns, scans), on this machine, one
-after the other. Each run is a name and Hydra overrides of conf/ (`NAME=OVERRIDE,OVERRIDE`); its
-training arguments are exactly what the train stage passes. The built-in runs:
+A run is a name and Hydra overrides of conf/ (`NAME=OVERRIDE,OVERRIDE`); its training arguments
+are exactly what the train stage passes. Each run trains ``--runs`` times, with train.seed 0, 1,
+2, ... on the same pages: one seed repeats to the digit on one machine, but another machine (its
+CPU's kernels sum in another order) or another library version takes training down another path,
+as another seed does; so a preset is judged on the median over seeds, never on its best run, and
+the spread is printed beside it.
 
-- `ultralytics defaults`: YOLO("yolov8n.yaml").train with only data, epochs, imgsz and device
-  given (the cpu preset's epochs and imgsz), everything else ultralytics' own;
+The pages: ``--data demo`` (default) is `qblock demo-data` (10 workbooks x 8 pages drawn by qblock,
+the labeler's convention: a margin, working space owned); ``--data typeset`` is `qblock demo-data
+--style typeset` (10 workbooks x 8 pages typeset by XeLaTeX, boxes tight to the ink). With
+``--cross`` each model is also scored on the other source's val pages (the snapping rule still
+learned from its own training pages): how far a model carries beyond the pages it was trained on.
+
+Built-in runs:
+- `ultralytics defaults`: YOLO("yolov8n.yaml").train with only data, epochs, imgsz, device, seed;
 - `cpu`: conf/train/cpu.yaml;
 - `desktop_4070 proxy`: conf/train/desktop_4070.yaml's augmentation and nominal batch, scaled down
-  to what a CPU can run: yolov8n from scratch, the cpu preset's imgsz, epochs and batch (AutoBatch,
-  the preset's `batch: -1`, needs a GPU), on the CPU.
+  to what a CPU can run (yolov8n from scratch, the cpu preset's imgsz, epochs and batch).
 
-For each run it prints the seconds and epochs until val mAP50 first reaches the target (0.95),
-the final mAP50 and mAP50-95, and the crop rate (share of val questions cropped at IoU >= 0.9 at
-the threshold evaluate chooses) with and without ink snapping, measured as evaluate measures it.
+Per run: seconds and epochs until val mAP50 first reaches 0.95, the final mAP50 and mAP50-95, and
+the crop rate (share of val questions cropped at IoU >= 0.9 at the threshold evaluate chooses)
+with and without ink snapping, measured as evaluate measures it. ``--jobs 2`` trains two runs at
+once, a core each (on 2 cores about as fast in all as one after the other, and one run's times
+are then those of a loaded machine).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 from _harness import project_params, work_folder
-from _training import EpochClock, prepare_demo
+from _training import EpochClock, prepare_source
 
 TARGET_MAP50 = 0.95
+SOURCES = ("demo", "typeset")
 BUILT_IN = {
     "ultralytics defaults": None,
     "cpu": ["train=cpu"],
     "desktop_4070 proxy": ["train=desktop_4070", "model=yolov8n", "model.weights=null", "train.device=cpu",
                            "train.workers=0", "train.cache=true", "train.batch=8"],
 }
+DEFAULT_RUNS = ("cpu", "desktop_4070 proxy")
 
 
 def parse_run(text: str) -> tuple[str, list[str] | None]:
@@ -46,117 +62,169 @@ def parse_run(text: str) -> tuple[str, list[str] | None]:
     return name, [o for o in overrides.split(",") if o]
 
 
-def train_once(name: str, overrides: list[str] | None, cpu, work: Path) -> dict:
+def run_folder(work: Path, name: str, seed: int) -> Path:
+    return work / "runs" / f"{name.replace(' ', '_')}-seed{seed}"
+
+
+def train_once(work: Path, data: str, name: str, overrides: list[str] | None, seed: int, threads: int,
+               cross: bool) -> dict:
+    """One training of one run with one seed, scored on its own val pages (and the other source's)."""
     from ultralytics import YOLO
 
-    from qblock.model.yolo_env import ultralytics_dataset, use_cpu_threads
+    from qblock.model.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads
     from qblock.stages.train import model_source, train_arguments
 
+    folder = run_folder(work, name, seed)
+    prepare_ultralytics(folder)
+    cpu = project_params("train=cpu")
     clock = EpochClock()
-    folder = work / "runs" / name.replace(" ", "_")
-    with ultralytics_dataset(work / "yolo", work / "split", work) as data_yaml:
+    source = work / data
+    with ultralytics_dataset(source / "yolo", source / "split", folder) as data_yaml:
         if overrides is None:
             model = YOLO("yolov8n.yaml")
             arguments = {"data": str(data_yaml), "epochs": cpu.train.epochs, "imgsz": cpu.train.imgsz,
-                         "device": "cpu", "project": str(folder.parent), "name": folder.name, "exist_ok": True,
-                         "plots": False, "verbose": False}
+                         "device": "cpu", "seed": seed, "project": str(folder), "name": "train", "exist_ok": True}
             params = cpu
         else:
-            params = project_params(*overrides)
+            params = project_params(*overrides, f"train.seed={seed}")
             if "desktop_4070 proxy" in name:  # scaled to the CPU: the cpu preset's size and length
                 params.train.imgsz, params.train.epochs = cpu.train.imgsz, cpu.train.epochs
             model = YOLO(model_source(params.model))
-            use_cpu_threads(model, params.train.cpu_threads)
-            arguments = train_arguments(params, data_yaml, folder) | {"plots": False, "verbose": False}
+            arguments = train_arguments(params, data_yaml, folder / "train")
+        params.train.cpu_threads = threads
+        use_cpu_threads(model, threads)
         clock.attach(model)
         start = time.perf_counter()
-        model.train(**arguments)
+        model.train(**arguments | {"plots": False, "verbose": False})
         seconds = time.perf_counter() - start
-        crops = crop_rates(folder / "weights" / "best.pt", params, data_yaml, work)
-    return {"epochs": clock.epochs, "seconds": seconds, "imgsz": arguments["imgsz"], **crops}
+    weights = folder / "train" / "weights" / "best.pt"
+    result = {"seed": seed, "epochs": clock.epochs, "seconds": seconds, "imgsz": arguments["imgsz"],
+              **crop_rates(weights, params, source, source, folder / "val")}
+    if cross:
+        other = next(s for s in SOURCES if s != data)
+        result["cross"] = {"pages": other, **crop_rates(weights, params, work / other, source, folder / "cross")}
+    return result
 
 
-def crop_rates(weights: Path, params, data_yaml: Path, work: Path) -> dict:
-    """The crop rate with and without ink snapping, as the evaluate stage measures it."""
+def crop_rates(weights: Path, params, pages: Path, trained_on: Path, out: Path) -> dict:
+    """mAP and the crop rate with and without ink snapping on ``pages``' val split, as evaluate
+    measures them; the snapping rule learned from ``trained_on``'s training boxes."""
     from qblock.data.yolo_folder import split_list
-    from qblock.quality.crops import load_val_pages
+    from qblock.model.yolo_env import ultralytics_dataset
+    from qblock.quality.crops import crop_metrics, load_val_pages
     from qblock.quality.ink_snap import learn_from_folder
     from qblock.stages.evaluate import choose_snapping, measure
 
-    out = work / "val" / weights.parent.parent.name
-    measure(weights, params, data_yaml, out, plots=False)
-    pages = load_val_pages(work / "yolo", split_list(work / "split", "val") or [], out / "predictions.json")
-    rule = learn_from_folder(work / "yolo", split_list(work / "split", "train") or [])
-    chosen, snapped, plain = choose_snapping(work / "yolo", pages, rule)
-    from qblock.quality.crops import crop_metrics
-
+    with ultralytics_dataset(pages / "yolo", pages / "split", out) as data_yaml:
+        box = measure(weights, params, data_yaml, out, plots=False)
+    val = load_val_pages(pages / "yolo", split_list(pages / "split", "val") or [], out / "predictions.json")
+    rule = learn_from_folder(trained_on / "yolo", split_list(trained_on / "split", "train") or [])
+    chosen, snapped, plain = choose_snapping(pages / "yolo", val, rule)
     final = crop_metrics(chosen)
-    return {"crop_rate": final["crop_rate"], "crop_rate_unsnapped": plain["crop_rate"], "snapped": snapped,
-            "false_crops_per_page": final["false_crops_per_page"]}
+    return {"mAP50": round(float(box.map50), 5), "mAP50-95": round(float(box.map), 5),
+            "crop_rate": final["crop_rate"], "crop_rate_unsnapped": plain["crop_rate"], "snapped": snapped,
+            "conf_threshold": final["conf_threshold"], "false_crops_per_page": final["false_crops_per_page"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", action="append", metavar="NAME[=OVERRIDES]",
-                        help="a run to make (repeat); default: the three built-in runs")
+                        help=f"a run to make (repeat); default: {', '.join(DEFAULT_RUNS)}")
+    parser.add_argument("--runs", type=int, default=3, help="seeds per run (0, 1, ...); the median is reported")
+    parser.add_argument("--data", choices=SOURCES, default="demo", help="the pages to train and score on")
+    parser.add_argument("--cross", action="store_true", help="also score each model on the other source's val pages")
+    parser.add_argument("--jobs", type=int, default=1, help="trainings at once (each gets cores / jobs threads)")
     parser.add_argument("--work", type=Path, help="working folder, kept with the per-epoch figures and the models "
-                                                   "(default: a temporary one, removed)")
+                                                   "(default: a temporary one, removed); an earlier run's is reused")
     parser.add_argument("--rescore", action="store_true", help="with --work of an earlier run: measure its models' "
                         "crop rates again with today's post-processing (no training), and print the table")
     args = parser.parse_args()
     if args.rescore:
         if args.work is None:
             parser.error("--rescore needs the --work folder of an earlier run")
-        rescore(args.work.resolve())
+        rescore(args.work.resolve(), args.cross)
         return
-    runs = dict(parse_run(r) for r in args.run) if args.run else dict(BUILT_IN)
+    runs = dict(parse_run(r) for r in args.run) if args.run else {n: BUILT_IN[n] for n in DEFAULT_RUNS}
     with work_folder(args.work, "qblock-train-quality-") as work:
-        measure_runs(work, runs, keep=args.work is not None)
+        measure_runs(work, runs, args)
 
 
-def rescore(work: Path) -> None:
-    from qblock.model.yolo_env import prepare_ultralytics, ultralytics_dataset
-
-    prepare_ultralytics(work)
-    results = json.loads((work / "train_quality.json").read_text())
-    cpu = project_params("train=cpu")
-    for name, result in results.items():
-        cpu.train.imgsz = result["imgsz"]
-        with ultralytics_dataset(work / "yolo", work / "split", work) as data_yaml:
-            result.update(crop_rates(work / "runs" / name.replace(" ", "_") / "weights" / "best.pt", cpu, data_yaml,
-                                     work))
-    print_table(results, work)
-    (work / "train_quality.json").write_text(json.dumps(results, indent=1))
-
-
-def measure_runs(work: Path, runs: dict[str, list[str] | None], keep: bool) -> None:
+def measure_runs(work: Path, runs: dict[str, list[str] | None], args) -> None:
     from qblock.model.yolo_env import prepare_ultralytics
 
     prepare_ultralytics(work)
-    prepare_demo(work)
-    cpu = project_params("train=cpu")
-    results = {}
-    for name, overrides in runs.items():
-        print(f"--- {name}: {' '.join(overrides) if overrides else 'ultralytics defaults'}", flush=True)
-        results[name] = train_once(name, overrides, cpu, work)
-    print_table(results, work)
-    (work / "train_quality.json").write_text(json.dumps(results, indent=1))
-    print(f"per-epoch figures: {work / 'train_quality.json'}" if keep else
-          "(run with --work DIR to keep the per-epoch figures and the trained models)")
+    for source in {args.data, *(SOURCES if args.cross else ())}:
+        started = time.perf_counter()
+        prepare_source(work / source, source)
+        print(f"{source} pages ready in {time.perf_counter() - started:.0f} s", flush=True)
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    jobs = [(name, overrides, seed) for name, overrides in runs.items() for seed in range(args.runs)]
+    results_file = work / f"train_quality_{args.data}.json"
+    results: dict[str, list[dict]] = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(train_once, work, args.data, name, overrides, seed, threads, args.cross): (name, seed)
+                   for name, overrides, seed in jobs}
+        for future, (name, seed) in futures.items():
+            result = future.result()
+            results[name] = [r for r in results.get(name, []) if r["seed"] != seed] + [result]
+            print(f"--- {name} seed {seed}: " + ", ".join(f"{k} {result[k]}" for k in
+                  ("mAP50", "mAP50-95", "crop_rate", "crop_rate_unsnapped", "conf_threshold")) +
+                  f", {result['seconds']:.0f} s", flush=True)
+            results_file.write_text(json.dumps(results, indent=1))
+    print_table({n: results[n] for n in runs}, work, args.data)
+    print(f"all figures: {results_file}")
 
 
-def print_table(results: dict, work: Path) -> None:
-    val_pages = len((work / "split" / "val.txt").read_text().split())
-    pages = val_pages + len((work / "split" / "train.txt").read_text().split())
-    print(f"\n{pages} demo pages ({val_pages} val), this machine, target val mAP50 >= {TARGET_MAP50}\n")
-    print(f"{'':22}{'imgsz':>6}{'epochs':>7}{'mAP50>=0.95 after':>21}{'mAP50':>7}{'mAP50-95':>9}"
-          f"{'crop rate':>10}{'unsnapped':>10}{'time':>8}")
-    for name, r in results.items():
-        reached = next((e for e in r["epochs"] if e["mAP50"] >= TARGET_MAP50), None)
-        when = f"{reached['seconds']:.0f} s (epoch {reached['epoch']})" if reached else "never"
-        last = r["epochs"][-1]
-        print(f"{name:22}{r['imgsz']:>6}{len(r['epochs']):>7}{when:>21}{last['mAP50']:>7.3f}{last['mAP50-95']:>9.3f}"
-              f"{r['crop_rate']:>10.3f}{r['crop_rate_unsnapped']:>10.3f}{r['seconds']:>7.0f}s")
+def rescore(work: Path, cross: bool) -> None:
+    from qblock.model.yolo_env import prepare_ultralytics
+
+    prepare_ultralytics(work)
+    for results_file in sorted(work.glob("train_quality_*.json")):
+        data = results_file.stem.removeprefix("train_quality_")
+        results = json.loads(results_file.read_text())
+        for name, seeds in results.items():
+            for result in seeds:
+                params = project_params("train=cpu", f"train.imgsz={result['imgsz']}")
+                folder = run_folder(work, name, result["seed"])
+                weights = folder / "train" / "weights" / "best.pt"
+                result.update(crop_rates(weights, params, work / data, work / data, folder / "val"))
+                if cross:
+                    other = next(s for s in SOURCES if s != data)
+                    result["cross"] = {"pages": other, **crop_rates(weights, params, work / other, work / data,
+                                                                    folder / "cross")}
+        print_table(results, work, data)
+        results_file.write_text(json.dumps(results, indent=1))
+
+
+def spread(values: list[float], digits: int = 3) -> str:
+    """The median, and the range when the runs differ: '0.877 (0.723-0.885)'."""
+    middle = statistics.median(values)
+    if max(values) - min(values) < 0.5 * 10 ** -digits:
+        return f"{middle:.{digits}f}"
+    return f"{middle:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def print_table(results: dict[str, list[dict]], work: Path, data: str) -> None:
+    val_pages = len((work / data / "split" / "val.txt").read_text().split())
+    pages = val_pages + len((work / data / "split" / "train.txt").read_text().split())
+    print(f"\n{pages} {data} pages ({val_pages} val), this machine; median over seeds (range); "
+          f"target val mAP50 >= {TARGET_MAP50}\n")
+    for name, seeds in results.items():
+        reached = [next((e for e in r["epochs"] if e["mAP50"] >= TARGET_MAP50), None) for r in seeds]
+        when = [e["epoch"] for e in reached if e]
+        print(f"{name}: {len(seeds)} seeds ({', '.join(str(r['seed']) for r in seeds)}), imgsz {seeds[0]['imgsz']}, "
+              f"{len(seeds[0]['epochs'])} epochs, {statistics.median(r['seconds'] for r in seeds):.0f} s median")
+        print(f"  mAP50 {spread([r['mAP50'] for r in seeds])}   mAP50-95 {spread([r['mAP50-95'] for r in seeds])}   "
+              f"reached 0.95 in {len(when)} of {len(seeds)} (median epoch "
+              f"{statistics.median(when) if when else '-'})")
+        print(f"  crop rate {spread([r['crop_rate'] for r in seeds])}   unsnapped "
+              f"{spread([r['crop_rate_unsnapped'] for r in seeds])}   threshold "
+              f"{spread([r['conf_threshold'] for r in seeds], 2)}")
+        if all("cross" in r for r in seeds):
+            other = seeds[0]["cross"]["pages"]
+            print(f"  on {other} pages: crop rate {spread([r['cross']['crop_rate'] for r in seeds])}   mAP50 "
+                  f"{spread([r['cross']['mAP50'] for r in seeds])}   unsnapped "
+                  f"{spread([r['cross']['crop_rate_unsnapped'] for r in seeds])}")
 
 
 if __name__ == "__main__":

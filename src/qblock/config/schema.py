@@ -100,6 +100,7 @@ class TrainParams:
     hsv_s: float
     hsv_v: float
     mixup: float
+    box: float  # the box-loss gain (how much box precision weighs against finding and classifying)
 
     def ultralytics_arguments(self) -> dict[str, Any]:
         """The fields ultralytics' train() takes as they are (all but qblock's own)."""
