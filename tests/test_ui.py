@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -97,6 +98,44 @@ def test_ui_shows_the_runs_and_their_map(tmp_path):
             browse(url, shot)
             assert shot.stat().st_size > 20_000, f"{shot} looks empty"
         print(f"screenshots: {shots}/mlflow-ui-*.png")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_the_ui_answers_the_names_other_machines_use_and_refuses_others(tmp_path):
+    """`qblock ui --host 0.0.0.0` for the laptop: MLflow's DNS-rebinding guard must let in this
+    machine's name and a name given with --allowed-host (http://desktop:5000), and still refuse others."""
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(compose_params(REPO)))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT")}
+    server = subprocess.Popen([sys.executable, "-m", "qblock", "ui", "--host", "127.0.0.1", "--port", str(port),
+                               "--allowed-host", "desktop"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    api = "/api/2.0/mlflow/experiments/search?max_results=1"
+
+    def status(host: str) -> int:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(base + api, headers={"Host": host}), timeout=5) as r:
+                return r.status
+        except urllib.error.HTTPError as refused:
+            return refused.code
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(base + "/health", timeout=2).read()
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read().decode()
+                assert time.monotonic() < deadline, "the MLflow server did not answer within 120 s"
+                time.sleep(1)
+        assert status(f"{socket.gethostname()}:{port}") == 200
+        assert status(f"desktop:{port}") == 200
+        assert status("192.168.1.20") == 200  # the desktop's address on the LAN
+        assert status("attacker.example") == 403
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

@@ -202,16 +202,20 @@ def ui(
     host: Annotated[str, typer.Option(help="address to listen on; 0.0.0.0 serves the LAN")] = "127.0.0.1",
     auth: Annotated[bool, typer.Option(help="ask for a user and password (MLflow's basic-auth app); the admin "
                                             "password comes from $QBLOCK_UI_PASSWORD or .qblock/machine.yaml")] = False,
+    allowed_host: Annotated[list[str] | None, typer.Option(help="another name other machines use for this one "
+                                                                "(its own names and private addresses are in)")] = None,
 ) -> None:
     """Start the MLflow UI on the configured store."""
     from qblock.config.schema import load_params
     from qblock.model.tracking import artifact_root, connect, tracking_uri
+    from qblock.sync.team_server import mlflow_server_command
     from qblock.sync.ui_auth import auth_environment
 
     params = load_params()
     experiment = connect(params.mlflow)
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri(params.mlflow),
-               "--default-artifact-root", artifact_root(params.mlflow), "--host", host, "--port", str(port)]
+    command = mlflow_server_command(tracking_uri(params.mlflow), ["--default-artifact-root",
+                                                                   artifact_root(params.mlflow)],
+                                    host, port, allowed_host or [])
     env = None
     if auth:
         env = auth_environment(Path.cwd())

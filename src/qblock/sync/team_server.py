@@ -60,7 +60,13 @@ def allowed_hosts(port: int, extra: list[str]) -> str:
     return ",".join(dict.fromkeys(with_ports))
 
 
+def mlflow_server_command(store: str, artifacts: list[str], host: str, port: int, extra_hosts: list[str]) -> list[str]:
+    """`mlflow server` on ``store`` with ``artifacts`` options, answering this machine's names (and
+    ``extra_hosts``) past MLflow's DNS-rebinding guard: the one builder of `qblock ui` and `qblock server`."""
+    return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store, *artifacts, "--host", host,
+            "--port", str(port), "--allowed-hosts", allowed_hosts(port, extra_hosts)]
+
+
 def server_command(db: str, artifacts: str, host: str, port: int, extra_hosts: list[str]) -> list[str]:
-    return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", db, "--artifacts-destination", artifacts,
-            "--serve-artifacts", "--host", host, "--port", str(port), "--allowed-hosts",
-            allowed_hosts(port, extra_hosts)]
+    return mlflow_server_command(db, ["--artifacts-destination", artifacts, "--serve-artifacts"], host, port,
+                                 extra_hosts)
