@@ -217,3 +217,21 @@ def test_the_ui_served_beyond_this_machine_without_auth_warns(tmp_path):
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
+def test_the_ui_auth_key_and_users_file_are_readable_by_this_user_only(tmp_path, monkeypatch):
+    """The form-signing key and the users' password hashes: 0600, when created and when found wider."""
+    from qblock.sync.ui_auth import auth_environment
+
+    monkeypatch.setenv("QBLOCK_UI_PASSWORD", "a long enough one")
+    auth_environment(tmp_path)
+    folder = tmp_path / ".qblock"
+    for name in ("ui_auth.key", "ui_auth.db"):
+        assert (folder / name).stat().st_mode & 0o777 == 0o600, name
+        (folder / name).chmod(0o644)  # as an earlier qblock left them
+    key = (folder / "ui_auth.key").read_text()
+    auth_environment(tmp_path)
+    for name in ("ui_auth.key", "ui_auth.db"):
+        assert (folder / name).stat().st_mode & 0o777 == 0o600, name
+    assert (folder / "ui_auth.key").read_text() == key  # the same key: logged-in forms stay valid

@@ -43,6 +43,11 @@ def auth_environment(root: Path) -> dict[str, str]:
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n", encoding="utf-8")
     key = folder / "ui_auth.key"
     if not key.is_file():
-        key.write_text(token_hex(32), encoding="utf-8")
+        with os.fdopen(os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as out:
+            out.write(token_hex(32))
+    if not users.exists():  # SQLite takes an empty file as a new database: created here, so it is born private
+        os.close(os.open(users, os.O_WRONLY | os.O_CREAT, 0o600))
+    for private in (key, users):  # the signing key and the password hashes: this user's alone (POSIX)
+        os.chmod(private, 0o600)
     return {"MLFLOW_FLASK_SERVER_SECRET_KEY": key.read_text(encoding="utf-8").strip()} | dict(os.environ) | {
         "MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_AUTH_ADMIN_PASSWORD": password}
