@@ -27,12 +27,18 @@ def prepare_demo(work: Path, export_dir: Path | None = None, split_dir: Path | N
     return export_dir, split_dir
 
 
-def prepare_source(folder: Path, source: str, documents: int = 10, pages: int = 8) -> None:
-    """``documents`` x ``pages`` of `qblock demo-data` (``source``: demo, drawn; or typeset) under
-    ``folder/app``, exported, split and validated into ``folder/yolo`` and ``folder/split``; kept when
-    already there (the same seed gives the same pages)."""
+# workbooks x pages per source: the demo's 80 pages (as make demo), and 96 typeset ones (16 workbooks, so that
+# the split by workbook puts more than one in val)
+SOURCE_SIZES = {"demo": (10, 8), "typeset": (16, 6)}
+
+
+def prepare_source(folder: Path, source: str) -> None:
+    """`qblock demo-data` pages (``source``: demo, drawn; or typeset) under ``folder/app``, exported,
+    split and validated into ``folder/yolo`` and ``folder/split``; kept when already there (the same
+    seed gives the same pages)."""
     if (folder / "split" / "val.txt").is_file():
         return
+    documents, pages = SOURCE_SIZES[source]
     if not (folder / "app" / "documents").is_dir():
         if source == "typeset":
             from qblock.labeling.typeset_pages import write_typeset_dataset

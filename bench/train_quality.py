@@ -158,7 +158,7 @@ def measure_runs(work: Path, runs: dict[str, list[str] | None], args) -> None:
         prepare_source(work / source, source)
         print(f"{source} pages ready in {time.perf_counter() - started:.0f} s", flush=True)
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
-    jobs = [(name, overrides, seed) for name, overrides in runs.items() for seed in range(args.runs)]
+    jobs = [(name, overrides, seed) for seed in range(args.runs) for name, overrides in runs.items()]
     results_file = work / f"train_quality_{args.data}.json"
     results: dict[str, list[dict]] = json.loads(results_file.read_text()) if results_file.is_file() else {}
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:

@@ -119,3 +119,23 @@ def test_ultralytics_gets_every_train_field_but_qblocks_own(tmp_path):
     from ultralytics.cfg import get_cfg
 
     assert set(passed) <= set(vars(get_cfg()))  # each is a real ultralytics argument
+
+
+@pytest.mark.parametrize("mapping", ["{0: Question_Block, 1: Question_Block}",
+                                     "{'0': Question_Block, '1': Question_Block}"], ids=["int keys", "quoted"])
+def test_a_class_map_of_numeric_class_names_is_accepted(project, mapping):
+    """Roboflow exports name classes '0', '1': the class_map an import suggests, pasted into conf/
+    with or without quotes, composes and maps those names."""
+    from pathlib import Path
+
+    from qblock.imports.pages import Box, ImportedPage, check_classes
+
+    _edit(project / "conf" / "config.yaml", r"^  class_map: \{\}", f"  class_map: {mapping}")
+    params = parse_params(yaml.safe_load(write_params(project).read_text()))
+    assert params.export.class_map == {"0": "Question_Block", "1": "Question_Block"}
+    page = ImportedPage("export/labels/p1.txt", Path("p1.png"), "p1",
+                        [Box(1, 2, 3, 4, "0"), Box(5, 6, 7, 8, "1")], (100, 100))
+    check_classes([page], params.export)  # both names map: no error
+    params.export.class_map = {}
+    with pytest.raises(UserError, match="export.class_map: \\{'0': Question_Block, '1': Question_Block\\}"):
+        check_classes([page], params.export)  # the suggestion is quoted, as pasted above

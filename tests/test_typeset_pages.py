@@ -65,8 +65,7 @@ def test_every_box_is_the_tight_extent_of_its_questions_ink(typeset_root):
 @needs_tex
 def test_typeset_pages_go_through_export_split_and_validate(typeset_root, tmp_path):
     from rich.console import Console
-
-    from conftest import conf_params
+    from tests.conftest import conf_params
 
     from qblock.stages import export, split, validate
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -31,7 +31,7 @@ def _run_stage(name: str) -> None:
     run_stage(name, console)
 
 
-class PageStyle(str, Enum):
+class PageStyle(StrEnum):
     drawn = "drawn"
     typeset = "typeset"
 

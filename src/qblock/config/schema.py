@@ -170,6 +170,9 @@ def parse_params(data: dict[str, Any], source: str = PARAMS_FILE) -> Params:
     missing = [name for name in Params.__dataclass_fields__ if name not in data]
     if missing:
         raise UserError(f"{source}: missing section(s) {', '.join(missing)}. Run `qblock params`.")
+    export = data.get("export")
+    if isinstance(export, dict) and isinstance(export.get("class_map"), dict):  # YAML reads `0: Question` as an int
+        data = data | {"export": export | {"class_map": {str(k): v for k, v in export["class_map"].items()}}}
     try:
         params = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Params), data))
     except OmegaConfBaseException as exc:

@@ -118,7 +118,7 @@ def check_classes(pages: list[ImportedPage], params: ExportParams) -> None:
         return
     listed = "; ".join(f"{label!r} ({count} box{'es' if count > 1 else ''}, first {where})"
                        for label, (count, where) in sorted(unknown.items()))
-    example = ", ".join(f"{label}: {params.class_names[0]}" for label in sorted(unknown)[:3])
+    example = ", ".join(f"'{label}': {params.class_names[0]}" for label in sorted(unknown)[:3])  # quoted: YAML keys
     raise UserError(f"{len(unknown)} class name(s) in this export are not this project's classes "
                     f"({', '.join(params.class_names)}): {listed}. Map them in conf/config.yaml, e.g. "
                     f"export.class_map: {{{example}}}, then `qblock params`. Nothing was written.")

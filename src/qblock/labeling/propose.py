@@ -32,6 +32,7 @@ from qblock.core.errors import UserError
 from qblock.core.progress import track
 from qblock.data.app_dataset import GROUPS_SUFFIX, IMAGE_SUFFIXES
 from qblock.data.contact_sheet import save_contact_sheet
+from qblock.data.page_image import as_page
 from qblock.data.problems import write_json
 from qblock.quality.ink_snap import SnapRule, hugs_ink, ink_mask, room_below, snap_box
 from qblock.quality.spacing import settle_bottoms
@@ -251,8 +252,7 @@ def propose(dataset_root: Path, documents: list[str] | None, choice: ModelChoice
             continue
         try:
             with Image.open(job.image) as opened:
-                page = ImageOps.exif_transpose(opened)
-                page.load()
+                page = as_page(ImageOps.exif_transpose(opened))  # transparent or 16-bit pages read as on paper
         except (UnidentifiedImageError, OSError) as exc:
             console.print(f"[yellow]warning[/]: {job.image}: cannot read the page image ({exc}); skipped")
             outcome.unreadable.append(str(job.image))
@@ -304,7 +304,7 @@ def draw_preview(dataset_root: Path, document_name: str, out: Path, count: int =
         if image is None:
             continue
         with Image.open(image) as opened:
-            canvas = ImageOps.exif_transpose(opened).convert("RGB")
+            canvas = as_page(ImageOps.exif_transpose(opened))
         draw = ImageDraw.Draw(canvas)
         width = max(2, canvas.width // 250)
         for number, group in enumerate(json.loads(proposal.read_text(encoding="utf-8"))["groups"], start=1):

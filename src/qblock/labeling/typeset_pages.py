@@ -44,22 +44,49 @@ HUE_STRIDE = 7  # coprime to HUES
 MIN_COVER = 0.5  # a pixel counts as a question's ink from half coverage on (anti-aliased edges)
 MIN_COSINE = 0.995  # how close a pixel's colour must be to its question's
 
-DOCUMENT_NAMES = ("모의고사 1회", "exam practice A", "고등 수학 하", "problem set 7", "수학 I 기출", "linear algebra drill",
-                  "중등 도형 심화", "weekly quiz", "확률 단원 평가", "calculus exam B")
-KO_STEMS = ("다음 식의 값을 구하시오.", "그림과 같이 삼각형 ABC에서 선분의 길이를 구하시오.", "다음 중 옳은 것만을 보기에서 있는 대로 고른 것은?",
-            "함수의 그래프가 점을 지날 때, 상수의 값은?", "두 점 사이의 거리를 구하여라.", "다음 표는 어느 반 학생들의 점수를 조사한 것이다.",
-            "방정식의 모든 실근의 합을 구하시오.", "수열의 일반항을 구하고, 첫째항부터 제10항까지의 합을 구하시오.",
-            "좌표평면 위의 원과 직선이 만나는 두 점을 각각 P, Q라 할 때, 선분 PQ의 길이는?")
-EN_STEMS = ("Evaluate the expression below.", "In the figure, find the length of the segment AB.",
-            "Which of the following statements are true?", "The graph of the function passes through the point "
-            "$(2, 5)$. Find the constant $a$.", "Solve the equation for all real $x$.",
-            "The table shows the scores of a class. Find the mean and the median.",
-            "Find the general term of the sequence and the sum of its first ten terms.",
-            "A circle and a line meet at two points P and Q. Find the length of PQ.")
-DISPLAYS = (r"\int_{0}^{%d} (%dx^2 + %dx)\,dx", r"\lim_{x \to %d} \frac{x^2 - %d}{x - %d}",
-            r"\sum_{k=1}^{%d} (%dk + %d)", r"\begin{pmatrix} %d & %d \\ %d & 1 \end{pmatrix}^{2}",
-            r"f(x) = \frac{%dx + %d}{x^2 + %d}", r"\sqrt{%d} + \sqrt{%d} - \frac{1}{\sqrt{%d}}",
-            r"\log_{2} %d + \log_{2} %d - \log_{2} %d", r"x^3 - %dx^2 + %dx - %d = 0")
+DOCUMENT_NAMES = (
+    '모의고사 1회',
+    'exam practice A',
+    '고등 수학 하',
+    'problem set 7',
+    '수학 I 기출',
+    'linear algebra drill',
+    '중등 도형 심화',
+    'weekly quiz',
+    '확률 단원 평가',
+    'calculus exam B',
+)
+KO_STEMS = (
+    '다음 식의 값을 구하시오.',
+    '그림과 같이 삼각형 ABC에서 선분의 길이를 구하시오.',
+    '다음 중 옳은 것만을 보기에서 있는 대로 고른 것은?',
+    '함수의 그래프가 점을 지날 때, 상수의 값은?',
+    '두 점 사이의 거리를 구하여라.',
+    '다음 표는 어느 반 학생들의 점수를 조사한 것이다.',
+    '방정식의 모든 실근의 합을 구하시오.',
+    '수열의 일반항을 구하고, 첫째항부터 제10항까지의 합을 구하시오.',
+    '좌표평면 위의 원과 직선이 만나는 두 점을 각각 P, Q라 할 때, 선분 PQ의 길이는?',
+)
+EN_STEMS = (
+    'Evaluate the expression below.',
+    'In the figure, find the length of the segment AB.',
+    'Which of the following statements are true?',
+    'The graph of the function passes through the point $(2, 5)$. Find the constant $a$.',
+    'Solve the equation for all real $x$.',
+    'The table shows the scores of a class. Find the mean and the median.',
+    'Find the general term of the sequence and the sum of its first ten terms.',
+    'A circle and a line meet at two points P and Q. Find the length of PQ.',
+)
+DISPLAYS = (
+    r'\int_{0}^{%d} (%dx^2 + %dx)\,dx',
+    r'\lim_{x \to %d} \frac{x^2 - %d}{x - %d}',
+    r'\sum_{k=1}^{%d} (%dk + %d)',
+    r'\begin{pmatrix} %d & %d \\ %d & 1 \end{pmatrix}^{2}',
+    r'f(x) = \frac{%dx + %d}{x^2 + %d}',
+    r'\sqrt{%d} + \sqrt{%d} - \frac{1}{\sqrt{%d}}',
+    r'\log_{2} %d + \log_{2} %d - \log_{2} %d',
+    r'x^3 - %dx^2 + %dx - %d = 0',
+)
 
 
 @dataclass(frozen=True)
@@ -140,8 +167,20 @@ def write_document(folder: Path, title: str, book: Workbook, rng: random.Random,
 
 # --- the LaTeX source -------------------------------------------------------------------------
 
-SECTIONS_KO = ("Ⅰ. 다항식의 연산", "Ⅱ. 방정식과 부등식", "Ⅲ. 도형의 방정식", "유형 05 함수의 극한", "실전 문제")
-SECTIONS_EN = ("Part A. Algebra", "Part B. Geometry", "Section 3: Limits", "Review problems", "Challenge set")
+SECTIONS_KO = (
+    'Ⅰ. 다항식의 연산',
+    'Ⅱ. 방정식과 부등식',
+    'Ⅲ. 도형의 방정식',
+    '유형 05 함수의 극한',
+    '실전 문제',
+)
+SECTIONS_EN = (
+    'Part A. Algebra',
+    'Part B. Geometry',
+    'Section 3: Limits',
+    'Review problems',
+    'Challenge set',
+)
 
 
 def question_source(rng: random.Random, book: Workbook, number: int) -> str:
@@ -183,7 +222,8 @@ def figure_source(rng: random.Random) -> str:
                 rf"\draw[dashed] ({2 * s:.2f},0) -- ({2 * s:.2f},{0.9 * s:.2f});")
     elif kind == "circle":
         body = (rf"\draw[thick] (0,0) circle ({1.6 * s:.2f}); \fill[.!15] (0,0) -- ({1.6 * s:.2f},0) "
-                rf"arc (0:{rng.randint(40, 140)}:{1.6 * s:.2f}) -- cycle; \fill (0,0) circle (1.5pt) node[below] {{O}};")
+                rf"arc (0:{rng.randint(40, 140)}:{1.6 * s:.2f}) -- cycle; "
+                r"\fill (0,0) circle (1.5pt) node[below] {O};")
     elif kind == "bars":
         heights = [rng.uniform(0.4, 2.6) * s for _ in range(rng.randint(3, 6))]
         body = rf"\draw (0,0) -- ({len(heights) * 0.7 * s + 0.2:.2f},0);" + "".join(
@@ -207,8 +247,8 @@ def table_source(rng: random.Random) -> str:
 
 def choices_source(rng: random.Random, book: Workbook) -> str:
     marks = ("①", "②", "③", "④", "⑤") if book.korean else ("(1)", "(2)", "(3)", "(4)", "(5)")
-    values = [rf"${rng.randint(-9, 20)}$" if rng.random() < 0.7 else rf"$\frac{{{rng.randint(1, 9)}}}{{{rng.randint(2, 9)}}}$"
-              for _ in marks]
+    values = [rf"${rng.randint(-9, 20)}$" if rng.random() < 0.7
+              else rf"$\frac{{{rng.randint(1, 9)}}}{{{rng.randint(2, 9)}}}$" for _ in marks]
     items = [f"{m}~{v}" for m, v in zip(marks, values, strict=True)]
     per_row = rng.choice((5, 5, 3))
     rows = [r"\hfill ".join(items[i:i + per_row]) + (r"\hfill\null" if per_row == 3 else "")
@@ -234,8 +274,8 @@ def document_source(title: str, book: Workbook, questions: list[str], sections: 
     else:
         lines.append(r"\newcommand{\QC}[1]{\csname qc#1\endcsname\write\qlog{#1 \thepage}}")
         # decimal rgb: xcolor's mixes with the current colour (fill=.!20) fail under the RGB model
-        lines += [rf"\expandafter\def\csname qc{q}\endcsname{{\color[rgb]{{{r / 255:.4f},{g / 255:.4f},{b / 255:.4f}}}}}"
-                  for q, (r, g, b) in colours.items()]
+        lines += [rf"\expandafter\def\csname qc{q}\endcsname{{\color[rgb]{{{r / 255:.4f},{g / 255:.4f},"
+                  rf"{b / 255:.4f}}}}}" for q, (r, g, b) in colours.items()]
         lines.append(r"\def\qcunplaced{\color[rgb]{0,0,0}}")
     lines.append(r"\begin{document}")
     rng = random.Random(title)  # working space: the same in both renders

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from qblock.data.page_image import as_page
 from qblock.quality.crops import ValPage
 from qblock.quality.spacing import learn_column_end, learn_spacing
 
@@ -47,7 +48,7 @@ MIN_INK = 2  # ink pixels a row or column needs to count (single specks of scan 
 
 def ink_mask(page: Image.Image) -> np.ndarray:
     """True where the page has ink: darker than half the paper's typical grey (white or scanned grey)."""
-    grey = np.asarray(page.convert("L"))
+    grey = np.asarray(as_page(page).convert("L"))  # transparent and 16-bit pages as on paper
     return grey < 0.5 * float(np.median(grey))
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from qblock.data.contact_sheet import save_contact_sheet
+from qblock.data.page_image import as_page
 from qblock.quality.crops import Box, ValPage, match
 
 TRUE, PREDICTED = (30, 160, 60), (220, 30, 30)
@@ -38,7 +39,7 @@ def draw_worst(export_dir: Path, pages: list[ValPage], out: Path, conf: float = 
 
 def _tile(image: Path, errors: dict, page: ValPage, conf: float, height: int = 520) -> Image.Image:
     with Image.open(image) as source:
-        canvas = source.convert("RGB")
+        canvas = as_page(source)
     draw = ImageDraw.Draw(canvas)
     width = max(2, canvas.width // 250)
     for box in page.truth:

@@ -27,6 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
+from PIL import Image, ImageOps
 from rich.console import Console
 
 from qblock.config.schema import ExportParams, Params
@@ -35,6 +36,7 @@ from qblock.core.errors import UserError
 from qblock.core.progress import map_pages, track
 from qblock.data.app_dataset import PageSource, read_groups, read_image_size, scan_documents
 from qblock.data.labels import LabelRow
+from qblock.data.page_image import as_page, needs_flattening
 from qblock.data.problems import Problem, ProblemLog, write_json
 from qblock.data.yolo_folder import Manifest, PageRecord, read_manifest, write_manifest
 
@@ -198,9 +200,18 @@ def collect_pages(
 def _link_image(source: Path, target: Path) -> None:
     """The page image in the export: a hard link to the app's file (no second copy on disk), or a copy
     where no link can be made (another drive, a file system without links). Always a new file, then a
-    rename: the old one may be a link, and writing into it would change the page it shares bytes with."""
+    rename: the old one may be a link, and writing into it would change the page it shares bytes with.
+
+    A page with a transparent background or 16-bit greys is written as a flattened 8-bit copy instead
+    (data/page_image.py): training would read it as black, or blank."""
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.unlink(missing_ok=True)
+    with Image.open(source) as image:
+        if needs_flattening(image):
+            flat = as_page(ImageOps.exif_transpose(image))  # upright, as the boxes are; no EXIF left to apply
+            flat.save(tmp, format=image.format or "PNG")
+            files.replace(tmp, target)
+            return
     try:
         os.link(source, tmp)
     except OSError:

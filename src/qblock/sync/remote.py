@@ -41,9 +41,19 @@ def run(args: list[str], root: Path, what: str, hint: str = "", check: bool = Tr
     command = [sys.executable, "-m", "dvc", *args[1:]] if args[0] == "dvc" else args
     result = subprocess.run(command, cwd=root, capture_output=True, text=True, env=tools_env())
     if check and result.returncode != 0:
-        said = "\n  ".join((result.stderr or result.stdout).strip().splitlines()[-6:])
+        said = "\n  ".join(last_words(result))
         raise UserError(f"{what} failed (`{' '.join(args)}`):\n  {said}" + (f"\n{hint}" if hint else ""))
     return result
+
+
+def last_words(result: subprocess.CompletedProcess, errors: int = 12, tail: int = 6) -> list[str]:
+    """What a failed git or dvc command said: the stages' own `error:` lines (which name the file; a stage
+    run by `dvc repro` prints them on stdout), then the last lines of stderr (else stdout)."""
+    named = [line for line in (result.stdout or "").splitlines() if line.startswith("error:")]
+    more = [f"... and {len(named) - errors} more errors (the stage's report file has them all)"] \
+        if len(named) > errors else []
+    last = [line for line in (result.stderr or result.stdout or "").strip().splitlines()[-tail:] if line not in named]
+    return named[:errors] + more + last
 
 
 def _is_url(location: str) -> bool:
