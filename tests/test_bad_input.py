@@ -1,0 +1,91 @@
+"""Bad input met as a new user would meet it: each is a clear message naming the file, and
+nothing already written is lost or changed."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from tests.repos import folder_nas, laptop_with_origin, sh
+
+@pytest.mark.slow
+def test_publish_names_the_label_file_that_stopped_it(tmp_path):
+    """The export stage's `error:` lines (its stdout, under `dvc repro`) reach the person, not only
+    dvc's 'failed to reproduce'; nothing is committed."""
+    laptop, _ = laptop_with_origin(tmp_path, [str(folder_nas(tmp_path))])
+    app = tmp_path / "app"
+    sh([sys.executable, "-m", "qblock", "demo-data", str(app), "--documents", "2", "--pages", "2"], laptop)
+    broken = next(app.glob("documents/*/groups/page_002_groups.json"))
+    broken.write_text('{"groups": [{"combinedBbox": {"x": 10, "y": ', encoding="utf-8")
+    head = sh(["git", "rev-parse", "HEAD"], laptop).stdout
+    done = subprocess.run([sys.executable, "-m", "qblock", "publish", "--app", str(app)], cwd=laptop,
+                          capture_output=True, text=True)
+    said = done.stdout + done.stderr
+    assert done.returncode == 1, said
+    assert "page_002_groups.json" in said and broken.parent.parent.name in said, said
+    assert "Traceback" not in said
+    assert sh(["git", "rev-parse", "HEAD"], laptop).stdout == head
+
+
+def _page_variants(folder: Path) -> dict[str, Path]:
+    """One drawn page as the app would have it (8-bit RGB), and the same page as PDF-to-PNG tools
+    write it: on a transparent background (black where transparent), and in 16-bit greys."""
+    from qblock.labeling.demo_data import render_page
+
+    page, _ = render_page(random.Random(5), "doc", 1, 1)
+    grey = np.asarray(page.convert("L"))
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"8-bit": folder / "8bit.png", "transparent": folder / "transparent.png", "16-bit": folder / "16bit.png"}
+    page.save(paths["8-bit"])
+    ink = 255 - grey  # opacity: the ink's darkness
+    Image.fromarray(np.dstack([np.zeros_like(grey)] * 3 + [ink]), "RGBA").save(paths["transparent"])
+    Image.fromarray(grey.astype(np.uint16) * 257).save(paths["16-bit"])  # 0-255 -> 0-65535
+    return paths
+
+
+def test_transparent_and_16_bit_pages_read_as_on_paper_for_snapping(tmp_path):
+    from qblock.quality.ink_snap import ink_mask
+
+    paths = _page_variants(tmp_path)
+    with Image.open(paths["8-bit"]) as plain:
+        expected = ink_mask(plain)
+    assert expected.sum() > 1000
+    for kind in ("transparent", "16-bit"):
+        with Image.open(paths[kind]) as odd:
+            assert odd.mode in ("RGBA", "I;16"), odd.mode
+            assert odd.convert("L").getextrema()[0] in (0, 255)  # naively read: all black or all white
+            mask = ink_mask(odd)
+        assert (mask != expected).mean() < 0.002, kind  # the same ink, to anti-aliasing
+
+
+def test_export_writes_transparent_and_16_bit_pages_as_training_must_read_them(tmp_path):
+    """OpenCV (what training reads with) sees the exported page as the 8-bit one; an ordinary page
+    is still a link to the app's file, not a copy."""
+    import cv2
+    from rich.console import Console
+    from tests.conftest import params_of
+
+    from qblock.stages import export
+
+    root = tmp_path / "root"
+    for name, source in _page_variants(tmp_path / "variants").items():
+        document = root / "documents" / name
+        (document / "pages").mkdir(parents=True)
+        (document / "groups").mkdir()
+        shutil.copyfile(source, document / "pages" / "page_001.png")
+        (document / "groups" / "page_001_groups.json").write_text(json.dumps(
+            {"groups": [{"combinedBbox": {"x": 60, "y": 90, "width": 300, "height": 200}}]}), encoding="utf-8")
+    export.run(root, tmp_path / "yolo", params_of("export"), tmp_path / "export.json", Console(quiet=True))
+    exported = {path.name.split("-")[0]: path for path in (tmp_path / "yolo" / "images").iterdir()}
+    plain = cv2.imread(str(exported["8"]), cv2.IMREAD_COLOR).astype(int)
+    for kind in ("transparent", "16"):
+        seen = cv2.imread(str(exported[kind]), cv2.IMREAD_COLOR).astype(int)
+        assert np.abs(seen - plain).mean() < 2, kind
+    assert exported["8"].samefile(root / "documents" / "8-bit" / "pages" / "page_001.png")
