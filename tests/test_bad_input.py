@@ -83,9 +83,9 @@ def test_export_writes_transparent_and_16_bit_pages_as_training_must_read_them(t
         (document / "groups" / "page_001_groups.json").write_text(json.dumps(
             {"groups": [{"combinedBbox": {"x": 60, "y": 90, "width": 300, "height": 200}}]}), encoding="utf-8")
     export.run(root, tmp_path / "yolo", params_of("export"), tmp_path / "export.json", Console(quiet=True))
-    exported = {path.name.split("-")[0]: path for path in (tmp_path / "yolo" / "images").iterdir()}
-    plain = cv2.imread(str(exported["8"]), cv2.IMREAD_COLOR).astype(int)
-    for kind in ("transparent", "16"):
+    exported = {path.name.split("__")[0]: path for path in (tmp_path / "yolo" / "images").iterdir()}
+    plain = cv2.imread(str(exported["8-bit"]), cv2.IMREAD_COLOR).astype(int)
+    for kind in ("transparent", "16-bit"):
         seen = cv2.imread(str(exported[kind]), cv2.IMREAD_COLOR).astype(int)
         assert np.abs(seen - plain).mean() < 2, kind
-    assert exported["8"].samefile(root / "documents" / "8-bit" / "pages" / "page_001.png")
+    assert exported["8-bit"].samefile(root / "documents" / "8-bit" / "pages" / "page_001.png")
