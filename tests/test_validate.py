@@ -161,3 +161,33 @@ def test_worker_processes_find_the_same_problems(exported, console, monkeypatch)
     with pytest.raises(StageFailed, match="validate: 1 error"):
         run_validate(exported, console)
     assert f"{label}: line" in console.text and "coordinates must lie in 0..1" in console.text
+
+
+def _split_of(root) -> dict[str, str]:
+    return {entry.rpartition("/")[2]: split for split in ("train", "val")
+            for entry in (root / "split" / f"{split}.txt").read_text().split()}
+
+
+def test_the_same_page_in_train_and_in_val_is_an_error_naming_both(exported, console):
+    """A page imported twice (once per document) lands in both splits: val would measure a page the
+    model trained on. Caught on a cached re-run too; a blank page repeated is only a warning."""
+    import shutil
+
+    run_validate(exported, console)  # every image cached as clean, with its hash
+    where = _split_of(exported)
+    in_train = next(n for n, s in sorted(where.items()) if s == "train")
+    in_val = next(n for n, s in sorted(where.items()) if s == "val")
+    images = exported / "yolo" / "images"
+    (images / in_val).unlink()
+    shutil.copyfile(images / in_train, images / in_val)  # the val page is now the train page's bytes
+    with pytest.raises(StageFailed):
+        run_validate(exported, console)
+    said = " ".join(console.text.split())
+    assert f"{images / in_val}: the same image as {in_train} (train), and this one is in val" in said
+    assert report_ok(exported) is False
+
+    for name in (in_train, in_val):  # now a blank page with no questions, in both splits
+        (exported / "yolo" / "labels" / f"{name.rsplit('.', 1)[0]}.txt").write_text("")
+    run_validate(exported, console)
+    problems = json.loads((exported / "reports" / "validate.json").read_text())["problems"]
+    assert [p["severity"] for p in problems if "the same image as" in p["message"]] == ["warning"]

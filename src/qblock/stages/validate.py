@@ -9,6 +9,7 @@ draws a few pages with their boxes for a person to look at.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -59,7 +60,7 @@ def png_problem(data: bytes) -> tuple[str | None, tuple[int, int]]:
     return "corrupt or truncated image: the PNG ends before its IEND chunk", size
 
 
-def image_problem(path: Path) -> tuple[str | None, tuple[int, int]]:
+def image_problem(path: Path, data: bytes | None = None) -> tuple[str | None, tuple[int, int]]:
     """What is wrong with an image file (None if nothing), and its size.
 
     PNG: every chunk's CRC is checked (a truncated or bit-flipped file fails) without decoding
@@ -67,7 +68,7 @@ def image_problem(path: Path) -> tuple[str | None, tuple[int, int]]:
     before it silently re-saves the file. Anything else is decoded.
     """
     try:
-        data = path.read_bytes()
+        data = path.read_bytes() if data is None else data
     except OSError as exc:
         return f"cannot read the image: {exc}", (0, 0)
     kind: str | None
@@ -173,6 +174,7 @@ class PageCheck(NamedTuple):
     size: tuple[int, int] | None  # None: not asked for, or broken
     labels: str | None
     problems: list[Problem]
+    digest: str | None = None  # of the image's bytes: the same page exported twice has the same one
 
 
 def check_page(job: tuple[str, str | None, str | None, int]) -> PageCheck:
@@ -181,15 +183,20 @@ def check_page(job: tuple[str, str | None, str | None, int]) -> PageCheck:
     image = Path(export_dir, "images", image_name) if image_name else None
     label = Path(export_dir, "labels", label_name) if label_name else None
     log = ProblemLog()
-    size = labels = None
+    size = labels = digest = None
     if image is not None:
-        problem, size = image_problem(image)
+        try:
+            data = image.read_bytes()
+            digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+        except OSError:
+            data = None  # image_problem says what is wrong
+        problem, size = image_problem(image, data)
         if problem:
             log.error(image, problem)
             size = None
     if label is not None:
         labels = check_labels(label, class_count, log)
-    return PageCheck(size, labels, log.problems)
+    return PageCheck(size, labels, log.problems, digest)
 
 
 def _listing(folder: Path) -> dict[str, tuple[str, list[int]]]:
@@ -201,8 +208,11 @@ def _listing(folder: Path) -> dict[str, tuple[str, list[int]]]:
     return listing
 
 
-def check_files(export_dir: Path, class_count: int, cache: CheckCache, log: ProblemLog) -> dict[str, str]:
-    """Every image and label file checked (or known clean from the cache): image name -> label text."""
+def check_files(export_dir: Path, class_count: int, cache: CheckCache, log: ProblemLog,
+                digests: dict[str, str] | None = None) -> dict[str, str]:
+    """Every image and label file checked (or known clean from the cache): image name -> label text;
+    each clean image's content hash into ``digests``."""
+    digests = {} if digests is None else digests
     images = _listing(export_dir / "images")
     labels = {stem: v for stem, v in _listing(export_dir / "labels").items() if v[0].endswith(".txt")}
     for stem in sorted(images.keys() - labels.keys()):
@@ -214,7 +224,11 @@ def check_files(export_dir: Path, class_count: int, cache: CheckCache, log: Prob
     jobs, pending = [], []
     for stem in sorted(images.keys() & labels.keys()):
         (image_name, image_stamp), (label_name, label_stamp) = images[stem], labels[stem]
-        size = cache.get(f"images/{image_name}", image_stamp)  # [width, height] when known clean
+        size = cache.get(f"images/{image_name}", image_stamp)  # [width, height, digest] when known clean
+        if size is not None and len(size) < 3:  # a cache from before digests: check (and hash) again
+            size = None
+        elif size is not None:
+            digests[image_name] = size[2]
         text = cache.get(f"labels/{label_name}", label_stamp, class_count)  # [text] when known clean
         if size is not None and text is not None:
             clean[image_name] = text[0]
@@ -225,13 +239,39 @@ def check_files(export_dir: Path, class_count: int, cache: CheckCache, log: Prob
         (image_name, image_stamp), (label_name, label_stamp) = images[stem], labels[stem]
         log.problems.extend(result.problems)
         if result.size is not None:
-            cache.put(f"images/{image_name}", image_stamp, *result.size)
+            cache.put(f"images/{image_name}", image_stamp, *result.size, result.digest)
+            digests[image_name] = result.digest or ""
         if result.labels is not None:
             cache.put(f"labels/{label_name}", label_stamp, class_count, result.labels)
         known = text if text is not None else result.labels
         if (image_ok or result.size is not None) and known is not None:
             clean[image_name] = known
     return clean
+
+
+def check_duplicates(lists: dict[str, list[str]], digests: dict[str, str], labels: dict[str, str],
+                     export_dir: Path, log: ProblemLog, shown: dict[str, str]) -> None:
+    """The same image twice (the same pages imported twice, a copied document): in train and in val or
+    test, val measures pages the model trained on, an error naming both; in one split, a warning.
+    Blank pages with no questions may repeat anywhere: a warning. ``shown``: image name -> how to name it."""
+    seen: dict[str, tuple[str, str]] = {}
+    for split, entries in lists.items():
+        for entry in entries:
+            name = entry.rpartition("/")[2]
+            digest = digests.get(name)
+            if not digest:
+                continue
+            if digest not in seen:
+                seen[digest] = (split, name)
+                continue
+            first_split, first = seen[digest]
+            same = f"the same image as {shown.get(first, first)} ({first_split})"
+            if split != first_split and (labels.get(name, "").strip() or labels.get(first, "").strip()):
+                log.error(export_dir / "images" / name, f"{same}, and this one is in {split}: {split} would "
+                          f"measure a page the model trained on. Remove the copy (or pin both documents to one "
+                          f"split in conf/config.yaml, split.pin)")
+            else:
+                log.warning(export_dir / "images" / name, f"{same}, in {split} too")
 
 
 def read_split_lists(split_dir: Path, log: ProblemLog) -> dict[str, list[str]]:
@@ -330,9 +370,13 @@ def run(export_dir: Path, split_dir: Path, reports_dir: Path, sample_pages: int,
     class_names = read_manifest(export_dir).summary["class_names"]
     log = ProblemLog()
     checked = CheckCache(cache_file or Path(".qblock") / "cache" / "validated.json")
-    labels = check_files(export_dir, len(class_names), checked, log)
+    digests: dict[str, str] = {}
+    labels = check_files(export_dir, len(class_names), checked, log, digests)
     lists = read_split_lists(split_dir, log)
     check_split_lists(lists, export_dir, split_dir, log)
+    shown = {r.image_name: (dataset_root / r.image).as_posix() for r in read_manifest(export_dir).pages} \
+        if dataset_root is not None else {}
+    check_duplicates(lists, digests, labels, export_dir, log, shown)
     if dataset_root is not None and log.problems:
         log.problems = in_the_app(log.problems, export_dir, dataset_root)
 
