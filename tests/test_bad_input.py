@@ -89,3 +89,91 @@ def test_export_writes_transparent_and_16_bit_pages_as_training_must_read_them(t
         seen = cv2.imread(str(exported[kind]), cv2.IMREAD_COLOR).astype(int)
         assert np.abs(seen - plain).mean() < 2, kind
     assert exported["8-bit"].samefile(root / "documents" / "8-bit" / "pages" / "page_001.png")
+
+
+def _app_with(tmp_path: Path, documents: dict[str, dict[str, bytes | None]]) -> Path:
+    """An app folder: per document, page name -> groups file bytes (None: a plain one box file)."""
+    from qblock.labeling.demo_data import render_page
+
+    page, _ = render_page(random.Random(1), "doc", 1, 1)
+    root = tmp_path / "root"
+    for document, pages in documents.items():
+        for name, groups in pages.items():
+            (root / "documents" / document / "pages").mkdir(parents=True, exist_ok=True)
+            (root / "documents" / document / "groups").mkdir(parents=True, exist_ok=True)
+            page.save(root / "documents" / document / "pages" / f"{name}.png")
+            (root / "documents" / document / "groups" / f"{name}_groups.json").write_bytes(groups or json.dumps(
+                {"groups": [{"combinedBbox": {"x": 60, "y": 90, "width": 300, "height": 200}}]}).encode())
+    return root
+
+
+def _export_fails(tmp_path: Path, root: Path) -> str:
+    """Run export; it must stop with a report, not a traceback, and write no export."""
+    from rich.console import Console
+    from tests.conftest import params_of
+
+    from qblock.core.errors import StageFailed
+    from qblock.stages import export
+
+    console = Console(record=True, width=300)
+    with pytest.raises(StageFailed):
+        export.run(root, tmp_path / "yolo", params_of("export"), tmp_path / "export.json", console)
+    assert not (tmp_path / "yolo" / "manifest.json").exists()
+    return " ".join(console.export_text().split())
+
+
+def test_hostile_groups_files_are_errors_naming_the_file(tmp_path):
+    root = _app_with(tmp_path, {"doc": {"page_001": b"[" * 100_000 + b"]" * 100_000,
+                                        "page_002": b'{"groups": [{"combinedBbox": {"x": ' + b"9" * 5000 + b"}}]}",
+                                        "page_003": None}})
+    said = _export_fails(tmp_path, root)
+    assert "page_001_groups.json: not a groups file: JSON nested too deeply" in said
+    assert "page_002_groups.json: not a groups file:" in said and "digits" in said
+
+
+def test_a_page_of_625_million_pixels_is_refused_by_name_before_it_is_decoded(tmp_path):
+    import struct
+    import zlib
+
+    root = _app_with(tmp_path, {"doc": {"page_001": None, "page_002": None}})
+    header = struct.pack(">IIBBBBB", 25_000, 25_000, 8, 0, 0, 0, 0)  # 8-bit grey
+    chunk = b"IHDR" + header
+    huge = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk)) + \
+        struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    (root / "documents" / "doc" / "pages" / "page_002.png").write_bytes(huge)
+    said = _export_fails(tmp_path, root)
+    assert "documents/doc/pages/page_002.png: 25000x25000 is 625 million pixels" in said
+
+
+def test_a_link_leading_outside_the_app_folder_is_refused_by_name(tmp_path):
+    root = _app_with(tmp_path, {"doc": {"page_001": None}})
+    secret = tmp_path / "elsewhere" / "tax_return.png"
+    secret.parent.mkdir()
+    shutil.copyfile(root / "documents" / "doc" / "pages" / "page_001.png", secret)
+    (root / "documents" / "doc" / "pages" / "page_002.png").symlink_to(secret)
+    (root / "documents" / "doc" / "groups" / "page_002_groups.json").write_text('{"groups": []}')
+    inside = root / "documents" / "doc" / "pages" / "page_003.png"
+    inside.symlink_to(root / "documents" / "doc" / "pages" / "page_001.png")  # within the root: fine
+    (root / "documents" / "doc" / "groups" / "page_003_groups.json").write_text('{"groups": []}')
+    said = _export_fails(tmp_path, root)
+    assert "pages/page_002.png: a link leading outside" in said and "tax_return.png" in said
+    assert "page_003.png: a link" not in said
+
+
+def test_names_the_windows_desktop_cannot_hold_or_would_fold_together_are_refused(tmp_path):
+    import unicodedata
+
+    nfc = "중학 수학"
+    nfd = unicodedata.normalize("NFD", nfc)
+    assert nfc != nfd
+    root = _app_with(tmp_path, {nfc: {"page_001": None}, nfd: {"page_001": None},
+                                "a:b*c?": {"page_001": None}, "CON": {"page_001": None},
+                                "trailing.": {"page_001": None}, "cased": {"Page_001": None, "page_001": None}})
+    said = _export_fails(tmp_path, root)
+    assert "differs from documents/중학 수학/groups/page_001_groups.json only by letter case or Unicode form" \
+        in unicodedata.normalize("NFC", said)
+    assert "'a:b*c?' has a character Windows does not allow" in said
+    assert "'CON' is a name Windows reserves (CON)" in said
+    assert "'trailing.' ends with a dot or a space" in said
+    assert "documents/cased/groups/page_001_groups.json: differs from documents/cased/groups/Page_001_groups.json" \
+        in said

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import unicodedata
 from pathlib import Path
 from typing import NamedTuple
 
@@ -14,6 +15,7 @@ from PIL import Image, UnidentifiedImageError
 
 from qblock.core.errors import UserError
 from qblock.data.labels import page_key
+from qblock.data.page_image import page_limits, size_problem
 from qblock.data.problems import ProblemLog
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -24,8 +26,11 @@ _ROTATING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and h
 def read_image_size(path: Path, rel: str, log: ProblemLog) -> tuple[int, int] | None:
     """The image's displayed size (EXIF rotation applied), or None if it cannot be read."""
     try:
-        with Image.open(path) as image:
+        with page_limits(), Image.open(path) as image:
             width, height = image.size
+            if problem := size_problem(image.size):
+                log.error(rel, problem)
+                return None
             # A PNG's getexif() decodes the whole image looking for a late eXIf chunk; the header's
             # chunks are enough (and JPEG keeps EXIF in its header anyway).
             exif = image.getexif() if image.format != "PNG" else Image.Exif()
@@ -50,6 +55,12 @@ def read_groups(path: Path, rel: str, log: ProblemLog) -> list | None:
     except json.JSONDecodeError as exc:
         log.error(rel, f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
         return None
+    except RecursionError:
+        log.error(rel, "not a groups file: JSON nested too deeply to read")
+        return None
+    except ValueError as exc:  # Python's limit on the digits of an integer, for one
+        log.error(rel, f"not a groups file: {exc}")
+        return None
     if not isinstance(data, dict) or "groups" not in data:
         log.error(rel, "no `groups` list at the top level")
         return None
@@ -57,6 +68,55 @@ def read_groups(path: Path, rel: str, log: ProblemLog) -> list | None:
         log.error(rel, f"`groups` is a {type(data['groups']).__name__}, not a list")
         return None
     return data["groups"]
+
+
+# What Windows cannot hold in a file or folder name (the desktop checks the app's folder out there)
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+_WINDOWS_FORBIDDEN = set('<>:"/\\|?*')
+
+
+def windows_name_problem(name: str) -> str | None:
+    """Why Windows cannot hold ``name`` as a file or folder name, or None."""
+    if any(ch in _WINDOWS_FORBIDDEN or ord(ch) < 32 for ch in name):
+        return "has a character Windows does not allow in a name (< > : \" / \\ | ? * or a control character)"
+    if name.endswith((".", " ")):
+        return "ends with a dot or a space, which Windows drops"
+    if name.split(".")[0].upper() in _WINDOWS_RESERVED:
+        return f"is a name Windows reserves ({name.split('.')[0].upper()})"
+    return None
+
+
+def name_problems(sources: list[PageSource], log: ProblemLog) -> None:
+    """Documents and pages the desktop (Windows, NTFS) could not check out, or would fold into one: names
+    Windows cannot hold, and names that differ only by case or Unicode form (macOS writes Korean in NFD,
+    other tools in NFC): each logged as an error naming the file."""
+    seen: dict[str, str] = {}
+    for source in sources:
+        for name in (source.document, source.page):
+            if problem := windows_name_problem(name):
+                log.error(source.groups, f"{name!r} {problem}: rename it in the app")
+                break
+        for path in (source.groups, source.image):
+            if path is None:
+                continue
+            folded = unicodedata.normalize("NFC", path).casefold()
+            if folded in seen and seen[folded] != path:
+                log.error(path, f"differs from {seen[folded]} only by letter case or Unicode form: on the Windows "
+                          f"desktop (and in the export) they are one file. Rename one in the app")
+            seen.setdefault(folded, path)
+
+
+def outside_links(dataset_root: Path) -> list[str]:
+    """Links under ``documents/`` (files or folders) that lead outside the dataset root: followed, they
+    would put another folder's files into the pipeline, DVC's cache and the NAS."""
+    root = dataset_root.resolve()
+    found = []
+    for folder, subfolders, files in os.walk(dataset_root / "documents"):
+        for name in [*subfolders, *files]:
+            path = Path(folder) / name
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                found.append(f"{path.as_posix()} -> {os.readlink(path)}")
+    return found
 
 
 class PageSource(NamedTuple):

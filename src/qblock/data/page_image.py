@@ -10,10 +10,38 @@ page as a flattened copy instead of linking it), propose and ink snapping.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 from PIL import Image
 
 WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # more than 8 bits a pixel
+# A page is at most this many pixels: an A3 page scanned at 600 dpi is 70 million. Beyond it, a file is
+# refused by name before it is decoded (PIL's own guard raises at 179 million and only warns below).
+MAX_PAGE_PIXELS = 100_000_000
+
+
+def size_problem(size: tuple[int, int]) -> str | None:
+    """Why a page of ``size`` pixels is refused, or None."""
+    width, height = size
+    if width * height <= MAX_PAGE_PIXELS:
+        return None
+    return (f"{width}x{height} is {width * height / 1e6:.0f} million pixels, more than a page needs (at most "
+            f"{MAX_PAGE_PIXELS // 1_000_000} million; an A3 page at 600 dpi is 70): scale it down")
+
+
+@contextmanager
+def page_limits() -> Iterator[None]:
+    """Open page images with qblock's pixel limit instead of PIL's (which warns, then raises its own error)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
 
 
 def needs_flattening(image: Image.Image) -> bool:

@@ -24,6 +24,7 @@ from qblock.config.schema import ExportParams
 from qblock.core.errors import UserError
 from qblock.data.app_dataset import GROUPS_SUFFIX
 from qblock.data.labels import safe_name
+from qblock.data.page_image import page_limits, size_problem
 from qblock.data.problems import write_json
 
 IMPORTED = "imported"  # the groups JSON key that marks a file written by `qblock import`
@@ -89,7 +90,9 @@ def document_of(name: str, fallback: str) -> str:
 def read_image(path: Path, source: str) -> tuple[Image.Image, tuple[int, int]]:
     """The image upright (EXIF orientation applied, as the labeling tools showed it), and its size."""
     try:
-        with Image.open(path) as opened:
+        with page_limits(), Image.open(path) as opened:
+            if problem := size_problem(opened.size):
+                raise UserError(f"{source}: {path}: {problem}")
             image = ImageOps.exif_transpose(opened)
             image.load()
     except (UnidentifiedImageError, OSError) as exc:

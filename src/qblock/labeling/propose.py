@@ -32,7 +32,7 @@ from qblock.core.errors import UserError
 from qblock.core.progress import track
 from qblock.data.app_dataset import GROUPS_SUFFIX, IMAGE_SUFFIXES
 from qblock.data.contact_sheet import save_contact_sheet
-from qblock.data.page_image import as_page
+from qblock.data.page_image import as_page, page_limits, size_problem
 from qblock.data.problems import write_json
 from qblock.quality.ink_snap import SnapRule, hugs_ink, ink_mask, room_below, snap_box
 from qblock.quality.spacing import settle_bottoms
@@ -251,7 +251,9 @@ def propose(dataset_root: Path, documents: list[str] | None, choice: ModelChoice
             outcome.unchanged += 1
             continue
         try:
-            with Image.open(job.image) as opened:
+            with page_limits(), Image.open(job.image) as opened:
+                if problem := size_problem(opened.size):
+                    raise OSError(problem)
                 page = as_page(ImageOps.exif_transpose(opened))  # transparent or 16-bit pages read as on paper
         except (UnidentifiedImageError, OSError) as exc:
             console.print(f"[yellow]warning[/]: {job.image}: cannot read the page image ({exc}); skipped")

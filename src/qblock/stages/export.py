@@ -34,7 +34,14 @@ from qblock.config.schema import ExportParams, Params
 from qblock.core import files
 from qblock.core.errors import UserError
 from qblock.core.progress import map_pages, track
-from qblock.data.app_dataset import PageSource, read_groups, read_image_size, scan_documents
+from qblock.data.app_dataset import (
+    PageSource,
+    name_problems,
+    outside_links,
+    read_groups,
+    read_image_size,
+    scan_documents,
+)
 from qblock.data.labels import LabelRow
 from qblock.data.page_image import as_page, needs_flattening
 from qblock.data.problems import Problem, ProblemLog, write_json
@@ -180,6 +187,10 @@ def collect_pages(
 ) -> tuple[list[PageRecord], int]:
     """The records of every labeled page: reused when neither of its files changed, else converted."""
     sources, unlabeled = scan_documents(dataset_root)
+    for link in outside_links(dataset_root):
+        log.error(link.split(" -> ")[0], f"a link leading outside {dataset_root} ({link.split(' -> ')[1]}): "
+                  f"copy the file into the app's folder instead")
+    name_problems(sources, log)
     records: dict[str, PageRecord] = {}
     todo: list[PageSource] = []
     for source in sources:

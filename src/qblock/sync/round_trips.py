@@ -25,6 +25,7 @@ from qblock.core import machine
 from qblock.core import metric_names as names
 from qblock.core.errors import UserError
 from qblock.core.process_lock import ProcessLock
+from qblock.data.app_dataset import outside_links
 from qblock.sync import storage
 from qblock.sync.remote import REMOTE, not_on_remote, require_remote, run, tools_env
 
@@ -155,6 +156,9 @@ def publish(root: Path, paths: Paths, console: Console, app_root: Path | None = 
     if app_root is not None:
         copied, deleted = app_folder.mirror(app_root, root / dataset_root)
         console.print(f"publish: {app_root} -> {dataset_root}: {copied} files copied, {deleted} deleted")
+    if links := outside_links(root / dataset_root):  # `dvc add` would copy what they point at into the cache
+        raise UserError(f"{len(links)} link(s) in {dataset_root} lead outside it; copy the files in instead:\n  "
+                        + "\n  ".join(links[:20]))
     # Snapshot first, then export: `dvc add` replaces each page with the file the cache keeps (a link to it,
     # or a copy), and the export must link to that file, not to one DVC has just let go (sync/storage.py).
     # A failed validation still stops publish before anything is committed or pushed.
