@@ -114,8 +114,20 @@ def test_one_module_speaks_to_mlflow():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             if any(n == "mlflow" or n.startswith("mlflow.") for n in names):
                 speakers.add(path.relative_to(PACKAGE).as_posix())
-    # pyfunc_model.py is the model MLflow itself loads (in any environment), not a caller
-    assert speakers == {"model/tracking.py", "model/pyfunc_model.py"}
+    # pyfunc_model.py is the model MLflow itself loads (in any environment), not a caller; history/runs.py
+    # reads runs for people (`qblock show`, doctor) and is no stage's code
+    assert speakers == {"model/tracking.py", "model/pyfunc_model.py", "history/runs.py"}
+
+
+def test_every_file_in_a_stages_dep_folders_is_code_some_stage_runs():
+    """A file no stage imports, in a folder dvc.yaml lists as a stage's dependency, would rerun that
+    stage (a 60-epoch training) each time it is edited: it belongs beside the CLI (history/, sync/)."""
+    code = set().union(*(closure(module) for module in STAGE_MODULES.values())) | closure("qblock.stages")
+    code.add(PACKAGE / "model" / "pyfunc_model.py")  # evaluate logs it by path as the registered model's code
+    folders = {d for stage in STAGE_MODULES for d in stage_deps(stage) if d.is_dir()}
+    idle = sorted(str(p.relative_to(REPO)) for folder in folders for p in folder.rglob("*.py")
+                  if p not in code and not only_a_docstring(p))
+    assert not idle, f"in a stage's dependency folders but run by no stage: {idle}"
 
 
 @pytest.mark.slow
@@ -139,6 +151,10 @@ def test_touching_a_module_only_evaluate_imports_reruns_evaluate_only(tmp_path):
     (repo / "plots" / "pr_curve.csv").write_text("recall,precision\n")
     sh(["dvc", "commit", "-f", "-q", "train", "evaluate"], repo)  # as if both had run: dvc status is clean
     assert "train" not in sh(["dvc", "status", "train", "evaluate"], repo).stdout
+
+    show = repo / "src" / "qblock" / "history" / "show.py"  # `qblock show`: no stage runs it
+    show.write_text(show.read_text() + "\n# touched\n")
+    assert yaml.safe_load(sh(["dvc", "status", "--json"], repo).stdout) == {}
 
     worst = repo / "src" / "qblock" / "quality" / "worst_pages.py"
     worst.write_text(worst.read_text() + "\n# touched\n")

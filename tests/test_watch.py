@@ -19,7 +19,7 @@ from tests.repos import folder_nas, laptop_with_origin, mlflow_runs, sh
 from tests.test_round_trip import add_workbook, clone, commits, qb
 
 from qblock.core.errors import UserError
-from qblock.core.process_lock import ProcessLock
+from qblock.sync.process_lock import ProcessLock
 from qblock.core.secrets import WEBHOOK_ENV
 
 EPOCHS = 8  # long enough to be caught mid-training
@@ -192,7 +192,7 @@ def test_an_unreachable_origin_makes_the_watcher_wait_not_exit(tmp_path):
 def test_one_watcher_at_a_time_and_a_dead_ones_lock_is_taken_over(tmp_path):
     path = tmp_path / "watch.lock"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from qblock.core.process_lock import ProcessLock; "
+                               "from qblock.sync.process_lock import ProcessLock; "
                                f"ProcessLock(Path({str(path)!r}), 'x').acquire(); print('held', flush=True); "
                                "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"

@@ -191,7 +191,7 @@ def propose(
 @app.command()
 def show() -> None:
     """Print the latest metrics beside the champion's and the previous run's, and how to open the MLflow UI."""
-    from qblock.stages.evaluate import show_runs
+    from qblock.history.show import show_runs
 
     show_runs(Path.cwd(), console)
 

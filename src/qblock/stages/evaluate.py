@@ -54,32 +54,6 @@ def print_metrics(console: Console, metrics: dict) -> None:
     console.print(table)
 
 
-def print_comparison(console: Console, metrics: dict, others: list[tuple[str, str, dict[str, float]]]) -> None:
-    """The latest metrics beside the champion's and the previous run's, with the differences; the runs'
-    names below the table (they are long, and would squeeze the columns)."""
-    table = Table(title="latest run against the champion and the previous run")
-    table.add_column("metric", no_wrap=True)
-    table.add_column("latest", justify="right")
-    for label, _, _ in others:
-        table.add_column(label, justify="right")
-        table.add_column("change", justify="right")
-    for name in (*names.HEADLINE, names.FALSE_CROPS):
-        if name not in metrics:
-            continue
-        row = [name, f"{metrics[name]:.4f}"]
-        for _, _, theirs in others:
-            if name in theirs:
-                change = metrics[name] - theirs[name]
-                better = change > 0 if name != names.FALSE_CROPS else change < 0
-                style = "green" if better and abs(change) >= 5e-5 else "red" if abs(change) >= 5e-5 else "dim"
-                row += [f"{theirs[name]:.4f}", f"[{style}]{change:+.4f}[/]"]
-            else:
-                row += ["-", ""]
-        table.add_row(*row)
-    console.print(table)
-    console.print("; ".join(f"{label}: run {name}" for label, name, _ in others))
-
-
 def val_fingerprint(export_dir: Path, val_images: list[str]) -> str:
     """A hash of the val pages: the list, each label file and each image."""
     digest = hashlib.sha256()
@@ -222,27 +196,6 @@ def run(params: Params, console: Console) -> dict:
                                       rescore, rule if snapping else None)
     announce(params, metrics, decision, console)
     return metrics
-
-
-def show_runs(root: Path, console: Console) -> None:
-    """`qblock show`: the latest metrics.json beside the champion's and the previous run's metrics."""
-    from qblock.config.schema import load_params
-    from qblock.core.secrets import redact
-
-    params = load_params(root)
-    metrics_file = root / params.paths.metrics_file
-    if not metrics_file.is_file():
-        raise UserError(f"{metrics_file}: no metrics yet; run `dvc repro`")
-    metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
-    run_file = root / params.paths.model_dir / "run.json"
-    run_id = tracking.read_run_file(run_file) if run_file.is_file() else None
-    others = tracking.runs_to_compare(params.mlflow, run_id)
-    if others:
-        print_comparison(console, metrics, others)
-    else:
-        print_metrics(console, metrics)
-    console.print(f"MLflow store: {redact(tracking.tracking_uri(params.mlflow, root))}")
-    console.print("Open the MLflow UI: `qblock ui` (or `make ui`), then http://127.0.0.1:5000")
 
 
 def main(params: Params, console: Console) -> None:

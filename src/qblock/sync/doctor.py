@@ -119,7 +119,7 @@ def _secrets_in_files(root: Path) -> list[str]:
 
 def _secrets_in_mlflow(root: Path) -> list[str]:
     from qblock.config.schema import MlflowParams, read_yaml
-    from qblock.model.tracking import logged_values
+    from qblock.history.runs import logged_values
 
     try:  # params.yaml as it is (load_params would refuse a secret before we could name it)
         section = read_yaml(root / "params.yaml").get("mlflow") or {}

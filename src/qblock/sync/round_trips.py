@@ -24,9 +24,9 @@ from qblock.config.schema import Paths
 from qblock.core import machine
 from qblock.core import metric_names as names
 from qblock.core.errors import UserError
-from qblock.core.process_lock import ProcessLock
 from qblock.data.app_dataset import outside_links
 from qblock.sync import storage
+from qblock.sync.process_lock import ProcessLock
 from qblock.sync.remote import REMOTE, not_on_remote, require_remote, run, tools_env
 
 RUN_MARKER = Path(".qblock") / "desktop-run.json"

@@ -38,8 +38,8 @@ from rich.console import Console
 
 from qblock.core import notify
 from qblock.core.errors import UserError
-from qblock.core.process_lock import ProcessLock
 from qblock.sync import model_version
+from qblock.sync.process_lock import ProcessLock
 from qblock.sync.remote import remote_url, require_remote, run, tools_env
 from qblock.sync.round_trips import RUN_LOCK, head, person_changes
 
