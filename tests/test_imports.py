@@ -423,3 +423,67 @@ def test_paths_in_an_export_never_leave_the_apps_folder(project, roboflow_export
     app = (project / "data" / "dataset_root").resolve()
     written = [p.resolve() for p in app.rglob("*") if p.is_file()]
     assert len(written) == 8 and all(p.is_relative_to(app / "documents") for p in written)
+
+
+def _ultralytics_export(root: Path, pages: dict, rows=yolo_rows) -> None:
+    """ultralytics' own layout: images/{train,val} beside labels/{train,val}, names in data.yaml."""
+    (root).mkdir(parents=True, exist_ok=True)
+    (root / "data.yaml").write_text("names: [question]\n")
+    for name, (split, boxes) in pages.items():
+        draw(root / "images" / split / f"{name}.png", (400, 300), boxes or [])
+        if boxes is not None:
+            (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+            (root / "labels" / split / f"{name}.txt").write_text(rows((400, 300), boxes))
+
+
+def test_the_ultralytics_layout_images_train_val_beside_labels_train_val(project, tmp_path):
+    export = tmp_path / "ul"
+    _ultralytics_export(export, {"algebra_p001": ("train", [(20, 30, 200, 80)]),
+                                 "algebra_p002": ("val", [(40, 50, 150, 90), (40, 180, 300, 60)])})
+    done = qb(project, "import", "roboflow", str(export))
+    assert done.returncode == 0, done.stderr
+    boxes = app_boxes(project)
+    assert close(boxes["algebra/algebra_p001"], [(20, 30, 200, 80)])
+    assert close(boxes["algebra/algebra_p002"], [(40, 50, 150, 90), (40, 180, 300, 60)])
+
+
+def test_polygon_rows_become_the_box_around_them_and_every_one_is_named(project, tmp_path):
+    def polygons(size, boxes):  # each box as a four-point polygon, as a segmentation export writes it
+        w, h = size
+        return "".join("0 " + " ".join(f"{px / w:.6f} {py / h:.6f}" for px, py in
+                                       ((x, y), (x + bw, y), (x + bw, y + bh), (x, y + bh))) + "\n"
+                       for x, y, bw, bh in boxes)
+
+    export = tmp_path / "poly"
+    _ultralytics_export(export, {"geo_p001": ("train", [(20, 30, 200, 80), (30, 150, 100, 100)]),
+                                 "geo_p002": ("val", [(10, 10, 300, 200)])}, rows=polygons)
+    done = qb(project, "import", "roboflow", str(export))
+    said = " ".join(done.stdout.split())
+    assert done.returncode == 0, done.stderr
+    assert "3 polygon row(s) read as the box around their points" in said
+    assert "labels/train/geo_p001.txt line 2" in said and "labels/val/geo_p002.txt line 1" in said
+    assert close(app_boxes(project)["geo/geo_p001"], [(20, 30, 200, 80), (30, 150, 100, 100)])
+
+
+def test_a_missing_label_file_is_named_and_never_empties_a_page_that_has_boxes(project, tmp_path):
+    export = tmp_path / "first"
+    _ultralytics_export(export, {"calc_p001": ("train", [(20, 30, 200, 80)]), "calc_p002": ("train", [(5, 5, 50, 50)])})
+    assert qb(project, "import", "roboflow", str(export)).returncode == 0
+    before = app_boxes(project)
+    (export / "labels" / "train" / "calc_p001.txt").unlink()  # a later export lost one label file
+    done = qb(project, "import", "roboflow", str(export))
+    said = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 1
+    assert "1 image(s) have no label file" in said and "labels/train/calc_p001.txt" in said
+    assert "have boxes in" in said and "calc/calc_p001" in said and "--allow-empty" in said
+    assert app_boxes(project) == before  # nothing written
+    assert qb(project, "import", "roboflow", str(export), "--allow-empty").returncode == 0
+    assert app_boxes(project)["calc/calc_p001"] == []
+
+
+def test_an_export_with_no_boxes_at_all_is_an_error(project, tmp_path):
+    export = tmp_path / "bare"
+    _ultralytics_export(export, {"x_p001": ("train", None), "x_p002": ("val", None)})
+    done = qb(project, "import", "roboflow", str(export))
+    assert done.returncode == 1 and "not one box in this export" in done.stdout + done.stderr
+    assert not (project / "data" / "dataset_root").exists()

@@ -324,16 +324,18 @@ _INTO = typer.Option(help="the document to put every page in [default: from the 
 _DRY_RUN = typer.Option(help="say what would be written; write nothing")
 _REPLACE = typer.Option(help="overwrite pages already in the app's folder that differ (a person's labels included)")
 _APP = typer.Option(help="the app's dataset_root [default: paths.dataset_root from params.yaml]")
+_ALLOW_EMPTY = typer.Option(help="let pages with no boxes in the export (no label file, or an empty one) replace "
+                                 "pages that have boxes in the app's folder")
 
 
 def _import(kind: str, path: Path, images: Path | None, into: str | None, dry_run: bool, replace: bool,
-            app: Path | None) -> None:
+            app: Path | None, allow_empty: bool) -> None:
     from qblock.config.schema import load_params
     from qblock.imports.importer import run_import
 
     params = load_params()
     run_import(kind, path, images, app or Path(params.paths.dataset_root), params.export, into, dry_run, replace,
-               console)
+               console, allow_empty=allow_empty)
 
 
 @import_app.command("roboflow")
@@ -343,9 +345,10 @@ def import_roboflow(
     dry_run: Annotated[bool, _DRY_RUN] = False,
     replace: Annotated[bool, _REPLACE] = False,
     app: Annotated[Path | None, _APP] = None,
+    allow_empty: Annotated[bool, _ALLOW_EMPTY] = False,
 ) -> None:
     """Import a Roboflow export: one copy per source page (augmented copies skipped), boxes in pixels."""
-    _import("roboflow", path, None, into, dry_run, replace, app)
+    _import("roboflow", path, None, into, dry_run, replace, app, allow_empty)
 
 
 @import_app.command("label-studio")
@@ -356,9 +359,10 @@ def import_label_studio(
     dry_run: Annotated[bool, _DRY_RUN] = False,
     replace: Annotated[bool, _REPLACE] = False,
     app: Annotated[Path | None, _APP] = None,
+    allow_empty: Annotated[bool, _ALLOW_EMPTY] = False,
 ) -> None:
     """Import a Label Studio export of rectangles: one annotation per task, boxes in pixels."""
-    _import("label-studio", export, images, into, dry_run, replace, app)
+    _import("label-studio", export, images, into, dry_run, replace, app, allow_empty)
 
 
 @app.command()

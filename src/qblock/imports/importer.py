@@ -31,18 +31,23 @@ def _read(kind: str, path: Path, images: Path | None) -> Iterator[tuple[list[pag
 
 
 def run_import(kind: str, path: Path, images: Path | None, dataset_root: Path, params: ExportParams,
-               into: str | None, dry_run: bool, replace: bool, console: Console) -> pages.Plan:
+               into: str | None, dry_run: bool, replace: bool, console: Console, *,
+               allow_empty: bool = False) -> pages.Plan:
     if kind not in KINDS:
         raise UserError(f"unknown export kind {kind!r}: {', '.join(KINDS)}")
     with _read(kind, path, images) as (found, notes):
-        return _import(kind, path, found, notes, dataset_root, params, into, dry_run, replace, console)
+        return _import(kind, path, found, notes, dataset_root, params, into, dry_run, replace, console, allow_empty)
 
 
 def _import(kind: str, path: Path, found: list[pages.ImportedPage], notes: list[str], dataset_root: Path,
-            params: ExportParams, into: str | None, dry_run: bool, replace: bool, console: Console) -> pages.Plan:
+            params: ExportParams, into: str | None, dry_run: bool, replace: bool, console: Console,
+            allow_empty: bool = False) -> pages.Plan:
     fallback = path.stem
     if not found:
         raise UserError(f"{path}: no labeled pages in this export")
+    if not any(p.boxes for p in found):
+        raise UserError(f"{path}: {len(found)} page(s) but not one box in this export: was it exported with its "
+                        f"annotations (rectangles, not only the images)? Nothing was written.")
     tool = kind
     notes = notes + pages.identical_images(found)
     plan = pages.plan(found, dataset_root, tool, path.name, params, into, fallback)
@@ -65,7 +70,7 @@ def _import(kind: str, path: Path, found: list[pages.ImportedPage], notes: list[
                               f"from {page.source}")
         console.print("import: dry run, nothing written")
         return plan
-    written = pages.apply(plan, dataset_root, tool, path.name, params, replace)
+    written = pages.apply(plan, dataset_root, tool, path.name, params, replace, allow_empty)
     console.print(f"import: {written} page(s) written" if written else "import: nothing to write; the app's folder "
                   "already has this export")
     return plan

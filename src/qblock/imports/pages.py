@@ -50,6 +50,7 @@ class ImportedPage:
     size: tuple[int, int]  # the image's pixels, in which the boxes are
     document: str = ""
     page: str = ""
+    missing_labels: bool = False  # the export has no label file for it (its boxes are then none)
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Plan:
     unchanged: list[ImportedPage] = field(default_factory=list)
     conflicts: list[ImportedPage] = field(default_factory=list)  # a person's file differs
     removed: list[str] = field(default_factory=list)  # doc/page imported before, gone from this export
+    emptied: list[ImportedPage] = field(default_factory=list)  # has boxes in the app's folder, none in the export
     notes: list[str] = field(default_factory=list)
 
 
@@ -220,6 +222,9 @@ def plan(pages: list[ImportedPage], dataset_root: Path, tool: str, export: str, 
         groups_file = folder / "groups" / f"{page.page}{GROUPS_SUFFIX}"
         image_file = folder / "pages" / f"{page.page}.png"
         existing = _read_json(groups_file)
+        if existing is not None and not page.boxes and any(isinstance(g, dict) and g.get("combinedBbox")
+                                                            for g in existing.get("groups") or []):
+            result.emptied.append(page)
         same_image = image_file.is_file() and image_file.read_bytes() == _png_bytes(page.image, page.source)
         if not groups_file.exists() and (same_image or not image_file.exists()):
             result.added.append(page)  # new, or a page of the app's that nobody had labeled
@@ -244,8 +249,16 @@ def _imported_by(data: dict, tool: str) -> bool:
     return isinstance(marker, dict) and marker.get("from") == tool
 
 
-def apply(result: Plan, dataset_root: Path, tool: str, export: str, params: ExportParams, replace: bool) -> int:
-    """Write the added and changed pages (and the conflicting ones with ``replace``); return how many."""
+def apply(result: Plan, dataset_root: Path, tool: str, export: str, params: ExportParams, replace: bool,
+          allow_empty: bool = False) -> int:
+    """Write the added and changed pages (and the conflicting ones with ``replace``); return how many.
+    Pages whose boxes would all go (none in the export) are written only with ``allow_empty``."""
+    if result.emptied and not allow_empty:
+        listed = ", ".join(f"{p.document}/{p.page} ({p.source}{', no label file' if p.missing_labels else ''})"
+                           for p in result.emptied[:10])
+        raise UserError(f"{len(result.emptied)} page(s) have boxes in {dataset_root} but none in this export: "
+                        f"{listed}{' ...' if len(result.emptied) > 10 else ''}. Nothing was written. If the export "
+                        f"is right and those pages have no questions, run again with --allow-empty.")
     if result.conflicts and not replace:
         listed = ", ".join(f"{p.document}/{p.page}" for p in result.conflicts[:10])
         more = f" and {len(result.conflicts) - 10} more" if len(result.conflicts) > 10 else ""

@@ -110,21 +110,37 @@ def export_root(folder: Path) -> Path:
 
 
 def image_files(root: Path) -> list[tuple[str, Path]]:
-    """(split, image) for every image in split folders, or in a flat images/ folder."""
+    """(split, image) for every image in split folders (Roboflow's train/images, ultralytics'
+    images/train), or in a flat images/ folder."""
     found = []
     for split in SPLITS:
-        images = root / split / "images"
-        if images.is_dir():
-            found += [(split, p) for p in sorted(images.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
+        for images in (root / split / "images", root / "images" / split):
+            if images.is_dir():
+                found += [(split, p) for p in sorted(images.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
     if not found and (root / "images").is_dir():
         found = [("", p) for p in sorted((root / "images").iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
     if not found:
-        raise UserError(f"{root}: no images (looked for train/images, valid/images, test/images and images/)")
+        raise UserError(f"{root}: no images (looked for train/images, valid/images, test/images, images/train, "
+                        f"images/val and images/)")
     return found
 
 
-def read_labels(label: Path, size: tuple[int, int], names: list[str], rel: str) -> list[Box]:
-    """A label file's rows as pixel boxes of an image of ``size``; an error names the file and line."""
+def label_of(image: Path) -> Path:
+    """The label file of an image, as ultralytics finds it: the last `images` folder of the path read as
+    `labels` (train/images/x.jpg -> train/labels/x.txt, images/val/x.jpg -> labels/val/x.txt)."""
+    parts = list(image.parts)
+    at = len(parts) - 1 - parts[::-1].index("images") if "images" in parts[:-1] else None
+    if at is None:
+        return image.with_suffix(".txt")
+    parts[at] = "labels"
+    return Path(*parts).with_suffix(".txt")
+
+
+def read_labels(label: Path, size: tuple[int, int], names: list[str], rel: str,
+                polygons: list[str] | None = None) -> list[Box]:
+    """A label file's rows as pixel boxes of an image of ``size``; an error names the file and line.
+    A polygon row (class and three or more x y points, as segmentation exports write) becomes the box
+    around its points, as ultralytics reads it, and is listed in ``polygons``."""
     if not label.is_file():
         return []
     width, height = size
@@ -134,10 +150,19 @@ def read_labels(label: Path, size: tuple[int, int], names: list[str], rel: str) 
         if not fields:
             continue
         where = f"{rel} line {number}"
+        if len(fields) >= 7 and len(fields) % 2 == 1:  # class + x y pairs: a polygon
+            try:
+                cls, points = int(fields[0]), [float(v) for v in fields[1:]]
+            except ValueError:
+                raise UserError(f"{where}: {line.strip()!r} is not a class id and numbers") from None
+            xs, ys = points[0::2], points[1::2]
+            fields = [fields[0], *(f"{v:.9f}" for v in ((min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2,
+                                                        max(xs) - min(xs), max(ys) - min(ys)))]
+            if polygons is not None:
+                polygons.append(where)
         if len(fields) != 5:
-            polygon = " (a polygon: export boxes, not segmentation)" if len(fields) > 5 else ""
-            raise UserError(f"{where}: expected 5 fields (class x_center y_center width height), found "
-                            f"{len(fields)}{polygon}")
+            raise UserError(f"{where}: expected 5 fields (class x_center y_center width height) or a polygon "
+                            f"(class and x y pairs), found {len(fields)}")
         try:
             cls = int(fields[0])
             x, y, w, h = (float(v) for v in fields[1:])
@@ -208,8 +233,6 @@ def read_export(folder: Path, display: str) -> tuple[list[ImportedPage], list[st
     """The export's pages (one per source image) and notes for the person importing."""
     root = export_root(folder)
     names, names_file = class_names(root)
-    def label_of(image: Path) -> Path:
-        return image.parent.parent / "labels" / f"{image.stem}.txt"
 
     def box_count(image: Path) -> int:
         label = label_of(image)
@@ -217,13 +240,22 @@ def read_export(folder: Path, display: str) -> tuple[list[ImportedPage], list[st
             if label.is_file() else 0
 
     chosen, skipped = one_per_source([(split, image, None) for split, image in image_files(root)], box_count)
-    pages = []
+    pages: list[ImportedPage] = []
+    polygons: list[str] = []
+    missing: list[str] = []
     for source, image in chosen:
         rel = image.relative_to(root).as_posix()
         size = image_size(image, f"{display}: {rel}")
         label = label_of(image)
-        boxes = read_labels(label, size, names, f"{display}: {label.relative_to(root).as_posix()}")
-        pages.append(ImportedPage(f"{display}: {rel}", image, source, boxes, size))
+        if not label.is_file():
+            missing.append(label.relative_to(root).as_posix())
+        boxes = read_labels(label, size, names, f"{display}: {label.relative_to(root).as_posix()}", polygons)
+        pages.append(ImportedPage(f"{display}: {rel}", image, source, boxes, size, missing_labels=not label.is_file()))
     notes = [f"classes from {names_file.name}: {', '.join(names)}", *copies_note(skipped, len(pages)),
              *resize_note(root)]
+    if polygons:
+        notes.append(f"{len(polygons)} polygon row(s) read as the box around their points: {'; '.join(polygons)}")
+    if missing:
+        notes.append(f"{len(missing)} image(s) have no label file (imported as pages with no questions): "
+                     f"{', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}")
     return pages, notes
