@@ -487,3 +487,26 @@ def test_an_export_with_no_boxes_at_all_is_an_error(project, tmp_path):
     done = qb(project, "import", "roboflow", str(export))
     assert done.returncode == 1 and "not one box in this export" in done.stdout + done.stderr
     assert not (project / "data" / "dataset_root").exists()
+
+
+def test_roboflow_coco_copies_of_one_source_fold_into_one_page_across_splits(project, tmp_path):
+    """Roboflow COCO with extra.name: three augmented copies of 1038.jpg in train and one in valid are
+    one page (the valid copy, un-augmented), named 1038 as the YOLO path names it, never by its hash."""
+    rng = random.Random(4)
+    boxes = [(12.0, 20.0, 300.0, 120.0)]
+    for split, copies in (("train", 3), ("valid", 1)):
+        folder = tmp_path / "coco" / split
+        images, annotations = [], []
+        for index in range(copies):
+            name = rf_name("1038.jpg", rng)
+            draw(folder / name, (416, 416), [(b[0] + index, *b[1:]) for b in boxes] if split == "train" else boxes)
+            images.append({"id": index, "file_name": name, "width": 416, "height": 416,
+                           "extra": {"name": "1038.jpg"}})
+            annotations += [{"id": len(annotations), "image_id": index, "category_id": 1, "bbox": list(b)}
+                            for b in boxes]
+        (folder / "_annotations.coco.json").write_text(json.dumps({
+            "images": images, "annotations": annotations, "categories": [{"id": 1, "name": "question"}]}))
+    result = qb(project, "import", "roboflow", str(tmp_path / "coco"), "--into", "workbook")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 augmented or duplicate copies of 1 source page(s) skipped" in " ".join(result.stdout.split())
+    assert list(app_boxes(project)) == ["workbook/1038"]

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 from qblock.core.errors import UserError
-from qblock.imports.pages import Box, ImportedPage, as_dict, image_size, original_name
-from qblock.imports.yolo_export import SPLITS, copies_note, one_per_source, resize_note
+from qblock.imports.pages import Box, ImportedPage, as_dict, image_size
+from qblock.imports.yolo_export import SPLITS, copies_note, one_per_source, resize_note, source_of
 
 ANNOTATIONS = "_annotations.coco.json"
 
@@ -76,7 +76,7 @@ def read_export(folder: Path, display: str) -> tuple[list[ImportedPage], list[st
                                       _number(entry.get("height"), f"{where} height"))
             extra = as_dict(entry.get("extra"))
             original = extra.get("name") if isinstance(extra.get("name"), str) else None
-            found.append((split, image, original_name(original) if original else None))
+            found.append((split, image, source_of(original)[0] if original else None))  # the _jpg marker stripped
             boxes_of[image] = ([], sizes[entry.get("id")], f"{display}: {image.relative_to(folder).as_posix()}")
         if missing:
             raise UserError(f"{display}: {rel_json}: {len(missing)} of the {len(data['images'])} images it lists are "

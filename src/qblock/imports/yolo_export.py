@@ -192,7 +192,9 @@ def one_per_source(found: list[tuple[str, Path, str | None]], boxes: Callable[[P
     (Roboflow augments train only), else the one with the most boxes (crops and mosaics cut some
     off), else the first by name. Two different uploads sharing an original name keep their full
     names."""
-    named = [(split, image, *((original, False) if original else source_of(image.name)))
+    # A listed original name (COCO's extra.name) names the source; the file is still a Roboflow copy of it
+    # when its own name says so, and copies fold into one page
+    named = [(split, image, *((original, source_of(image.name)[1]) if original else source_of(image.name)))
              for split, image, original in found]
     uploads: dict[str, set[str]] = {}
     for _, image, source, roboflow in named:
