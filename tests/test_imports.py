@@ -510,3 +510,41 @@ def test_roboflow_coco_copies_of_one_source_fold_into_one_page_across_splits(pro
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 augmented or duplicate copies of 1 source page(s) skipped" in " ".join(result.stdout.split())
     assert list(app_boxes(project)) == ["workbook/1038"]
+
+
+def test_the_same_pages_imported_again_from_a_zip_are_recognised_by_their_bytes(project, tmp_path):
+    """A folder export, then its zip under another name: the zip's document name would differ (pages
+    named by bare numbers take the export's name), so without a look at the bytes the same pages
+    would land twice, and split could put one copy in train and the other in val."""
+    export = tmp_path / "workbook_2024"
+    _ultralytics_export(export, {"001": ("train", [(20, 30, 200, 80)]), "002": ("val", [(10, 10, 100, 100)])})
+    assert qb(project, "import", "roboflow", str(export)).returncode == 0
+    first = app_boxes(project)
+    archive = tmp_path / "download (1).zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in export.rglob("*"):
+            zipped.write(path, path.relative_to(export).as_posix())
+    done = qb(project, "import", "roboflow", str(archive))
+    said = " ".join(done.stdout.split())
+    assert done.returncode == 0, done.stderr
+    assert "2 page(s) already in the app's folder under another name (the same image bytes), skipped" in said
+    assert app_boxes(project) == first  # one document, as before
+
+
+def test_an_unchanged_reimport_compares_the_source_bytes_and_encodes_no_page(project, tmp_path, monkeypatch):
+    from qblock.config.schema import load_params
+    from qblock.imports import pages
+    from qblock.imports.importer import run_import
+
+    export = tmp_path / "geo"
+    _ultralytics_export(export, {f"geo_p{i:03d}": ("train", [(20 + 9 * i, 30, 200, 80)]) for i in range(1, 6)})
+    assert qb(project, "import", "roboflow", str(export)).returncode == 0
+
+    def no_encoding(*_):
+        raise AssertionError("an unchanged page was decoded and encoded again")
+
+    monkeypatch.setattr(pages, "_png_bytes", no_encoding)
+    params = load_params(project)
+    plan = run_import("roboflow", export, None, project / "data" / "dataset_root", params.export, None, False,
+                      False, Console(quiet=True))
+    assert len(plan.unchanged) == 5 and not plan.added and not plan.changed

@@ -61,6 +61,10 @@ def _import(kind: str, path: Path, found: list[pages.ImportedPage], notes: list[
     console.print(f"  added {len(plan.added)}, changed {len(plan.changed)}, unchanged {len(plan.unchanged)}, "
                   f"removed from the export {len(plan.removed)}"
                   + (f", differing from pages already there {len(plan.conflicts)}" if plan.conflicts else ""))
+    if plan.held:
+        console.print(f"  {len(plan.held)} page(s) already in the app's folder under another name (the same image "
+                      f"bytes), skipped: " + ", ".join(f"{p.source} = {where}" for p, where in plan.held[:5])
+                      + (" ..." if len(plan.held) > 5 else ""))
     if plan.removed:
         console.print(f"  no longer in the export (left in place): {', '.join(plan.removed[:10])}")
     if dry_run:

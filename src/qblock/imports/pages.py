@@ -51,6 +51,12 @@ class ImportedPage:
     document: str = ""
     page: str = ""
     missing_labels: bool = False  # the export has no label file for it (its boxes are then none)
+    digest: str = ""  # of the image file's bytes: the same page in another export, under any name
+
+    def source_digest(self) -> str:
+        if not self.digest:
+            self.digest = hashlib.sha256(self.image.read_bytes()).hexdigest()
+        return self.digest
 
 
 @dataclass
@@ -61,6 +67,7 @@ class Plan:
     conflicts: list[ImportedPage] = field(default_factory=list)  # a person's file differs
     removed: list[str] = field(default_factory=list)  # doc/page imported before, gone from this export
     emptied: list[ImportedPage] = field(default_factory=list)  # has boxes in the app's folder, none in the export
+    held: list[tuple[ImportedPage, str]] = field(default_factory=list)  # already imported as this doc/page
     notes: list[str] = field(default_factory=list)
 
 
@@ -167,7 +174,7 @@ def groups_document(page: ImportedPage, tool: str, export: str, params: ExportPa
             group[params.class_field] = box.label
         groups.append(group)
     return {"page": page.page, "imageWidth": page.size[0], "imageHeight": page.size[1], "groups": groups,
-            IMPORTED: {"from": tool, "export": export, "file": page.source}}
+            IMPORTED: {"from": tool, "export": export, "file": page.source, "sha256": page.source_digest()}}
 
 
 def _png_bytes(path: Path, source: str) -> bytes:
@@ -215,13 +222,24 @@ def plan(pages: list[ImportedPage], dataset_root: Path, tool: str, export: str, 
         check_boxes(page, params)
     root = dataset_root.resolve()
     result = Plan()
+    held = imported_sources(root)
     for page in pages:
+        where = held.get(page.source_digest(), [])
+        if where and f"{page.document}/{page.page}" not in where:
+            result.held.append((page, where[0]))  # the same image, imported before under another name
+            continue
         folder = (root / "documents" / page.document).resolve()
         if not folder.is_relative_to(root / "documents"):
             raise UserError(f"{page.source}: document {page.document!r} would be written outside {root}")
         groups_file = folder / "groups" / f"{page.page}{GROUPS_SUFFIX}"
         image_file = folder / "pages" / f"{page.page}.png"
         existing = _read_json(groups_file)
+        marker = existing.get(IMPORTED) if existing is not None else None
+        if existing is not None and isinstance(marker, dict) and marker.get("sha256") == page.source_digest() \
+                and image_file.is_file() \
+                and _same_boxes(existing, groups_document(page, tool, export, params)):
+            result.unchanged.append(page)  # the same source bytes and boxes: no need to re-encode the image
+            continue
         if existing is not None and not page.boxes and any(isinstance(g, dict) and g.get("combinedBbox")
                                                             for g in existing.get("groups") or []):
             result.emptied.append(page)
@@ -242,6 +260,19 @@ def plan(pages: list[ImportedPage], dataset_root: Path, tool: str, export: str, 
             if data is not None and _imported_by(data, tool) and (document, page_name) not in kept:
                 result.removed.append(f"{document}/{page_name}")
     return result
+
+
+def imported_sources(root: Path) -> dict[str, list[str]]:
+    """sha256 of an imported page's source image -> the doc/pages holding it, for every page an import
+    wrote (a blank page may be in a workbook twice)."""
+    found: dict[str, list[str]] = {}
+    for groups_file in sorted(root.glob(f"documents/*/groups/*{GROUPS_SUFFIX}")):
+        data = _read_json(groups_file)
+        marker = data.get(IMPORTED) if data is not None else None
+        if isinstance(marker, dict) and isinstance(marker.get("sha256"), str):
+            found.setdefault(marker["sha256"], []).append(f"{groups_file.parent.parent.name}/"
+                                                          f"{groups_file.name[: -len(GROUPS_SUFFIX)]}")
+    return found
 
 
 def _imported_by(data: dict, tool: str) -> bool:
