@@ -71,7 +71,7 @@ def train_once(work: Path, data: str, name: str, overrides: list[str] | None, se
     """One training of one run with one seed, scored on its own val pages (and the other source's)."""
     from ultralytics import YOLO
 
-    from qblock.model.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads
+    from qblock.model.yolo_env import average_weights_over, prepare_ultralytics, ultralytics_dataset, use_cpu_threads
     from qblock.stages.train import model_source, train_arguments
 
     folder = run_folder(work, name, seed)
@@ -93,6 +93,8 @@ def train_once(work: Path, data: str, name: str, overrides: list[str] | None, se
             arguments = train_arguments(params, data_yaml, folder / "train")
         params.train.cpu_threads = threads
         use_cpu_threads(model, threads)
+        if overrides is not None:
+            average_weights_over(model, params.train.ema_tau)
         clock.attach(model)
         start = time.perf_counter()
         model.train(**arguments | {"plots": False, "verbose": False})
@@ -134,6 +136,8 @@ def main() -> None:
     parser.add_argument("--data", choices=SOURCES, default="demo", help="the pages to train and score on")
     parser.add_argument("--cross", action="store_true", help="also score each model on the other source's val pages")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once (each gets cores / jobs threads)")
+    parser.add_argument("--skip-done", action="store_true", help="with --work: keep the runs and seeds its results "
+                        "file already has, train only the others")
     parser.add_argument("--work", type=Path, help="working folder, kept with the per-epoch figures and the models "
                                                    "(default: a temporary one, removed); an earlier run's is reused")
     parser.add_argument("--rescore", action="store_true", help="with --work of an earlier run: measure its models' "
@@ -158,9 +162,11 @@ def measure_runs(work: Path, runs: dict[str, list[str] | None], args) -> None:
         prepare_source(work / source, source)
         print(f"{source} pages ready in {time.perf_counter() - started:.0f} s", flush=True)
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
-    jobs = [(name, overrides, seed) for seed in range(args.runs) for name, overrides in runs.items()]
     results_file = work / f"train_quality_{args.data}.json"
     results: dict[str, list[dict]] = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    done = {(name, r["seed"]) for name, seeds in results.items() for r in seeds} if args.skip_done else set()
+    jobs = [(name, overrides, seed) for seed in range(args.runs) for name, overrides in runs.items()
+            if (name, seed) not in done]
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(train_once, work, args.data, name, overrides, seed, threads, args.cross): (name, seed)
                    for name, overrides, seed in jobs}
@@ -171,7 +177,7 @@ def measure_runs(work: Path, runs: dict[str, list[str] | None], args) -> None:
                   ("mAP50", "mAP50-95", "crop_rate", "crop_rate_unsnapped", "conf_threshold")) +
                   f", {result['seconds']:.0f} s", flush=True)
             results_file.write_text(json.dumps(results, indent=1))
-    print_table({n: results[n] for n in runs}, work, args.data)
+    print_table({n: [r for r in results[n] if r["seed"] < args.runs] for n in runs}, work, args.data)
     print(f"all figures: {results_file}")
 
 

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 from tests.repos import folder_nas, laptop_with_origin, sh
 
+
 @pytest.mark.slow
 def test_publish_names_the_label_file_that_stopped_it(tmp_path):
     """The export stage's `error:` lines (its stdout, under `dvc repro`) reach the person, not only

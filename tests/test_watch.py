@@ -19,8 +19,8 @@ from tests.repos import folder_nas, laptop_with_origin, mlflow_runs, sh
 from tests.test_round_trip import add_workbook, clone, commits, qb
 
 from qblock.core.errors import UserError
-from qblock.sync.process_lock import ProcessLock
 from qblock.core.secrets import WEBHOOK_ENV
+from qblock.sync.process_lock import ProcessLock
 
 EPOCHS = 8  # long enough to be caught mid-training
 

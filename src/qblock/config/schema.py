@@ -74,6 +74,7 @@ class TrainParams:
     preset: str = field(metadata=QBLOCK_ONLY)
     cpu_threads: int = field(metadata=QBLOCK_ONLY)
     system_metrics: bool = field(metadata=QBLOCK_ONLY)  # MLflow's CPU, memory and GPU charts for the run
+    ema_tau: float = field(metadata=QBLOCK_ONLY)  # optimizer steps for the weights' moving average to settle
     epochs: int
     imgsz: int
     batch: int

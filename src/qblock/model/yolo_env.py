@@ -113,6 +113,28 @@ def use_cpu_threads(model, threads: int) -> None:
     model.add_callback("on_val_start", set_threads)
 
 
+def average_weights_over(model, tau: float) -> None:
+    """Let the weights' moving average (the model ultralytics validates and saves) reach its full decay
+    after about ``tau`` optimizer steps instead of ultralytics' fixed 2,000.
+
+    ultralytics' EMA decay is 0.9999 * (1 - exp(-steps / 2000)), set for COCO's thousands of steps an
+    epoch. A few hundred pages make a few hundred steps in a whole training: the decay never passes
+    0.3, the saved model is the last step's weights, and val mAP jumps from epoch to epoch (0.70 to
+    0.78 mAP50-95 in the last five of the cpu preset's epochs), so which epoch is kept, and the crops,
+    is chance. Applied at each epoch's start, so a resumed training (which rebuilds the EMA) keeps it.
+    """
+    import math
+
+    def decay(steps: float) -> float:
+        return 0.9999 * (1 - math.exp(-steps / tau))
+
+    def apply(trainer) -> None:
+        if getattr(trainer, "ema", None) is not None:
+            trainer.ema.decay = decay
+
+    model.add_callback("on_train_epoch_start", apply)
+
+
 def clear_label_caches(label_dir: Path) -> None:
     """Delete ultralytics' *.cache files beside a label folder.
 

@@ -22,7 +22,7 @@ from qblock.config.schema import ModelParams, Params
 from qblock.core.errors import UserError
 from qblock.data.yolo_folder import split_counts, split_list
 from qblock.model import tracking
-from qblock.model.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads
+from qblock.model.yolo_env import average_weights_over, prepare_ultralytics, ultralytics_dataset, use_cpu_threads
 
 CHECKPOINTS = ".qblock/checkpoints"
 WEIGHTS_DIR = "weights"  # pretrained .pt files (`qblock weights fetch`), DVC-tracked; a dependency of this stage
@@ -135,6 +135,7 @@ def run(params: Params, console: Console) -> Path:
         console.print(f"train: MLflow run {run_id} in {tracking.tracking_uri(params.mlflow)}")
         model.add_callback("on_fit_epoch_end", tracking.epoch_logger(run_id))
         use_cpu_threads(model, params.train.cpu_threads)
+        average_weights_over(model, params.train.ema_tau)
         model.add_callback("on_train_epoch_start", tracking.device_tagger(run_id))
         arguments = train_arguments(params, data_yaml, save_dir)
         try:
