@@ -71,3 +71,11 @@ def test_single_document_cannot_fill_both_train_and_val():
 def test_missing_manifest_names_the_file(tmp_path, console):
     with pytest.raises(UserError, match=r"manifest.json: cannot read the export manifest"):
         split.run(tmp_path / "nothing", tmp_path / "split", params_of("split"), console)
+
+
+def test_pages_all_in_one_document_say_why_split_cannot_and_what_to_do(tmp_path, console):
+    """An export whose pages are named by bare numbers lands in one document: split says so."""
+    write_manifest(tmp_path / "yolo", {"scans": 100})
+    with pytest.raises(UserError, match=r"every page is in one document \('scans'\).*--into NAME"):
+        split.run(tmp_path / "yolo", tmp_path / "split", params_of("split"), console)
+    assert not (tmp_path / "split" / "train.txt").exists()

@@ -56,6 +56,11 @@ def assign_documents(documents: list[str], params: SplitParams) -> tuple[dict[st
                 f"no document hashed into val; moved {chosen!r} there. Pin it (split.pin) to keep val fixed "
                 "while the collection is this small"
             )
+    if len(documents) == 1:
+        raise UserError(f"split: every page is in one document ({documents[0]!r}); train and val are split by "
+                        f"document (a workbook's pages stay on one side), so it takes two at least. Put each "
+                        f"workbook in its own document: `qblock import ... --into NAME` per workbook, or names that "
+                        f"carry the workbook (algebra_p012.png -> algebra)")
     if "train" not in assignment.values():
         raise UserError(f"split: no document is left for training among {len(documents)} document(s)")
     if "val" not in assignment.values():
