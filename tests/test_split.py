@@ -64,8 +64,10 @@ def test_bad_split_params_are_clear_errors(params, message):
 
 
 def test_single_document_cannot_fill_both_train_and_val():
-    with pytest.raises(UserError, match="val is empty"):
+    with pytest.raises(UserError, match="every page is in one document"):
         split.assign_documents(["only"], params_of("split", val_fraction=0.01))
+    with pytest.raises(UserError, match="val is empty"):  # two documents, neither hashed into val or pinned there
+        split.assign_documents(["a", "b"], params_of("split", val_fraction=0.0001, pin={"a": "train"}))
 
 
 def test_missing_manifest_names_the_file(tmp_path, console):
