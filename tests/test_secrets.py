@@ -235,3 +235,26 @@ def test_the_ui_auth_key_and_users_file_are_readable_by_this_user_only(tmp_path,
     for name in ("ui_auth.key", "ui_auth.db"):
         assert (folder / name).stat().st_mode & 0o777 == 0o600, name
     assert (folder / "ui_auth.key").read_text() == key  # the same key: logged-in forms stay valid
+
+
+def test_doctor_finds_a_token_in_an_earlier_commit_and_credentials_in_dvcs_config(tmp_path):
+    """A token committed, then deleted (HEAD is clean, the origin keeps it), and an S3 key written to
+    the committed .dvc/config by a `dvc remote modify` without --local: each named, with its own fix."""
+    repo = copy_repo(tmp_path / "repo")
+    script = repo / "tell_me.sh"
+    script.write_text(f"curl -X POST '{TOKEN_URL}'\n")
+    sh(["git", "add", "tell_me.sh"], repo)
+    sh(["git", "commit", "-qm", "ping"], repo)
+    sh(["git", "rm", "-q", "tell_me.sh"], repo)
+    sh(["git", "commit", "-qm", "oops"], repo)
+    sh(["dvc", "remote", "add", "s3nas", "s3://bucket/qblock"], repo)
+    sh(["dvc", "remote", "modify", "s3nas", "secret_access_key", "wJalrXUtnFEMI" + "K7MDENGbPxRfiCYEXAMPLEKEY"], repo)
+    sh(["git", "add", ".dvc/config"], repo)
+    sh(["git", "commit", "-qm", "remote"], repo)
+    result = qblock("doctor", cwd=repo)
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 1
+    assert "tell_me.sh: a Telegram bot token (removed since, still in the history)" in said
+    assert ".dvc/config line" in said and "a credential of DVC's remote (secret_access_key)" in said
+    assert "dvc remote modify --local" in said and "git filter-repo" in said
+    assert SECRET_PART not in said and "K7MDENG" not in said

@@ -3,6 +3,8 @@ the command that fixes it."""
 
 from __future__ import annotations
 
+import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +12,7 @@ from rich.console import Console
 
 from qblock.core import secrets
 from qblock.core.errors import UserError
-from qblock.sync.remote import not_on_remote, probe, remote_url, run
+from qblock.sync.remote import not_on_remote, probe, remote_url, run, tools_env
 
 
 @dataclass
@@ -132,17 +134,76 @@ def _secrets_in_mlflow(root: Path) -> list[str]:
             if (kind := secrets.kind_of(value))]
 
 
+# Keys of DVC's remote config that hold credentials (S3, Azure, SSH, WebDAV, Google Drive ...)
+DVC_CREDENTIALS = re.compile(r"^\s*(access_key_id|secret_access_key|session_token|password|account_key|sas_token|"
+                             r"connection_string|key_secret|gdrive_client_secret|token)\s*=\s*\S+", re.MULTILINE)
+MAX_HISTORY_BYTES = 50_000_000  # of `git log -p` read for secrets in earlier commits
+# qblock's own code and its tests: their history (every project's, since each starts as a clone of qblock)
+# holds placeholders and made-up test tokens; a person's secrets go into conf/, scripts, configs, notes
+OWN_CODE = ("src/", "tests/", "bench/")
+
+
+def _secrets_in_dvc_config(root: Path) -> list[str]:
+    """Credentials in a committed .dvc/config (a `dvc remote modify` without --local)."""
+    tracked = run(["git", "ls-files", ".dvc/config"], root, "git ls-files", check=False).stdout.strip()
+    config = root / ".dvc" / "config"
+    if not tracked or not config.is_file():
+        return []
+    text = config.read_text(encoding="utf-8", errors="replace")
+    return [f".dvc/config line {text.count(chr(10), 0, m.start()) + 1}: a credential of DVC's remote ({m[1]})"
+            for m in DVC_CREDENTIALS.finditer(text)]
+
+
+def _secrets_in_history(root: Path, current: set[tuple[str, str]]) -> list[str]:
+    """Secrets added by an earlier commit of any branch and since removed: still in the history the origin
+    keeps (``current``: the files and kinds already reported from the work tree)."""
+    log = subprocess.run(["git", "log", "--all", "-p", "--no-color", "--no-ext-diff", "--unified=0",
+                          "--format=@@commit %h"], cwd=root, capture_output=True, env=tools_env())
+    if log.returncode != 0:
+        return []
+    found: dict[tuple[str, str, str], None] = {}
+    commit = name = ""
+    for raw in log.stdout[:MAX_HISTORY_BYTES].decode("utf-8", errors="replace").splitlines():
+        if raw.startswith("@@commit "):
+            commit = raw.split()[1]
+        elif raw.startswith("+++ "):
+            name = raw[6:] if raw.startswith("+++ b/") and not raw[6:].startswith(OWN_CODE) else ""
+        elif raw.startswith("+") and name:
+            kinds = [kind for kind, _ in secrets.find(raw)]
+            if name == ".dvc/config" and DVC_CREDENTIALS.match(raw[1:]):
+                kinds.append("a credential of DVC's remote")
+            for kind in kinds:
+                if (name, kind) not in current:
+                    found[(commit, name, kind)] = None
+    return [f"commit {commit} {name}: {kind} (removed since, still in the history)" for commit, name, kind in found]
+
+
 def check_secrets(root: Path) -> list[Check]:
     """Anything that looks like a token or password in what this project shares: the files git tracks
-    (pushed to the origin), params.yaml and dvc.lock, and the MLflow store's params and tags (the UI)."""
-    found = _secrets_in_files(root) + _secrets_in_mlflow(root)
+    (pushed to the origin) and their history, DVC's committed config, params.yaml and dvc.lock, and the
+    MLflow store's params and tags (the UI). The fix named fits what was found."""
+    in_files, in_config = _secrets_in_files(root), _secrets_in_dvc_config(root)
+    current = {(line.split(" line ")[0], line.split(": ", 1)[1]) for line in in_files}
+    current |= {(".dvc/config", "a credential of DVC's remote")} if in_config else set()
+    in_history, in_mlflow = _secrets_in_history(root, current), _secrets_in_mlflow(root)
+    found = in_files + in_config + in_history + in_mlflow
     if not found:
-        return [Check("secrets", True, "no token or password in tracked files, params.yaml, dvc.lock or MLflow")]
+        return [Check("secrets", True, "no token or password in tracked files or their history, DVC's config, "
+                                       "params.yaml, dvc.lock or MLflow")]
+    fixes = []
+    if in_files or in_mlflow:
+        fixes.append(f"move webhook URLs to {secrets.WEBHOOK_ENV} (or .qblock/machine.yaml) and passwords to the "
+                     f"environment, run `qblock params`, delete the MLflow runs that logged it")
+    if in_config:
+        fixes.append("keep remote credentials out of git: `dvc remote modify --local nas KEY VALUE` writes "
+                     ".dvc/config.local (never committed); delete them from .dvc/config and commit")
+    if in_history:
+        fixes.append("an earlier commit holds it: the origin keeps it whatever HEAD says; rewriting history "
+                     "(git filter-repo) on every clone is the only way out of it")
     shown = "; ".join(found[:6]) + (f"; and {len(found) - 6} more" if len(found) > 6 else "")
     return [Check("secrets", False, f"{len(found)} place(s) that would share a secret: {shown}",
-                  f"move webhook URLs to {secrets.WEBHOOK_ENV} (or .qblock/machine.yaml) and passwords to the "
-                  f"environment, run `qblock params`, delete the MLflow runs that logged it, and rotate the token: "
-                  f"what was committed or pushed stays in the history")]
+                  "; ".join(fixes) + "; and rotate the token or password: what was committed or pushed stays in "
+                  "the history")]
 
 
 def check_watcher(root: Path) -> list[Check]:
