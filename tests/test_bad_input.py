@@ -4,6 +4,7 @@ nothing already written is lost or changed."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -178,3 +179,20 @@ def test_names_the_windows_desktop_cannot_hold_or_would_fold_together_are_refuse
     assert "'trailing.' ends with a dot or a space" in said
     assert "documents/cased/groups/page_001_groups.json: differs from documents/cased/groups/Page_001_groups.json" \
         in said
+
+
+@pytest.mark.slow
+def test_a_publish_while_another_holds_dvcs_lock_says_so_and_never_suggests_deleting_it(tmp_path):
+    laptop, _ = laptop_with_origin(tmp_path, [str(folder_nas(tmp_path))])
+    app = tmp_path / "app"
+    sh([sys.executable, "-m", "qblock", "demo-data", str(app), "--documents", "2", "--pages", "1"], laptop)
+    (laptop / ".dvc" / "tmp").mkdir(parents=True, exist_ok=True)
+    target = str((laptop / "data" / "dataset_root").resolve())  # as another, live dvc process holds it
+    (laptop / ".dvc" / "tmp" / "rwlock").write_text(json.dumps(
+        {"read": {}, "write": {target: {"pid": os.getpid(), "cmd": "dvc add data/dataset_root"}}}))
+    done = subprocess.run([sys.executable, "-m", "qblock", "publish", "--app", str(app)], cwd=laptop,
+                          capture_output=True, text=True)
+    said = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 1, said
+    assert "Another qblock or dvc command is working in this project" in said
+    assert "rwlock" not in said and "Traceback" not in said

@@ -41,9 +41,23 @@ def run(args: list[str], root: Path, what: str, hint: str = "", check: bool = Tr
     command = [sys.executable, "-m", "dvc", *args[1:]] if args[0] == "dvc" else args
     result = subprocess.run(command, cwd=root, capture_output=True, text=True, env=tools_env())
     if check and result.returncode != 0:
-        said = "\n  ".join(last_words(result))
+        cause = known_cause(f"{result.stdout}\n{result.stderr}")
+        words = [line for line in last_words(result) if "rwlock" not in line]  # never advise deleting DVC's lock
+        said = "\n  ".join(words)
+        hint = cause or hint
         raise UserError(f"{what} failed (`{' '.join(args)}`):\n  {said}" + (f"\n{hint}" if hint else ""))
     return result
+
+
+def known_cause(said: str) -> str | None:
+    """What to do about a failure whose cause git's or DVC's words make plain, or None."""
+    if "Unable to acquire lock" in said or "is being blocked by" in said:
+        return ("Another qblock or dvc command is working in this project (a publish, a desktop-run, the "
+                "watcher): DVC holds its lock until that one ends. Wait for it, then run this again.")
+    if "No space left on device" in said or "Disk quota exceeded" in said:
+        return ("A disk is full: the NAS, or this machine's DVC cache. Free space there, then run this again "
+                "(an interrupted push resumes; nothing half-written is kept).")
+    return None
 
 
 def last_words(result: subprocess.CompletedProcess, errors: int = 12, tail: int = 6) -> list[str]:
