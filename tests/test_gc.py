@@ -73,3 +73,27 @@ def test_gc_on_a_stale_laptop_keeps_the_desktops_new_model_and_frees_the_rest(tm
     assert refused.returncode == 1 and "cannot reach the git origin" in refused.stdout
     doctor = sh([sys.executable, "-m", "qblock", "doctor"], laptop, check=False).stdout
     assert "never plain `dvc gc -c`" in doctor
+
+
+def test_half_written_files_are_reported_by_doctor_and_deleted_by_gc(tmp_path):
+    """An interrupted push (a full NAS) leaves *.tmp files among the objects, in the cache and on the
+    NAS; doctor names them, gc deletes them, fresh ones (a push running now) are left alone."""
+    import os
+    import time
+
+    laptop, _, nas = published_laptop(tmp_path)
+    old = time.time() - 7200
+    stale = [nas / "files" / "md5" / "ab" / "cdef0123456789.e3b0c442.tmp",
+             laptop / ".dvc" / "cache" / "files" / "md5" / "cd" / "ef0123456789ab.98fc1c14.tmp"]
+    fresh = nas / "files" / "md5" / "ab" / "0123456789cdef.5d41402a.tmp"
+    for path in [*stale, fresh]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half a page" * 1000)
+    for path in stale:
+        os.utime(path, (old, old))
+    said = " ".join(sh([sys.executable, "-m", "qblock", "doctor"], laptop, check=False).stdout.split())
+    assert "problem leftover files: 2 half-written file(s)" in said and "qblock gc deletes them" in said
+    qb("gc", cwd=laptop)
+    assert not any(p.exists() for p in stale) and fresh.exists()
+    after = sh([sys.executable, "-m", "qblock", "doctor"], laptop, check=False).stdout
+    assert "ok leftover files" in " ".join(after.split())

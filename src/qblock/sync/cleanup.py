@@ -10,12 +10,13 @@ experiment or the work tree references (`dvc gc --workspace --all-commits --all-
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from rich.console import Console
 
 from qblock.core.errors import UserError
-from qblock.sync.remote import REMOTE, require_remote, run
+from qblock.sync.remote import REMOTE, remote_url, require_remote, run
 
 
 def _du(folder: Path) -> int:
@@ -48,6 +49,26 @@ def check_in_step_with_origin(root: Path) -> None:
                         "must be kept too. Nothing was deleted.")
 
 
+LEFTOVER_AGE_S = 3600  # a temporary file this old belongs to no push or pull still running
+
+
+def leftover_temp_files(root: Path) -> list[Path]:
+    """Half-written files that interrupted pushes, pulls or adds left (`*.tmp` among the objects, which
+    never have an extension of their own), older than an hour: in this machine's cache and on a NAS
+    that is a mounted folder."""
+    places = [root / ".dvc" / "cache"]
+    url = remote_url(root)
+    if url and "://" not in url:
+        nas = Path(url).expanduser()
+        places.append(nas if nas.is_absolute() else (root / ".dvc" / nas).resolve())  # relative to .dvc/config
+    cutoff = time.time() - LEFTOVER_AGE_S
+    found = []
+    for place in places:
+        if place.is_dir():
+            found += [p for p in place.rglob("*.tmp") if p.is_file() and p.stat().st_mtime < cutoff]
+    return sorted(found)
+
+
 def collect_garbage(root: Path, remote: bool, dry_run: bool, console: Console) -> None:
     if remote:
         require_remote(root)
@@ -66,6 +87,13 @@ def collect_garbage(root: Path, remote: bool, dry_run: bool, console: Console) -
     for line in (result.stdout + result.stderr).splitlines():
         if line.strip() and ("Removed" in line or "No unused" in line):
             console.print(f"gc: {line.strip().replace('Removed', 'would remove' if dry_run else 'removed')}")
+    leftovers = leftover_temp_files(root)
+    if leftovers:
+        size = sum(p.stat().st_size for p in leftovers)
+        console.print(f"gc: {'would delete' if dry_run else 'deleting'} {len(leftovers)} half-written file(s) that "
+                      f"interrupted pushes or pulls left ({size / 1e6:.1f} MB)")
+        for path in [] if dry_run else leftovers:
+            path.unlink(missing_ok=True)
     after = _du(cache) if cache.is_dir() else 0
     if not dry_run:
         console.print(f"gc: this machine's cache {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB")

@@ -86,6 +86,19 @@ def check_cache(root: Path) -> list[Check]:
     return [Check("cache links", True, detail)]
 
 
+def check_leftovers(root: Path) -> list[Check]:
+    from qblock.sync.cleanup import leftover_temp_files
+
+    leftovers = leftover_temp_files(root)
+    if not leftovers:
+        return [Check("leftover files", True, "no half-written files in the cache or on a folder NAS")]
+    size = sum(p.stat().st_size for p in leftovers)
+    places = sorted({str(p.parent.parent) for p in leftovers})
+    return [Check("leftover files", False, f"{len(leftovers)} half-written file(s) ({size / 1e6:.1f} MB) that "
+                  f"interrupted pushes or pulls left, in {', '.join(places[:3])}",
+                  "qblock gc deletes them (qblock gc --remote also frees what no commit needs on the NAS)")]
+
+
 def check_params(root: Path) -> list[Check]:
     from qblock.config.compose import check_params_in_sync
 
@@ -267,7 +280,7 @@ def check_nas_content(root: Path, all_commits: bool, repair: bool) -> list[Check
 def run_doctor(root: Path, console: Console, deep: bool = False, all_commits: bool = False,
                repair: bool = False) -> bool:
     checks = (check_params(root) + check_secrets(root) + check_remote(root) + check_git(root) + check_cache(root)
-              + check_watcher(root))
+              + check_leftovers(root) + check_watcher(root))
     if deep and not any(c.name == "NAS remote" and not c.ok for c in checks):
         checks += check_nas_content(root, all_commits, repair)
     for check in checks:
