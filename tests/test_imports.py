@@ -136,6 +136,9 @@ def test_a_roboflow_export_becomes_pages_of_its_workbooks_one_copy_per_page(proj
     said = " ".join(result.stdout.split())
     assert "4 page(s)" in said and "2 augmented or duplicate copies of 4 source page(s) skipped" in said
     assert "Resize to 640x640 (Stretch)" in said and "added 4" in said
+    # the three copies of algebra_p001 are all in train: which was taken, and the README's transforms, are said
+    assert "1 source page(s) have only augmented copies, all in train (Roboflow's README lists: 50% horizontal " \
+           "flip); the copy with the most boxes was taken" in said and "algebra_p001 <- algebra_p001_png.rf." in said
     imported = app_boxes(project)
     assert sorted(imported) == ["algebra/algebra_p001", "algebra/algebra_p002", "geometry/geometry_p001",
                                 "geometry/geometry_p002"]

@@ -12,7 +12,15 @@ from pathlib import Path
 
 from qblock.core.errors import UserError
 from qblock.imports.pages import Box, ImportedPage, as_dict, image_size
-from qblock.imports.yolo_export import SPLITS, copies_note, one_per_source, resize_note, source_of
+from qblock.imports.yolo_export import (
+    SPLITS,
+    augment_note,
+    copies_note,
+    one_per_source,
+    only_augmented,
+    resize_note,
+    source_of,
+)
 
 ANNOTATIONS = "_annotations.coco.json"
 
@@ -105,5 +113,5 @@ def read_export(folder: Path, display: str) -> tuple[list[ImportedPage], list[st
             boxes = [Box(b.x * sx, b.y * sy, b.width * sx, b.height * sy, b.label) for b in boxes]
         pages.append(ImportedPage(rel, image, source, boxes, size))
     notes = [f"classes used: {', '.join(sorted(used)) or 'none'}", *copies_note(skipped, len(pages)),
-             *resize_note(folder)]
+             *augment_note(folder, only_augmented(found, chosen)), *resize_note(folder)]
     return pages, notes

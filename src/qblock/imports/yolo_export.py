@@ -212,6 +212,37 @@ def one_per_source(found: list[tuple[str, Path, str | None]], boxes: Callable[[P
     return chosen, sum(len(c) for c in by_source.values()) - len(by_source)
 
 
+def only_augmented(found: list[tuple[str, Path, str | None]], chosen: list[tuple[str, Path]]) -> list[str]:
+    """The sources whose every copy is in train (which Roboflow augments), as 'source <- copy taken'."""
+    splits: dict[Path, str] = {image: split for split, image, _ in found}
+    counts: dict[str, int] = {}
+    for _, image, original in found:
+        counts[original or source_of(image.name)[0]] = counts.get(original or source_of(image.name)[0], 0) + 1
+    return [f"{source} <- {image.name}" for source, image in chosen
+            if splits.get(image) == "train" and counts.get(source, 1) > 1]
+
+
+def augment_note(root: Path, taken: list[str]) -> list[str]:
+    """Which copy was taken for sources with augmented copies only, and the transforms Roboflow's README
+    lists (a 90-degree rotation or a crop changes the page's geometry: check those pages in the app)."""
+    if not taken:
+        return []
+    readmes = [root / "README.roboflow.txt", *sorted(root.glob("*/README.roboflow.txt"))]
+    readme = next((r for r in readmes if r.is_file()), None)
+    transforms: list[str] = []
+    if readme is not None:
+        lines = readme.read_text(encoding="utf-8", errors="replace").splitlines()
+        start = next((i for i, line in enumerate(lines) if line.strip().lower().startswith("augmentation")), None)
+        for line in lines[start + 1:] if start is not None else []:
+            if not line.strip().startswith(("*", "-")):
+                break
+            transforms.append(line.strip(" -*\t"))
+    listed = f" (Roboflow's README lists: {'; '.join(transforms)})" if transforms else ""
+    return [f"{len(taken)} source page(s) have only augmented copies, all in train{listed}; the copy with the "
+            f"most boxes was taken, so check its geometry in the app: {', '.join(taken[:5])}"
+            f"{' ...' if len(taken) > 5 else ''}"]
+
+
 def copies_note(skipped: int, pages: int) -> list[str]:
     if not skipped:
         return []
@@ -241,7 +272,8 @@ def read_export(folder: Path, display: str) -> tuple[list[ImportedPage], list[st
         return sum(1 for line in label.read_text(encoding="utf-8-sig").splitlines() if line.strip()) \
             if label.is_file() else 0
 
-    chosen, skipped = one_per_source([(split, image, None) for split, image in image_files(root)], box_count)
+    found: list[tuple[str, Path, str | None]] = [(split, image, None) for split, image in image_files(root)]
+    chosen, skipped = one_per_source(found, box_count)
     pages: list[ImportedPage] = []
     polygons: list[str] = []
     missing: list[str] = []
@@ -254,7 +286,7 @@ def read_export(folder: Path, display: str) -> tuple[list[ImportedPage], list[st
         boxes = read_labels(label, size, names, f"{display}: {label.relative_to(root).as_posix()}", polygons)
         pages.append(ImportedPage(f"{display}: {rel}", image, source, boxes, size, missing_labels=not label.is_file()))
     notes = [f"classes from {names_file.name}: {', '.join(names)}", *copies_note(skipped, len(pages)),
-             *resize_note(root)]
+             *augment_note(root, only_augmented(found, chosen)), *resize_note(root)]
     if polygons:
         notes.append(f"{len(polygons)} polygon row(s) read as the box around their points: {'; '.join(polygons)}")
     if missing:
