@@ -113,6 +113,22 @@ def test_a_model_file_and_documents_named_on_the_command_line(trained_repo, tmp_
     assert outside.returncode == 1 and "no document(s) '../..'" in outside.stdout
 
 
+def test_a_registered_version_is_proposed_at_the_size_it_was_trained_at(trained_repo, tmp_path):
+    """The champion was trained at the smoke preset's 128 px; conf/ has moved on to 160 since: propose
+    runs the version at 128 (its checkpoint says so), not at today's preset."""
+    repo = fork(trained_repo["repo"], tmp_path / "repo")
+    smoke = repo / "conf" / "train" / "smoke.yaml"
+    smoke.write_text(smoke.read_text().replace("imgsz: 128", "imgsz: 160"))
+    qb("params", cwd=repo)
+    assert "imgsz: 160" in (repo / "params.yaml").read_text()
+    document = sorted((repo / "data" / "dataset_root" / "documents").iterdir())[0]
+    groups = sorted((document / "groups").glob("*_groups.json"))[0]
+    groups.unlink()
+    qb("propose", document.name, "--model", "v1", cwd=repo)
+    proposal = json.loads((document / "proposals" / groups.name).read_text())
+    assert proposal["source"]["version"] == "1" and proposal["source"]["imgsz"] == 128
+
+
 def test_reading_order_is_columns_then_top_to_bottom():
     left = [((10, 300, 100, 400), 0.9), ((12, 10, 98, 100), 0.8)]
     right = [((210, 50, 300, 120), 0.7), ((205, 500, 300, 600), 0.95)]

@@ -236,16 +236,27 @@ def label_studio_task(job: PageJob, page: Image.Image, boxes: list[tuple[Box, fl
             "predictions": [{"model_version": model, "score": round(score, 4), "result": results}]}
 
 
+def trained_imgsz(model) -> int | None:
+    """The image size an ultralytics model was trained at, from its checkpoint's train arguments."""
+    size = ((getattr(model, "ckpt", None) or {}).get("train_args") or {}).get("imgsz")
+    return int(size) if isinstance(size, int | float) else None
+
+
 def propose(dataset_root: Path, documents: list[str] | None, choice: ModelChoice, conf: float, params: Params,
             console: Console, label_studio: bool = False) -> Outcome:
     """Propose for every unlabeled page; with ``label_studio``, also collect the pages as tasks."""
     from qblock.model.yolo_env import prepare_ultralytics
 
     jobs = [job for document in documents_of(dataset_root, documents) for job in unlabeled_pages(document)]
-    settings = {"model": choice.identity, "conf_threshold": conf, "imgsz": params.train.imgsz,
-                "ink_snap": choice.snap is not None}
+    prepare_ultralytics(Path.cwd())
+    from ultralytics import YOLO
+
+    model = YOLO(str(choice.weights))
+    # the size the model was trained at (its checkpoint keeps it), not today's preset: a version trained
+    # at 320 is run at 320 after conf/ moved on to 448
+    imgsz = trained_imgsz(model) or params.train.imgsz
+    settings = {"model": choice.identity, "conf_threshold": conf, "imgsz": imgsz, "ink_snap": choice.snap is not None}
     outcome = Outcome()
-    model = None
     for job in track(jobs, "propose"):
         if _up_to_date(job, settings):
             outcome.unchanged += 1
@@ -259,12 +270,7 @@ def propose(dataset_root: Path, documents: list[str] | None, choice: ModelChoice
             console.print(f"[yellow]warning[/]: {job.image}: cannot read the page image ({exc}); skipped")
             outcome.unreadable.append(str(job.image))
             continue
-        if model is None:
-            prepare_ultralytics(Path.cwd())
-            from ultralytics import YOLO
-
-            model = YOLO(str(choice.weights))
-        found, crops = _predict(model, page, conf, params.train.imgsz, params.train.device, choice.snap)
+        found, crops = _predict(model, page, conf, imgsz, params.train.device, choice.snap)
         kept = reading_order(crops)
         unsure = sum(UNSURE[0] <= score <= UNSURE[1] for _, score in found)
         source = choice.source | settings | {"page_stat": job.stat, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
