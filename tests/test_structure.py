@@ -161,3 +161,27 @@ def test_touching_a_module_only_evaluate_imports_reruns_evaluate_only(tmp_path):
     status = sh(["dvc", "status", "--json"], repo).stdout
     changed = set(yaml.safe_load(status))
     assert "evaluate" in changed and "train" not in changed, status
+
+
+def test_no_module_imports_itself_back_and_core_reads_no_config():
+    """Arrows run one way: no import cycle among qblock's modules (a package's __init__ aside, which
+    importing its own modules is for), and core/ (errors, console, notify ...) imports nothing above it."""
+    modules = {".".join(p.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in PACKAGE.rglob("*.py")}
+    graph = {name: {m for m in imported_modules(path, name) if m in modules and m != name and
+                    not name.startswith(m + ".")} for name, path in modules.items()}
+    cycles = []
+    for start in sorted(graph):
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, trail = stack.pop()
+            for nxt in graph[node]:
+                if nxt == start:
+                    cycles.append(" -> ".join([*trail, start]))
+                elif nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, [*trail, nxt]))
+    assert not cycles, cycles[:5]
+    upward = sorted(f"{name} -> {m}" for name, deps in graph.items() if name.startswith("qblock.core.")
+                    for m in deps if not m.startswith("qblock.core"))
+    assert not upward, upward

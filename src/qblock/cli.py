@@ -286,8 +286,14 @@ def remote_set(
 ) -> None:
     """Make the NAS this machine's default DVC remote, after checking it is reachable and writable."""
     from qblock.sync.remote import set_remote
+    from qblock.sync.stream_push import StreamUnavailable, describe
 
     set_remote(Path.cwd(), location, console, timeout, keyfile)
+    try:  # how pushes will go: one stream over ssh, or object by object
+        if how := describe(Path.cwd()):
+            console.print(f"remote: {how}")
+    except StreamUnavailable as exc:
+        console.print(f"remote: pushes go object by object (`dvc push`): {exc}")
 
 
 @remote_app.command("check")

@@ -14,10 +14,10 @@ import json
 import os
 import urllib.error
 import urllib.request
+from typing import Protocol
 
 from rich.console import Console
 
-from qblock.config.schema import NotifyParams
 from qblock.core import secrets
 
 # Set by `qblock watch` for the round it runs: the stages' messages go to this file (JSON lines), and the
@@ -25,7 +25,15 @@ from qblock.core import secrets
 COLLECT_ENV = "QBLOCK_NOTIFY_COLLECT"
 
 
-def send(params: NotifyParams, payload: dict, console: Console) -> bool:
+class WebhookSettings(Protocol):
+    """What sending needs of the notify section (config/schema.py's NotifyParams has it): core reads
+    no config module."""
+
+    webhook_url: str | None
+    timeout_s: float
+
+
+def send(params: WebhookSettings, payload: dict, console: Console) -> bool:
     """POST ``payload`` to the webhook, if one is set on this machine; True when it was accepted."""
     if collect := os.environ.get(COLLECT_ENV):
         with open(collect, "a", encoding="utf-8") as handle:
@@ -49,12 +57,12 @@ def send(params: NotifyParams, payload: dict, console: Console) -> bool:
         return False
 
 
-def run_finished(params: NotifyParams, metrics: dict, model: str, console: Console) -> bool:
+def run_finished(params: WebhookSettings, metrics: dict, model: str, console: Console) -> bool:
     shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float))
     text = f"qblock: run finished: {shown} on {metrics.get('val_pages', '?')} val pages; {model}"
     return send(params, {"status": "finished", "text": text, "metrics": metrics, "model": model}, console)
 
 
-def stage_failed(params: NotifyParams, stage: str, error: str, console: Console) -> bool:
+def stage_failed(params: WebhookSettings, stage: str, error: str, console: Console) -> bool:
     text = f"qblock: stage {stage} failed: {error.splitlines()[0] if error else 'no message'}"
     return send(params, {"status": "failed", "stage": stage, "text": text, "error": error}, console)

@@ -16,7 +16,8 @@ from pathlib import Path
 from rich.console import Console
 
 from qblock.core.errors import UserError
-from qblock.sync.remote import REMOTE, remote_url, require_remote, run
+from qblock.sync.commands import run
+from qblock.sync.remote import REMOTE, remote_url, require_remote
 
 
 def _du(folder: Path) -> int:

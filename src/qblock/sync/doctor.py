@@ -12,7 +12,8 @@ from rich.console import Console
 
 from qblock.core import secrets
 from qblock.core.errors import UserError
-from qblock.sync.remote import not_on_remote, probe, remote_url, run, tools_env
+from qblock.sync.commands import run, tools_env
+from qblock.sync.remote import not_on_remote, probe, remote_url
 
 
 @dataclass

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from qblock.core.errors import UserError
-from qblock.sync.remote import run
+from qblock.sync.commands import run
 
 FETCH_TIMEOUT_S = 20
 
@@ -82,7 +82,7 @@ def fetch(root: Path) -> None:
     """`git fetch` of the branch's upstream, within FETCH_TIMEOUT_S."""
     import subprocess
 
-    from qblock.sync.remote import tools_env
+    from qblock.sync.commands import tools_env
 
     try:
         result = subprocess.run(["git", "fetch", "--quiet"], cwd=root, capture_output=True, text=True,

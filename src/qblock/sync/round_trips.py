@@ -26,8 +26,9 @@ from qblock.core import metric_names as names
 from qblock.core.errors import UserError
 from qblock.data.app_dataset import outside_links
 from qblock.sync import storage
+from qblock.sync.commands import run, tools_env
 from qblock.sync.process_lock import ProcessLock
-from qblock.sync.remote import REMOTE, not_on_remote, require_remote, run, tools_env
+from qblock.sync.remote import REMOTE, not_on_remote, require_remote
 
 RUN_MARKER = Path(".qblock") / "desktop-run.json"
 RUN_LOCK = Path(".qblock") / "desktop-run.lock"

@@ -27,7 +27,8 @@ from rich.console import Console
 from qblock.core import machine
 from qblock.core.errors import UserError
 from qblock.sync import app_folder
-from qblock.sync.remote import dvc_config, run
+from qblock.sync.commands import run
+from qblock.sync.remote import dvc_config
 
 SHARED = "hardlink,copy"  # the cache and the work tree share storage (DVC takes a failed reflink for a copy)
 SEPARATE = "reflink,copy"  # DVC's default: copies on ext4/NTFS, copy-on-write clones on Btrfs/XFS/APFS

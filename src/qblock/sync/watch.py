@@ -39,8 +39,9 @@ from rich.console import Console
 from qblock.core import notify
 from qblock.core.errors import UserError
 from qblock.sync import model_version
+from qblock.sync.commands import run, tools_env
 from qblock.sync.process_lock import ProcessLock
-from qblock.sync.remote import remote_url, require_remote, run, tools_env
+from qblock.sync.remote import remote_url, require_remote
 from qblock.sync.round_trips import RUN_LOCK, head, person_changes
 
 LOCK = Path(".qblock") / "watch.lock"

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from qblock.core.errors import UserError
-from qblock.sync.remote import run
+from qblock.sync.commands import run
 
 WEIGHTS_DIR = "weights"
 RELEASE_TAG = "v8.4.0"  # the assets release ultralytics 8.4 itself downloads from
