@@ -62,8 +62,8 @@ def parse_run(text: str) -> tuple[str, list[str] | None]:
     return name, [o for o in overrides.split(",") if o]
 
 
-def run_folder(work: Path, name: str, seed: int) -> Path:
-    return work / "runs" / f"{name.replace(' ', '_')}-seed{seed}"
+def run_folder(work: Path, data: str, name: str, seed: int) -> Path:
+    return work / "runs" / data / f"{name.replace(' ', '_')}-seed{seed}"
 
 
 def train_once(work: Path, data: str, name: str, overrides: list[str] | None, seed: int, threads: int,
@@ -74,7 +74,7 @@ def train_once(work: Path, data: str, name: str, overrides: list[str] | None, se
     from qblock.model.yolo_env import average_weights_over, prepare_ultralytics, ultralytics_dataset, use_cpu_threads
     from qblock.stages.train import model_source, train_arguments
 
-    folder = run_folder(work, name, seed)
+    folder = run_folder(work, data, name, seed)
     prepare_ultralytics(folder)
     cpu = project_params("train=cpu")
     clock = EpochClock()
@@ -191,7 +191,7 @@ def rescore(work: Path, cross: bool) -> None:
         for name, seeds in results.items():
             for result in seeds:
                 params = project_params("train=cpu", f"train.imgsz={result['imgsz']}")
-                folder = run_folder(work, name, result["seed"])
+                folder = run_folder(work, data, name, result["seed"])
                 weights = folder / "train" / "weights" / "best.pt"
                 result.update(crop_rates(weights, params, work / data, work / data, folder / "val"))
                 if cross:
