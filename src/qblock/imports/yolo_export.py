@@ -18,6 +18,7 @@ import re
 import shutil
 import tempfile
 import zipfile
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
@@ -215,9 +216,7 @@ def one_per_source(found: list[tuple[str, Path, str | None]], boxes: Callable[[P
 def only_augmented(found: list[tuple[str, Path, str | None]], chosen: list[tuple[str, Path]]) -> list[str]:
     """The sources whose every copy is in train (which Roboflow augments), as 'source <- copy taken'."""
     splits: dict[Path, str] = {image: split for split, image, _ in found}
-    counts: dict[str, int] = {}
-    for _, image, original in found:
-        counts[original or source_of(image.name)[0]] = counts.get(original or source_of(image.name)[0], 0) + 1
+    counts = Counter(original or source_of(image.name)[0] for _, image, original in found)
     return [f"{source} <- {image.name}" for source, image in chosen
             if splits.get(image) == "train" and counts.get(source, 1) > 1]
 

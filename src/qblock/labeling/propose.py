@@ -248,6 +248,8 @@ def propose(dataset_root: Path, documents: list[str] | None, choice: ModelChoice
     from qblock.model.yolo_env import prepare_ultralytics
 
     jobs = [job for document in documents_of(dataset_root, documents) for job in unlabeled_pages(document)]
+    if not jobs:  # nothing to propose: no model to load
+        return Outcome()
     prepare_ultralytics(Path.cwd())
     from ultralytics import YOLO
 
