@@ -1,6 +1,6 @@
 """Benchmark: export + split + validate on a large collection, beside a naive one-pass loop.
 
-    python bench/data_stages.py                 # 10,000 pages (images: hard links of 300 renders)
+    python bench/data_stages.py                 # 10,000 pages (copies of 300 renders, each made unique)
     python bench/data_stages.py --pages 2000    # quicker
 
 Prints, from one run on this machine: the cold time of each stage, the time after adding 100
@@ -16,9 +16,11 @@ import argparse
 import json
 import os
 import random
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 from _harness import work_folder
@@ -26,8 +28,18 @@ from _harness import work_folder
 PAGES_PER_DOCUMENT = 50
 
 
+def unique_copy(png: bytes, text: str) -> bytes:
+    """The PNG with a text chunk naming the page after its header: the same pixels, other bytes.
+
+    Every page of a real collection is its own file; validate refuses the same image in train and val."""
+    payload = b"Comment\0" + text.encode("utf-8")
+    chunk = struct.pack(">I", len(payload)) + b"tEXt" + payload + struct.pack(">I", zlib.crc32(b"tEXt" + payload))
+    return png[:33] + chunk + png[33:]  # 8-byte signature + the 25-byte IHDR chunk
+
+
 def build_collection(root: Path, pages: int, unique: int, first_document: int = 0) -> None:
-    """``pages`` labeled pages in documents of 50; images are hard links to ``unique`` renders."""
+    """``pages`` labeled pages in documents of 50; each image is a copy of one of ``unique`` renders
+    made distinct by a text chunk (as large on disk as a real collection of these pages)."""
     from qblock.labeling.demo_data import groups_document, render_page
 
     pool = root / "pool"
@@ -42,6 +54,8 @@ def build_collection(root: Path, pages: int, unique: int, first_document: int = 
     boxes_file.write_text(json.dumps(boxes))
     from qblock.labeling.demo_data import Box
 
+    rendered = [(pool / f"{index}.png").read_bytes() for index in range(unique)]
+
     for n in range(pages):
         document = f"문제집 {first_document + n // PAGES_PER_DOCUMENT:04d}"
         page = f"page_{n % PAGES_PER_DOCUMENT + 1:03d}"
@@ -51,7 +65,7 @@ def build_collection(root: Path, pages: int, unique: int, first_document: int = 
         source = n % unique
         target = doc_dir / "pages" / f"{page}.png"
         if not target.exists():
-            os.link(pool / f"{source}.png", target)
+            target.write_bytes(unique_copy(rendered[source], f"{document}/{page}"))
         groups = groups_document(page, [Box(*b) for b in boxes[str(source)]])
         (doc_dir / "groups" / f"{page}_groups.json").write_text(json.dumps(groups, ensure_ascii=False))
 
@@ -64,6 +78,7 @@ def run_stages(root: Path) -> dict:
     from qblock.stages import export, split, validate
 
     params = project_params()
+    os.chdir(root)  # export keeps this machine's file stats in .qblock/ under the working folder
 
     quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115
     times = {}
@@ -74,7 +89,8 @@ def run_stages(root: Path) -> dict:
     split.run(root / "yolo", root / "split", params.split, quiet)
     times["split"] = time.perf_counter() - start
     start = time.perf_counter()
-    validate.run(root / "yolo", root / "split", root / "reports", 0, quiet, root / "validate_cache.json")
+    validate.run(root / "yolo", root / "split", root / "reports", 0, quiet, root / "validate_cache.json",
+                 dataset_root=root / "app")  # as the stage runs it: problems named by the app's files
     times["validate"] = time.perf_counter() - start
     return times
 
@@ -142,7 +158,7 @@ def measure(work: Path, pages: int, unique: int, added: int) -> None:
     start = time.perf_counter()
     build_collection(work, pages, unique)
     took = time.perf_counter() - start
-    print(f"built {pages} pages ({unique} distinct images, hard-linked) in {took:.0f} s under {work}")
+    print(f"built {pages} pages ({unique} distinct renders, each page its own file) in {took:.0f} s under {work}")
     naive, naive_mb = in_child("naive", work)
     cold, cold_mb = in_child("stages", work)
     first_new = (pages + PAGES_PER_DOCUMENT - 1) // PAGES_PER_DOCUMENT

@@ -475,7 +475,44 @@ def pull_model(
     from qblock.sync.round_trips import pull_model as fetch
 
     paths = load_params().paths
-    fetch(Path.cwd(), Path(paths.model_dir) / "best.pt", Path(paths.metrics_file), console, if_newer)
+    model_file = Path(paths.model_dir) / "best.pt"
+    if fetch(Path.cwd(), model_file, Path(paths.metrics_file), console, if_newer):
+        _export_for_cpu(model_file)
+
+
+def _export_for_cpu(weights: Path, fmt: str | None = None) -> None:
+    """Make the CPU copy of ``weights`` (`model/exported.py`); skipped, saying so, without the runtime
+    unless a format was asked for."""
+    from qblock.model import exported
+
+    if fmt is None and not exported.runtime_installed(exported.DEFAULT_FORMAT):
+        console.print(f"pull-model: no {exported.DEFAULT_FORMAT} here, so propose will run PyTorch on the CPU "
+                      f"(pip install {exported.FORMATS[exported.DEFAULT_FORMAT][0]}, then `qblock export-model`)")
+        return
+    fmt = fmt or exported.DEFAULT_FORMAT
+    found = exported.find_copy(Path.cwd(), weights, fmt)
+    if found is None:
+        with console.status(f"exporting {weights} to {fmt} ..."):
+            found = exported.make_copy(Path.cwd(), weights, fmt)
+    console.print(f"export-model: {weights} -> {found.path} ({fmt}, {found.imgsz} px); propose uses it on the CPU")
+
+
+@app.command("export-model")
+def export_model(
+    model: Annotated[str | None, typer.Option(help="a .pt file, a registered version (3), or an MLflow run id "
+                                                   "[default: the registry's champion, else models/best.pt]")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="openvino or onnx")] = "openvino",
+) -> None:
+    """Laptop: a copy of the model compiled for the CPU (OpenVINO or ONNX); propose then runs it, several times
+    faster than PyTorch. pull-model makes one itself."""
+    from qblock.config.schema import load_params
+    from qblock.labeling import propose as proposals
+    from qblock.model import exported
+
+    if fmt not in exported.FORMATS:
+        raise UserError(f"--format {fmt}: use one of {', '.join(exported.FORMATS)}")
+    choice = proposals.choose_model(model, load_params(), Path.cwd())
+    _export_for_cpu(choice.weights, fmt)
 
 
 def main() -> None:

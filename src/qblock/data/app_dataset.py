@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import unicodedata
 from pathlib import Path
 from typing import NamedTuple
@@ -15,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 
 from qblock.core.errors import UserError
 from qblock.data.labels import page_key
-from qblock.data.page_image import page_limits, size_problem
+from qblock.data.page_image import needs_flattening, page_limits, size_problem
 from qblock.data.problems import ProblemLog
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -23,11 +24,19 @@ GROUPS_SUFFIX = "_groups.json"
 _ROTATING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
 
-def read_image_size(path: Path, rel: str, log: ProblemLog) -> tuple[int, int] | None:
-    """The image's displayed size (EXIF rotation applied), or None if it cannot be read."""
+class PageHeader(NamedTuple):
+    width: int  # displayed (EXIF rotation applied)
+    height: int
+    flat: bool  # transparent or more than 8 bits a pixel: needs flattening before training reads it
+
+
+def read_page_header(path: Path, rel: str, log: ProblemLog) -> PageHeader | None:
+    """The image's displayed size (EXIF rotation applied) and whether it needs flattening, from its header;
+    None if it cannot be read."""
     try:
         with page_limits(), Image.open(path) as image:
             width, height = image.size
+            flat = needs_flattening(image)
             if problem := size_problem(image.size):
                 log.error(rel, problem)
                 return None
@@ -42,8 +51,8 @@ def read_image_size(path: Path, rel: str, log: ProblemLog) -> tuple[int, int] | 
         return None
     if orientation in _ROTATING_ORIENTATIONS:
         log.warning(rel, f"EXIF orientation {orientation} rotates the image; boxes are read in the rotated frame")
-        return height, width
-    return width, height
+        return PageHeader(height, width, flat)
+    return PageHeader(width, height, flat)
 
 
 def read_groups(path: Path, rel: str, log: ProblemLog) -> list | None:
@@ -72,12 +81,12 @@ def read_groups(path: Path, rel: str, log: ProblemLog) -> list | None:
 
 # What Windows cannot hold in a file or folder name (the desktop checks the app's folder out there)
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
-_WINDOWS_FORBIDDEN = set('<>:"/\\|?*')
+_WINDOWS_FORBIDDEN = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
 
 
 def windows_name_problem(name: str) -> str | None:
     """Why Windows cannot hold ``name`` as a file or folder name, or None."""
-    if any(ch in _WINDOWS_FORBIDDEN or ord(ch) < 32 for ch in name):
+    if _WINDOWS_FORBIDDEN.search(name):
         return "has a character Windows does not allow in a name (< > : \" / \\ | ? * or a control character)"
     if name.endswith((".", " ")):
         return "ends with a dot or a space, which Windows drops"
@@ -86,20 +95,29 @@ def windows_name_problem(name: str) -> str | None:
     return None
 
 
+def _folded(name: str) -> str:
+    return unicodedata.normalize("NFC", name).casefold()
+
+
 def name_problems(sources: list[PageSource], log: ProblemLog) -> None:
     """Documents and pages the desktop (Windows, NTFS) could not check out, or would fold into one: names
     Windows cannot hold, and names that differ only by case or Unicode form (macOS writes Korean in NFD,
     other tools in NFC): each logged as an error naming the file."""
     seen: dict[str, str] = {}
+    documents: dict[str, tuple[str | None, str]] = {}  # a document's problem and folded name, once per document
     for source in sources:
-        for name in (source.document, source.page):
-            if problem := windows_name_problem(name):
-                log.error(source.groups, f"{name!r} {problem}: rename it in the app")
-                break
+        if source.document not in documents:
+            documents[source.document] = (windows_name_problem(source.document), _folded(source.document))
+        document_problem, folded_document = documents[source.document]
+        if document_problem:
+            log.error(source.groups, f"{source.document!r} {document_problem}: rename it in the app")
+        elif page_problem := windows_name_problem(source.page):
+            log.error(source.groups, f"{source.page!r} {page_problem}: rename it in the app")
         for path in (source.groups, source.image):
             if path is None:
                 continue
-            folded = unicodedata.normalize("NFC", path).casefold()
+            folder, _, file = path.rpartition("/")  # documents/{document}/{groups|pages}/{file}
+            folded = f"{folded_document}/{folder.rpartition('/')[2]}/{_folded(file)}"
             if folded in seen and seen[folded] != path:
                 log.error(path, f"differs from {seen[folded]} only by letter case or Unicode form: on the Windows "
                           f"desktop (and in the export) they are one file. Rename one in the app")
@@ -111,12 +129,16 @@ def outside_links(dataset_root: Path) -> list[str]:
     would put another folder's files into the pipeline, DVC's cache and the NAS."""
     root = dataset_root.resolve()
     found = []
-    for folder, subfolders, files in os.walk(dataset_root / "documents"):
-        for name in [*subfolders, *files]:
-            path = Path(folder) / name
-            if path.is_symlink() and not path.resolve().is_relative_to(root):
-                found.append(f"{path.as_posix()} -> {os.readlink(path)}")
-    return found
+    folders = [dataset_root / "documents"]
+    while folders:  # DirEntry knows a link and a folder from the listing itself: no stat per file
+        for entry in _entries(folders.pop()):
+            if entry.is_symlink():
+                path = Path(entry.path)
+                if not path.resolve().is_relative_to(root):
+                    found.append(f"{path.as_posix()} -> {os.readlink(path)}")
+            elif entry.is_dir():
+                folders.append(Path(entry.path))
+    return sorted(found)
 
 
 class PageSource(NamedTuple):

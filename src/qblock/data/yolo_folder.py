@@ -5,7 +5,7 @@ split lists beside it. The manifest's page record is read and written here only.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +37,12 @@ class PageRecord:
     labels: str  # the YOLO label file's text
     boxes: int
     problems: list[dict[str, str]] = field(default_factory=list)  # warnings, kept for re-runs
+    flat: bool = False  # transparent or 16-bit: exported as a flattened 8-bit copy (in the manifest when true)
 
     @property
     def image_name(self) -> str:
         """The image's name in the YOLO folder."""
-        return self.key + Path(self.image).suffix.lower()
+        return self.key + "." + self.image.rpartition(".")[2].lower()  # string work: 100,000 Paths cost a second
 
     @property
     def label_name(self) -> str:
@@ -54,14 +55,17 @@ class Manifest:
     pages: list[PageRecord]
 
 
-def read_manifest(export_dir: Path) -> Manifest:
-    """The export's manifest; a UserError naming the file when it is missing or not what export writes."""
+def read_manifest(export_dir: Path, with_stats: bool = False) -> Manifest:
+    """The export's manifest; a UserError naming the file when it is missing or not what export writes.
+
+    ``with_stats``: with this machine's file stats of the sources (export needs them; the stages after it
+    do not, and at 100,000 pages reading them costs a second)."""
     path = export_dir / MANIFEST
-    stats = _read_stats(export_dir)
+    stats = _read_stats(export_dir) if with_stats else {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        pages = [PageRecord(**({"groups_stat": [], "image_stat": None} | page | stats.get(page["key"], {})))
-                 for page in data["pages"]]
+        unknown: dict[str, Any] = {"groups_stat": [], "image_stat": None}
+        pages = [PageRecord(**(unknown | page | stats.get(page["key"], unknown))) for page in data["pages"]]
         return Manifest(data["summary"], pages)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{path}: cannot read the export manifest ({exc}); run the export stage") from None
@@ -77,9 +81,21 @@ def _read_stats(export_dir: Path) -> dict[str, dict[str, Any]]:
         return {}
 
 
+_RECORD_FIELDS = tuple(f.name for f in fields(PageRecord) if f.name not in LOCAL_FIELDS and f.name != "flat")
+
+
+def _as_json(record: PageRecord) -> dict[str, Any]:
+    """A record as the manifest holds it: no local stats, and `flat` only when true, so manifests of
+    pages that need no flattening read as they always did (and DVC sees no change)."""
+    data = {name: getattr(record, name) for name in _RECORD_FIELDS}  # not asdict: it deep-copies, 10x the time
+    if record.flat:
+        data["flat"] = True
+    return data
+
+
 def write_manifest(export_dir: Path, manifest: Manifest) -> None:
-    pages = [asdict(p) for p in manifest.pages]
-    stats = {page["key"]: {f: page.pop(f) for f in LOCAL_FIELDS} for page in pages}
+    pages = [_as_json(p) for p in manifest.pages]
+    stats = {p.key: {"groups_stat": p.groups_stat, "image_stat": p.image_stat} for p in manifest.pages}
     write_json(export_dir / MANIFEST, {"summary": manifest.summary, "pages": pages}, compact=True)
     STATS.parent.mkdir(parents=True, exist_ok=True)
     write_json(STATS, {"export_dir": export_dir.as_posix(), "pages": stats}, compact=True)

@@ -242,6 +242,31 @@ def trained_imgsz(model) -> int | None:
     return int(size) if isinstance(size, int | float) else None
 
 
+def load_model(choice: ModelChoice, params: Params, root: Path, console: Console) -> tuple[Any, int, str]:
+    """(the model, the image size to run it at, the device). On a machine without a GPU (the laptop, whatever
+    the preset says), the exported copy of these exact weights when one was made (`model/exported.py`),
+    else PyTorch on the CPU, saying how to get the faster copy. The size is the one the model was trained
+    at (its checkpoint keeps it), not today's preset: a version trained at 320 runs at 320 after conf/
+    moved on to 448."""
+    import torch
+    from ultralytics import YOLO
+
+    from qblock.model import exported
+
+    device = str(params.train.device)
+    if device != "cpu" and not torch.cuda.is_available():
+        device = "cpu"
+    if device == "cpu":
+        copy = exported.find_copy(root, choice.weights)
+        if copy is not None:
+            console.print(f"propose: running the {copy.format} copy of the model ({copy.path})")
+            return YOLO(str(copy.path), task="detect"), copy.imgsz, device
+        console.print(f"propose: running PyTorch on the CPU: no {exported.DEFAULT_FORMAT} copy of this model yet; "
+                      f"`qblock export-model` makes one, which runs several times faster")
+    model = YOLO(str(choice.weights))
+    return model, trained_imgsz(model) or params.train.imgsz, device
+
+
 def propose(dataset_root: Path, documents: list[str] | None, choice: ModelChoice, conf: float, params: Params,
             console: Console, label_studio: bool = False) -> Outcome:
     """Propose for every unlabeled page; with ``label_studio``, also collect the pages as tasks."""
@@ -251,12 +276,7 @@ def propose(dataset_root: Path, documents: list[str] | None, choice: ModelChoice
     if not jobs:  # nothing to propose: no model to load
         return Outcome()
     prepare_ultralytics(Path.cwd())
-    from ultralytics import YOLO
-
-    model = YOLO(str(choice.weights))
-    # the size the model was trained at (its checkpoint keeps it), not today's preset: a version trained
-    # at 320 is run at 320 after conf/ moved on to 448
-    imgsz = trained_imgsz(model) or params.train.imgsz
+    model, imgsz, device = load_model(choice, params, Path.cwd(), console)
     settings = {"model": choice.identity, "conf_threshold": conf, "imgsz": imgsz, "ink_snap": choice.snap is not None}
     outcome = Outcome()
     for job in track(jobs, "propose"):
@@ -272,7 +292,7 @@ def propose(dataset_root: Path, documents: list[str] | None, choice: ModelChoice
             console.print(f"[yellow]warning[/]: {job.image}: cannot read the page image ({exc}); skipped")
             outcome.unreadable.append(str(job.image))
             continue
-        found, crops = _predict(model, page, conf, imgsz, params.train.device, choice.snap)
+        found, crops = _predict(model, page, conf, imgsz, device, choice.snap)
         kept = reading_order(crops)
         unsure = sum(UNSURE[0] <= score <= UNSURE[1] for _, score in found)
         source = choice.source | settings | {"page_stat": job.stat, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

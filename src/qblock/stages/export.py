@@ -39,11 +39,11 @@ from qblock.data.app_dataset import (
     name_problems,
     outside_links,
     read_groups,
-    read_image_size,
+    read_page_header,
     scan_documents,
 )
 from qblock.data.labels import LabelRow
-from qblock.data.page_image import as_page, needs_flattening
+from qblock.data.page_image import as_page
 from qblock.data.problems import Problem, ProblemLog, write_json
 from qblock.data.yolo_folder import Manifest, PageRecord, read_manifest, write_manifest
 
@@ -154,15 +154,17 @@ def convert_page(source: PageSource, dataset_root: Path, params: ExportParams
     if source.image is None:
         log.error(source.groups, f"no page image pages/{source.page}.png (or .jpg) beside this groups file")
         return None, log.problems
-    size = read_image_size(dataset_root / source.image, source.image, log)
+    header = read_page_header(dataset_root / source.image, source.image, log)
     groups = read_groups(dataset_root / source.groups, source.groups, log)
-    rows = page_rows(groups, *size, params, source.groups, log) if size and groups is not None else []
+    rows = page_rows(groups, header.width, header.height, params, source.groups, log) \
+        if header and groups is not None else []
     if log.errors:
         return None, log.problems
-    assert size is not None and source.image is not None
+    assert header is not None and source.image is not None
     record = PageRecord(
-        source.key, source.document, source.page, source.image, size[0], size[1], source.groups_stat,
+        source.key, source.document, source.page, source.image, header.width, header.height, source.groups_stat,
         source.image_stat, "".join(row.format() + "\n" for row in rows), len(rows), [asdict(p) for p in log.warnings],
+        header.flat,
     )
     return record, log.problems
 
@@ -174,7 +176,7 @@ def params_fingerprint(params: ExportParams) -> str:
 def load_previous(out_dir: Path, fingerprint: str) -> dict[str, PageRecord]:
     """The page records of the last export, if it was made with the same parameters (else nothing to reuse)."""
     try:
-        manifest = read_manifest(out_dir)
+        manifest = read_manifest(out_dir, with_stats=True)
     except UserError:  # none yet, or unreadable: everything is exported again
         return {}
     if manifest.summary.get("params") != fingerprint:
@@ -208,7 +210,7 @@ def collect_pages(
     return [records[s.key] for s in sources if s.key in records], unlabeled
 
 
-def _link_image(source: Path, target: Path) -> None:
+def _link_image(source: Path, target: Path, flat: bool) -> None:
     """The page image in the export: a hard link to the app's file (no second copy on disk), or a copy
     where no link can be made (another drive, a file system without links). Always a new file, then a
     rename: the old one may be a link, and writing into it would change the page it shares bytes with.
@@ -217,12 +219,11 @@ def _link_image(source: Path, target: Path) -> None:
     (data/page_image.py): training would read it as black, or blank."""
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.unlink(missing_ok=True)
-    with Image.open(source) as image:
-        if needs_flattening(image):
-            flat = as_page(ImageOps.exif_transpose(image))  # upright, as the boxes are; no EXIF left to apply
-            flat.save(tmp, format=image.format or "PNG")
-            files.replace(tmp, target)
-            return
+    if flat:  # known from the header export read (the record's `flat`): no second open of every page
+        with Image.open(source) as image:
+            as_page(ImageOps.exif_transpose(image)).save(tmp, format=image.format or "PNG")  # upright, as the boxes
+        files.replace(tmp, target)
+        return
     try:
         os.link(source, tmp)
     except OSError:
@@ -246,23 +247,25 @@ def write_export(pages: list[PageRecord], previous: dict[str, PageRecord], datas
     images_dir, labels_dir = out_dir / "images", out_dir / "labels"
     images_dir.mkdir(parents=True, exist_ok=True)
     labels_dir.mkdir(parents=True, exist_ok=True)
-    present = {e.name for e in os.scandir(images_dir)} | {e.name for e in os.scandir(labels_dir)}
+    listed = {folder: [e.name for e in os.scandir(folder)] for folder in (images_dir, labels_dir)}
+    present = {name for names in listed.values() for name in names}
     wanted: set[str] = set()
     jobs: list[tuple] = []
     for page in pages:
         image_name, label_name = page.image_name, page.label_name
-        wanted |= {image_name, label_name}
+        wanted.add(image_name)
+        wanted.add(label_name)
         before = previous.get(page.key)
         if image_name not in present or before is None or before.image_stat != page.image_stat:
-            jobs.append((_link_image, dataset_root / page.image, images_dir / image_name))
+            jobs.append((_link_image, dataset_root / page.image, images_dir / image_name, page.flat))
         if label_name not in present or before is None or before.labels != page.labels:
             jobs.append((_write_label, page.labels, labels_dir / label_name))
     for write, *args in track(jobs, "export: write"):  # threads measured slower here: the disk is the limit
         write(*args)
-    for folder in (images_dir, labels_dir):
-        for stale in os.scandir(folder):
-            if stale.name not in wanted:
-                files.remove(Path(stale.path))
+    for folder, names in listed.items():
+        for name in names:
+            if name not in wanted:
+                files.remove(folder / name)
     write_manifest(out_dir, Manifest(summary, pages))
     return len(jobs)
 

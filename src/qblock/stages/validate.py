@@ -16,6 +16,7 @@ import os
 import statistics
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,7 +29,7 @@ from qblock.data.app_dataset import GROUPS_SUFFIX
 from qblock.data.contact_sheet import save_contact_sheet
 from qblock.data.labels import LabelRow, parse_clean, parse_row
 from qblock.data.problems import Problem, ProblemLog, write_json
-from qblock.data.yolo_folder import SPLITS, read_manifest, split_list
+from qblock.data.yolo_folder import SPLITS, PageRecord, read_manifest, split_list
 
 MIN_IMAGE_SIDE = 10  # ultralytics skips smaller images
 
@@ -250,10 +251,10 @@ def check_files(export_dir: Path, class_count: int, cache: CheckCache, log: Prob
 
 
 def check_duplicates(lists: dict[str, list[str]], digests: dict[str, str], labels: dict[str, str],
-                     export_dir: Path, log: ProblemLog, shown: dict[str, str]) -> None:
+                     export_dir: Path, log: ProblemLog, shown: Callable[[str], str]) -> None:
     """The same image twice (the same pages imported twice, a copied document): in train and in val or
     test, val measures pages the model trained on, an error naming both; in one split, a warning.
-    Blank pages with no questions may repeat anywhere: a warning. ``shown``: image name -> how to name it."""
+    Blank pages with no questions may repeat anywhere: a warning. ``shown``: how to name an image (by its name)."""
     seen: dict[str, tuple[str, str]] = {}
     for split, entries in lists.items():
         for entry in entries:
@@ -265,7 +266,7 @@ def check_duplicates(lists: dict[str, list[str]], digests: dict[str, str], label
                 seen[digest] = (split, name)
                 continue
             first_split, first = seen[digest]
-            same = f"the same image as {shown.get(first, first)} ({first_split})"
+            same = f"the same image as {shown(first)} ({first_split})"
             if split != first_split and (labels.get(name, "").strip() or labels.get(first, "").strip()):
                 log.error(export_dir / "images" / name, f"{same}, and this one is in {split}: {split} would "
                           f"measure a page the model trained on. Remove the copy (or pin both documents to one "
@@ -300,27 +301,27 @@ def check_split_lists(lists: dict[str, list[str]], export_dir: Path, split_dir: 
 
 
 def box_statistics(labels: dict[str, str]) -> dict:
-    """Pages, boxes and box sizes (shares of the page) of clean label texts."""
-    per_page, widths, heights = [], [], []
-    for text in labels.values():
-        rows = [line.split() for line in text.splitlines() if line]
-        per_page.append(len(rows))
-        widths += [float(f[3]) for f in rows]
-        heights += [float(f[4]) for f in rows]
+    """Pages, boxes and box sizes (shares of the page) of clean label texts (a row a line, each ending in a
+    newline)."""
+    import numpy as np
+
+    texts = list(labels.values())
+    per_page = [text.count("\n") for text in texts]
+    rows = np.fromstring("".join(texts), sep=" ").reshape(-1, 5) if texts else np.zeros((0, 5))  # C parsing
+    widths, heights = rows[:, 3], rows[:, 4]
     stats = {
         "pages": len(labels),
-        "boxes": len(widths),
+        "boxes": len(rows),
         "negative_pages": per_page.count(0),
         "boxes_per_page_mean": round(statistics.fmean(per_page), 3) if per_page else 0.0,
         "boxes_per_page_max": max(per_page, default=0),
     }
-    if widths:
-        areas = [w * h for w, h in zip(widths, heights, strict=True)]
+    if len(rows):
         stats |= {
-            "box_area_median": round(statistics.median(areas), 5),  # share of the page
-            "box_area_min": round(min(areas), 5),
-            "box_width_median": round(statistics.median(widths), 4),
-            "box_height_median": round(statistics.median(heights), 4),
+            "box_area_median": round(float(np.median(widths * heights)), 5),  # share of the page
+            "box_area_min": round(float((widths * heights).min()), 5),
+            "box_width_median": round(float(np.median(widths)), 4),
+            "box_height_median": round(float(np.median(heights)), 4),
         }
     return stats
 
@@ -346,12 +347,13 @@ def draw_samples(export_dir: Path, labels: dict[str, str], count: int, out: Path
     save_contact_sheet(tiles, out)
 
 
-def in_the_app(problems: list[Problem], export_dir: Path, dataset_root: Path) -> list[Problem]:
+def in_the_app(problems: list[Problem], pages: list[PageRecord], export_dir: Path, dataset_root: Path
+               ) -> list[Problem]:
     """Problems of exported files named by the file a person opens: the page image or groups file in the
     app's dataset_root, with the exported copy in brackets (`data/yolo/images/doc__page.png` is not a
     path anyone made)."""
     records = {}
-    for record in read_manifest(export_dir).pages:
+    for record in pages:
         records[str(export_dir / "images" / record.image_name)] = (record, dataset_root / record.image)
         records[str(export_dir / "labels" / record.label_name)] = (
             record, dataset_root / "documents" / record.document / "groups" / f"{record.page}{GROUPS_SUFFIX}")
@@ -367,18 +369,24 @@ def in_the_app(problems: list[Problem], export_dir: Path, dataset_root: Path) ->
 
 def run(export_dir: Path, split_dir: Path, reports_dir: Path, sample_pages: int, console: Console,
         cache_file: Path | None = None, dataset_root: Path | None = None) -> dict:
-    class_names = read_manifest(export_dir).summary["class_names"]
+    manifest = read_manifest(export_dir)
+    class_names = manifest.summary["class_names"]
     log = ProblemLog()
     checked = CheckCache(cache_file or Path(".qblock") / "cache" / "validated.json")
     digests: dict[str, str] = {}
     labels = check_files(export_dir, len(class_names), checked, log, digests)
     lists = read_split_lists(split_dir, log)
     check_split_lists(lists, export_dir, split_dir, log)
-    shown = {r.image_name: (dataset_root / r.image).as_posix() for r in read_manifest(export_dir).pages} \
-        if dataset_root is not None else {}
+
+    def shown(image_name: str) -> str:  # the page in the app's folder: looked up only for a duplicate
+        if dataset_root is None:
+            return image_name
+        record = next((r for r in manifest.pages if r.image_name == image_name), None)
+        return (dataset_root / record.image).as_posix() if record else image_name
+
     check_duplicates(lists, digests, labels, export_dir, log, shown)
     if dataset_root is not None and log.problems:
-        log.problems = in_the_app(log.problems, export_dir, dataset_root)
+        log.problems = in_the_app(log.problems, manifest.pages, export_dir, dataset_root)
 
     stats = {"classes": len(class_names)} | box_statistics(labels)
     for split, entries in lists.items():

@@ -1,0 +1,103 @@
+"""Exported copies of a model for a CPU without a GPU (the laptop): ultralytics' own OpenVINO or ONNX export.
+
+PyTorch on a laptop CPU runs the desktop's model (yolov8m at 1024 px) at a few seconds a page; the same
+network compiled for the CPU runs several times faster (`bench/propose.py`). A copy is made once per
+weights file and kept under `.qblock/exported/{sha256 of the .pt}-{format}/`: it is found by the hash
+of the weights it was made from, so it is never used with other weights. A new model (pull-model,
+another registered version) has no copy until one is made (`qblock export-model`; pull-model makes
+one itself when the runtime is installed), and propose says so and runs PyTorch meanwhile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from qblock.core.errors import UserError
+
+# format -> (the package that runs it, what ultralytics' export of `best.pt` writes)
+FORMATS = {"openvino": ("openvino", "best_openvino_model"), "onnx": ("onnxruntime", "best.onnx")}
+DEFAULT_FORMAT = "openvino"
+STAMP = "qblock.json"
+
+
+@dataclass(frozen=True)
+class ExportedCopy:
+    path: Path  # what ultralytics' YOLO() loads: the OpenVINO folder or the .onnx file
+    format: str
+    imgsz: int  # the size the weights were trained at, which the copy runs at
+
+
+def weights_digest(weights: Path) -> str:
+    digest = hashlib.sha256()
+    with weights.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _folder(root: Path, digest: str, fmt: str) -> Path:
+    return root / ".qblock" / "exported" / f"{digest[:16]}-{fmt}"
+
+
+def runtime_installed(fmt: str) -> bool:
+    return importlib.util.find_spec(FORMATS[fmt][0]) is not None
+
+
+def find_copy(root: Path, weights: Path, fmt: str = DEFAULT_FORMAT, digest: str | None = None) -> ExportedCopy | None:
+    """The exported copy made from exactly these weights, or None (none made, or its runtime is missing)."""
+    digest = digest or weights_digest(weights)
+    folder = _folder(root, digest, fmt)
+    try:
+        stamp = json.loads((folder / STAMP).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    path = folder / FORMATS[fmt][1]
+    if stamp.get("sha256") != digest or not path.exists() or not runtime_installed(fmt):
+        return None
+    return ExportedCopy(path, fmt, int(stamp["imgsz"]))
+
+
+def make_copy(root: Path, weights: Path, fmt: str = DEFAULT_FORMAT) -> ExportedCopy:
+    """Export ``weights`` for the CPU (a few seconds to a minute), at the size they were trained at.
+
+    Written into a temporary folder and renamed when complete: an interrupted export leaves no copy
+    that propose would trust."""
+    package = FORMATS[fmt][0]
+    if not runtime_installed(fmt):
+        raise UserError(f"export-model --format {fmt}: the `{package}` package is not installed in this "
+                        f"environment (pip install {package})")
+    if not weights.is_file():
+        raise UserError(f"{weights}: no such model file. Train one (`dvc repro`) or fetch it (`qblock pull-model`).")
+    from qblock.model.yolo_env import prepare_ultralytics
+
+    prepare_ultralytics(root)
+    from ultralytics import YOLO
+
+    from qblock.labeling.propose import trained_imgsz
+
+    digest = weights_digest(weights)
+    folder = _folder(root, digest, fmt)
+    work = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    shutil.copyfile(weights, work / "best.pt")
+    model = YOLO(str(work / "best.pt"))
+    imgsz = trained_imgsz(model)
+    if imgsz is None:
+        raise UserError(f"{weights}: the checkpoint does not say the image size it was trained at; "
+                        f"it is not a model `qblock train` wrote")
+    # dynamic: pages keep their aspect (letterboxed to a multiple of 32, as PyTorch runs them), so the
+    # copy finds the boxes PyTorch finds; a fixed square input would pad every page to 1024x1024
+    model.export(format=fmt, imgsz=imgsz, dynamic=True, device="cpu", half=False, int8=False, simplify=False,
+                 verbose=False)
+    (work / "best.pt").unlink()
+    (work / STAMP).write_text(json.dumps({"sha256": digest, "format": fmt, "imgsz": imgsz,
+                                          "weights": weights.as_posix()}), encoding="utf-8")
+    shutil.rmtree(folder, ignore_errors=True)
+    work.rename(folder)
+    return ExportedCopy(folder / FORMATS[fmt][1], fmt, imgsz)
