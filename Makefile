@@ -27,8 +27,8 @@ demo: setup  ## demo data -> dvc repro (cpu preset) -> metrics and how to open M
 	$(BIN)/dvc repro
 	@$(BIN)/qblock show
 
-test: setup test-tools  ## the whole test suite (includes a real dvc repro with the smoke preset)
-	$(BIN)/python -m pytest
+test: setup test-tools  ## the whole test suite (includes a real dvc repro with the smoke preset), a worker per core
+	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadgroup
 
 test-tools:  ## chromium, openssh-server, postgresql, TeX Live + poppler for the UI, SSH, team-server and typeset-page tests (Debian/Ubuntu: apt-get, root)
 	@{ command -v chromium || command -v chromium-browser; } >/dev/null && test -x /usr/sbin/sshd && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \

@@ -26,6 +26,23 @@ os.environ["YOLO_AUTOINSTALL"] = "false"
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test` runs `-n auto --dist loadgroup`), a fixture shared by many tests is
+    built once, not once per worker: every test of the trained repo runs on one worker, and so do the tests
+    of a module with a module-scoped fixture (a typeset collection, a tiny dataset). The rest spread freely."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        if "trained_repo" in info.names_closure:
+            group = "trained_repo"
+        elif any(d.scope == "module" for defs in info.name2fixturedefs.values() for d in defs):
+            group = item.module.__name__ if item.module else item.nodeid
+        else:
+            continue
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 class RecordingConsole(Console):
     def __init__(self) -> None:
         super().__init__(file=io.StringIO(), width=400, highlight=False, color_system=None)

@@ -192,3 +192,56 @@ def test_propose_snaps_edges_onto_the_ink_when_the_registered_model_says_so(trai
             agree += min(np.abs(np.subtract(box, e)).max() for e in expected) <= 1.5
         moved += sorted(corners(raw[proposal])) != sorted(corners(snapped))
     assert moved > 0 and agree >= 0.9 * total
+
+
+def iou(a: dict, b: dict) -> float:
+    ax1, ay1, bx1, by1 = a["x"] + a["width"], a["y"] + a["height"], b["x"] + b["width"], b["y"] + b["height"]
+    inter = max(0, min(ax1, bx1) - max(a["x"], b["x"])) * max(0, min(ay1, by1) - max(a["y"], b["y"]))
+    return inter / (a["width"] * a["height"] + b["width"] * b["height"] - inter)
+
+
+def test_the_laptops_openvino_copy_finds_the_boxes_pytorch_finds_and_only_for_its_own_weights(trained_repo, tmp_path):
+    from qblock.model import exported
+
+    repo = fork(trained_repo["repo"], tmp_path / "repo")
+    root = repo / "data" / "dataset_root"
+    for document in sorted((root / "documents").iterdir())[:3]:  # nobody has labeled these yet
+        for groups in (document / "groups").glob("*_groups.json"):
+            groups.unlink()
+
+    def proposals() -> dict[str, dict]:
+        found = {p.relative_to(root).as_posix(): json.loads(p.read_text())
+                 for p in root.glob("documents/*/proposals/*.json")}
+        for proposal in root.glob("documents/*/proposals"):
+            shutil.rmtree(proposal)
+        return found
+
+    log = " ".join(qb("propose", "--conf", "0.1", cwd=repo).stdout.split())
+    assert "running PyTorch on the CPU: no openvino copy of this model yet; `qblock export-model` makes one" in log
+    by_torch = proposals()
+    assert {p["source"]["runtime"] for p in by_torch.values()} == {"pytorch"}
+
+    log = " ".join(qb("export-model", cwd=repo).stdout.split())
+    assert "-> " in log and "(openvino, 128 px)" in log  # at the size the smoke model was trained at
+    log = " ".join(qb("propose", "--conf", "0.1", cwd=repo).stdout.split())
+    assert "propose: running the openvino copy of the model" in log
+    by_openvino = proposals()
+    assert {p["source"]["runtime"] for p in by_openvino.values()} == {"openvino"}
+    assert {p["source"]["imgsz"] for p in by_openvino.values()} == {128}
+
+    assert by_openvino.keys() == by_torch.keys() and len(by_torch) >= 6
+    assert sum(len(p["groups"]) for p in by_torch.values()) >= 6  # enough boxes for the comparison to mean something
+    for page, proposal in by_torch.items():
+        theirs = by_openvino[page]["groups"]
+        assert len(theirs) == len(proposal["groups"]), page
+        for mine in proposal["groups"]:  # each box has its twin: IoU >= 0.99, the confidence to two decimals
+            twin = max(theirs, key=lambda other: iou(mine["combinedBbox"], other["combinedBbox"]))
+            assert iou(mine["combinedBbox"], twin["combinedBbox"]) >= 0.99, page
+            assert abs(mine["confidence"] - twin["confidence"]) < 0.01, page
+
+    # the copy is found by the hash of the weights it was made from: other weights never use it
+    weights = repo / "models" / "best.pt"
+    assert exported.find_copy(repo, weights) is not None
+    other = tmp_path / "other.pt"
+    other.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    assert exported.find_copy(repo, other) is None

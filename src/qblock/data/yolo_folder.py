@@ -71,6 +71,22 @@ def read_manifest(export_dir: Path, with_stats: bool = False) -> Manifest:
         raise UserError(f"{path}: cannot read the export manifest ({exc}); run the export stage") from None
 
 
+def read_pages(export_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The manifest's summary and its pages as plain dicts (`key`, `document`, `image`, ... as in PageRecord),
+    for the stages that only read a few fields: at 100,000 pages, building the records costs half a second."""
+    path = export_dir / MANIFEST
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data["summary"], data["pages"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{path}: cannot read the export manifest ({exc}); run the export stage") from None
+
+
+def image_name(page: dict[str, Any]) -> str:
+    """A plain page's image name in the YOLO folder (as PageRecord.image_name)."""
+    return page["key"] + "." + page["image"].rpartition(".")[2].lower()
+
+
 def _read_stats(export_dir: Path) -> dict[str, dict[str, Any]]:
     """This machine's file stats of the pages last exported to ``export_dir``; empty when unknown."""
     try:

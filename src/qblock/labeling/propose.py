@@ -4,7 +4,7 @@ For each page image with no groups file of a person's, it writes beside the app'
 
 - `documents/{doc}/proposals/{page}_groups.json`: the app's groups schema (pixel `combinedBbox`
   of the displayed image, whole pixels) plus each group's `confidence`, and a `source` block
-  (model, MLflow run, threshold, imgsz, ink snapping, time, the page's size and mtime);
+  (model, MLflow run, threshold, imgsz, ink snapping, runtime, time, the page's size and mtime);
 - `documents/{doc}/proposals/problems/{page}_q{NN}.png`: the exact box pixels of each proposed
   question, in reading order (columns left to right, then top to bottom), as in the JSON.
 
@@ -12,6 +12,9 @@ Each box's edges are snapped onto the page's ink when evaluate found that this m
 improve with it on val (`quality/ink_snap.py`). A person's `groups/` and `problems/` are never
 written. `export` reads `groups/` only, so a proposal is never a label until a person accepts it
 (`--accept`). A re-run redoes only pages whose image, model, threshold, imgsz or snapping changed.
+
+On a machine without a GPU, propose runs the OpenVINO (or ONNX) copy of the model when one was made
+from these exact weights (`qblock export-model`; `model/exported.py`), else PyTorch, saying so.
 """
 
 from __future__ import annotations
@@ -242,12 +245,13 @@ def trained_imgsz(model) -> int | None:
     return int(size) if isinstance(size, int | float) else None
 
 
-def load_model(choice: ModelChoice, params: Params, root: Path, console: Console) -> tuple[Any, int, str]:
-    """(the model, the image size to run it at, the device). On a machine without a GPU (the laptop, whatever
-    the preset says), the exported copy of these exact weights when one was made (`model/exported.py`),
-    else PyTorch on the CPU, saying how to get the faster copy. The size is the one the model was trained
-    at (its checkpoint keeps it), not today's preset: a version trained at 320 runs at 320 after conf/
-    moved on to 448."""
+def load_model(choice: ModelChoice, params: Params, root: Path, console: Console) -> tuple[Any, int, str, str]:
+    """(the model, the image size to run it at, the device, the runtime).
+
+    On a machine without a GPU (the laptop, whatever the preset says): the exported copy of these exact
+    weights when one was made (`model/exported.py`), else PyTorch on the CPU, saying how to get the faster
+    copy. The size is the one the model was trained at (its checkpoint keeps it), not today's preset: a
+    version trained at 320 runs at 320 after conf/ moved on to 448."""
     import torch
     from ultralytics import YOLO
 
@@ -260,11 +264,11 @@ def load_model(choice: ModelChoice, params: Params, root: Path, console: Console
         copy = exported.find_copy(root, choice.weights)
         if copy is not None:
             console.print(f"propose: running the {copy.format} copy of the model ({copy.path})")
-            return YOLO(str(copy.path), task="detect"), copy.imgsz, device
+            return YOLO(str(copy.path), task="detect"), copy.imgsz, device, copy.format
         console.print(f"propose: running PyTorch on the CPU: no {exported.DEFAULT_FORMAT} copy of this model yet; "
                       f"`qblock export-model` makes one, which runs several times faster")
     model = YOLO(str(choice.weights))
-    return model, trained_imgsz(model) or params.train.imgsz, device
+    return model, trained_imgsz(model) or params.train.imgsz, device, "pytorch"
 
 
 def propose(dataset_root: Path, documents: list[str] | None, choice: ModelChoice, conf: float, params: Params,
@@ -276,7 +280,7 @@ def propose(dataset_root: Path, documents: list[str] | None, choice: ModelChoice
     if not jobs:  # nothing to propose: no model to load
         return Outcome()
     prepare_ultralytics(Path.cwd())
-    model, imgsz, device = load_model(choice, params, Path.cwd(), console)
+    model, imgsz, device, runtime = load_model(choice, params, Path.cwd(), console)
     settings = {"model": choice.identity, "conf_threshold": conf, "imgsz": imgsz, "ink_snap": choice.snap is not None}
     outcome = Outcome()
     for job in track(jobs, "propose"):
@@ -295,7 +299,8 @@ def propose(dataset_root: Path, documents: list[str] | None, choice: ModelChoice
         found, crops = _predict(model, page, conf, imgsz, device, choice.snap)
         kept = reading_order(crops)
         unsure = sum(UNSURE[0] <= score <= UNSURE[1] for _, score in found)
-        source = choice.source | settings | {"page_stat": job.stat, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        source = choice.source | settings | {"runtime": runtime, "page_stat": job.stat,
+                                             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         _write_page(job, page, kept, unsure, source)
         if label_studio:
             outcome.tasks.append(label_studio_task(job, page, kept, choice.identity, params.export.class_names[0]))

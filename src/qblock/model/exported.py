@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import json
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +77,10 @@ def make_copy(root: Path, weights: Path, fmt: str = DEFAULT_FORMAT) -> ExportedC
     from qblock.model.yolo_env import prepare_ultralytics
 
     prepare_ultralytics(root)
+    # OpenVINO's converter sends usage data to Google Analytics, and writes an id under the user's home,
+    # unless a file there says no. Without its telemetry package it runs its own no-op stub: so in this
+    # process only, the package cannot be imported (nothing of the user's is changed).
+    sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
     from ultralytics import YOLO
 
     from qblock.labeling.propose import trained_imgsz

@@ -173,21 +173,23 @@ def params_fingerprint(params: ExportParams) -> str:
     return hashlib.sha256(json.dumps(asdict(params), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def load_previous(out_dir: Path, fingerprint: str) -> dict[str, PageRecord]:
-    """The page records of the last export, if it was made with the same parameters (else nothing to reuse)."""
+def load_previous(out_dir: Path, fingerprint: str) -> tuple[dict[str, PageRecord], dict]:
+    """The page records and summary of the last export, if it was made with the same parameters (else
+    nothing to reuse)."""
     try:
         manifest = read_manifest(out_dir, with_stats=True)
     except UserError:  # none yet, or unreadable: everything is exported again
-        return {}
+        return {}, {}
     if manifest.summary.get("params") != fingerprint:
-        return {}
-    return {p.key: p for p in manifest.pages}
+        return {}, {}
+    return {p.key: p for p in manifest.pages}, manifest.summary
 
 
 def collect_pages(
     dataset_root: Path, params: ExportParams, previous: dict[str, PageRecord], log: ProblemLog
-) -> tuple[list[PageRecord], int]:
-    """The records of every labeled page: reused when neither of its files changed, else converted."""
+) -> tuple[list[PageRecord], int, int]:
+    """The records of every labeled page: reused when neither of its files changed, else converted.
+    Also the count of pages with no groups file, and of pages converted."""
     sources, unlabeled = scan_documents(dataset_root)
     for link in outside_links(dataset_root):
         log.error(link.split(" -> ")[0], f"a link leading outside {dataset_root} ({link.split(' -> ')[1]}): "
@@ -207,7 +209,7 @@ def collect_pages(
         log.problems.extend(problems)
         if record:
             records[record.key] = record
-    return [records[s.key] for s in sources if s.key in records], unlabeled
+    return [records[s.key] for s in sources if s.key in records], unlabeled, len(todo)
 
 
 def _link_image(source: Path, target: Path, flat: bool) -> None:
@@ -236,7 +238,7 @@ def _write_label(text: str, target: Path) -> None:
 
 
 def write_export(pages: list[PageRecord], previous: dict[str, PageRecord], dataset_root: Path, out_dir: Path,
-                 summary: dict) -> int:
+                 summary: dict, unchanged: bool = False) -> int:
     """Bring out_dir up to date file by file; return how many files were (re)written.
 
     manifest.json is written last (atomically), and a page's files are only trusted while the
@@ -262,11 +264,11 @@ def write_export(pages: list[PageRecord], previous: dict[str, PageRecord], datas
             jobs.append((_write_label, page.labels, labels_dir / label_name))
     for write, *args in track(jobs, "export: write"):  # threads measured slower here: the disk is the limit
         write(*args)
-    for folder, names in listed.items():
-        for name in names:
-            if name not in wanted:
-                files.remove(folder / name)
-    write_manifest(out_dir, Manifest(summary, pages))
+    stale = [folder / name for folder, names in listed.items() for name in names if name not in wanted]
+    for path in stale:
+        files.remove(path)
+    if not (unchanged and not jobs and not stale):  # ``unchanged``: the same pages and records as the manifest
+        write_manifest(out_dir, Manifest(summary, pages))
     return len(jobs)
 
 
@@ -274,8 +276,8 @@ def run(dataset_root: Path, out_dir: Path, params: ExportParams, report_file: Pa
     """Export every labeled page; raise StageFailed (after reporting) on errors, touching nothing."""
     log = ProblemLog()
     fingerprint = params_fingerprint(params)
-    previous = load_previous(out_dir, fingerprint)
-    pages, unlabeled = collect_pages(dataset_root, params, previous, log)
+    previous, previous_summary = load_previous(out_dir, fingerprint)
+    pages, unlabeled, converted = collect_pages(dataset_root, params, previous, log)
     summary = {
         "documents": len({p.document for p in pages}),
         "pages": len(pages),
@@ -289,7 +291,8 @@ def run(dataset_root: Path, out_dir: Path, params: ExportParams, report_file: Pa
     }
     write_json(report_file, {"summary": summary, "problems": log.as_json()})
     log.report(console, "export")
-    written = write_export(pages, previous, dataset_root, out_dir, summary)
+    unchanged = converted == 0 and len(pages) == len(previous) and summary == previous_summary
+    written = write_export(pages, previous, dataset_root, out_dir, summary, unchanged)
     console.print(
         f"export: {summary['pages']} pages from {summary['documents']} documents, {summary['boxes']} boxes, "
         f"{summary['negative_pages']} negative pages, {unlabeled} pages not labeled yet -> {out_dir} "
