@@ -264,6 +264,9 @@ def load_model(choice: ModelChoice, params: Params, root: Path, console: Console
         copy = exported.find_copy(root, choice.weights)
         if copy is not None:
             console.print(f"propose: running the {copy.format} copy of the model ({copy.path})")
+            if copy.format == "openvino":
+                exported.full_precision_on_cpu()
+                device = "intel:cpu"  # the CPU, in float32: never an integrated GPU in float16 (boxes move)
             return YOLO(str(copy.path), task="detect"), copy.imgsz, device, copy.format
         console.print(f"propose: running PyTorch on the CPU: no {exported.DEFAULT_FORMAT} copy of this model yet; "
                       f"`qblock export-model` makes one, which runs several times faster")

@@ -98,11 +98,33 @@ def make_copy(root: Path, weights: Path, fmt: str = DEFAULT_FORMAT) -> ExportedC
                         f"it is not a model `qblock train` wrote")
     # dynamic: pages keep their aspect (letterboxed to a multiple of 32, as PyTorch runs them), so the
     # copy finds the boxes PyTorch finds; a fixed square input would pad every page to 1024x1024
-    model.export(format=fmt, imgsz=imgsz, dynamic=True, device="cpu", half=False, int8=False, simplify=False,
-                 verbose=False)
+    extra = {"simplify": False} if fmt == "onnx" else {}  # simplifying needs onnxslim, and changes no box
+    model.export(format=fmt, imgsz=imgsz, dynamic=True, device="cpu", half=False, verbose=False, **extra)
     (work / "best.pt").unlink()
     (work / STAMP).write_text(json.dumps({"sha256": digest, "format": fmt, "imgsz": imgsz,
                                           "weights": weights.as_posix()}), encoding="utf-8")
     shutil.rmtree(folder, ignore_errors=True)
     work.rename(folder)
     return ExportedCopy(folder / FORMATS[fmt][1], fmt, imgsz)
+
+
+def full_precision_on_cpu() -> None:
+    """Make OpenVINO run float models in float32 on the CPU, in this process.
+
+    On CPUs with bfloat16 units (AVX512-BF16, AMX: this machine's EPYC, recent Xeons) OpenVINO runs a
+    float32 model in bfloat16 unless told otherwise, and ultralytics tells it only on Windows. Measured
+    here: boxes moved by 1-2 px against PyTorch's (IoU 0.987), what evaluate measured the crops with.
+    float32 keeps them (IoU >= 0.99) and is still 2x PyTorch at 1024 px (bench/propose.py)."""
+    import openvino as ov
+
+    if getattr(ov.Core.compile_model, "qblock_f32", False):
+        return
+    original = ov.Core.compile_model
+
+    def compile_model(self, model, device_name=None, config=None, **kwargs):
+        if device_name == "CPU":
+            config = {"INFERENCE_PRECISION_HINT": "f32", **(config or {})}
+        return original(self, model, device_name, config, **kwargs)
+
+    compile_model.qblock_f32 = True  # type: ignore[attr-defined]
+    ov.Core.compile_model = compile_model
