@@ -1,19 +1,22 @@
-"""Benchmark: `qblock propose` against a bare ultralytics `YOLO(...).predict` over the same pages.
+"""Benchmark: `qblock propose` on the CPU with PyTorch and with the model's OpenVINO copy, beside a bare
+ultralytics `YOLO(...).predict` over the same pages.
 
-    python bench/propose.py                  # 200 and 2,000 pages
-    python bench/propose.py --pages 200      # one size
+    python bench/propose.py                      # the demo's yolov8n at 448 and the desktop's yolov8m at 1024
+    python bench/propose.py --only yolov8n       # one of them
 
-Both sides are fresh processes with the same model (yolov8n trained for a few epochs on the demo
-pages, so it finds questions and propose writes real crops), the same imgsz and threshold.
-The bare side only predicts; qblock also reads EXIF, writes one JSON and the question images
-per page. Printed: pages per second of each, the ratio (target >= 0.9), and each side's peak
-memory, which must not grow with the page count (pages are handled one at a time).
+Every run is a fresh process over the same pages, at the same imgsz and threshold:
+- yolov8n at 448 px, trained 25 epochs on the demo pages (so propose writes real crops): 200 and 2,000 pages,
+  bare predict, qblock with PyTorch, qblock with the OpenVINO copy (`qblock export-model`);
+- yolov8m at 1024 px (the desktop preset's model), from scratch: its speed is its architecture's, trained
+  or not. 100 pages, qblock with PyTorch and with OpenVINO.
+Printed: pages per second, peak memory (which must not grow with the page count: pages are handled
+one at a time), and each run's speed against qblock with PyTorch on the same pages (target for the
+OpenVINO copy at 1024 px: >= 2x).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -68,11 +71,13 @@ def make_project(work: Path, pages: int) -> Path:
         shutil.copyfile(sources[i % len(sources)], target)
     data = asdict(project_params("train=cpu"))
     (project / "params.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    (project / "bare.py").write_text(BARE)
+    (project / "qblock_main.py").write_text(QBLOCK)
     return project
 
 
-def train_model(work: Path) -> Path:
-    """yolov8n, a few epochs on the demo: good enough that propose writes a few crops per page."""
+def train_yolov8n(work: Path) -> Path:
+    """yolov8n, 25 epochs on the demo at the cpu preset's size: good enough that propose writes crops."""
     from _training import prepare_demo
 
     from qblock.model.yolo_env import prepare_ultralytics, ultralytics_dataset
@@ -89,28 +94,59 @@ def train_model(work: Path) -> Path:
     return Path(model.trainer.best)
 
 
+def untrained(work: Path, architecture: str, imgsz: int) -> Path:
+    """A checkpoint of ``architecture`` from scratch that says it was trained at ``imgsz`` (as train writes it)."""
+    import torch
+    from ultralytics import YOLO
+
+    target = work / f"{architecture}-{imgsz}.pt"
+    model = YOLO(f"{architecture}.yaml").model
+    torch.save({"model": model, "train_args": {"imgsz": imgsz, "task": "detect"}, "epoch": -1}, target)
+    return target
+
+
+def compare(name: str, weights: Path, imgsz: int, page_counts: list[int], work: Path, conf: float,
+            bare: bool) -> None:
+    """Every runtime over the same pages; one row each."""
+    for pages in page_counts:
+        project = make_project(work, pages)
+        shutil.copyfile(weights, project / "model.pt")
+        propose = [sys.executable, "qblock_main.py", "propose", "--model", "model.pt", "--conf", str(conf)]
+        rows = []
+        if bare:
+            rows.append(("bare predict", *run([sys.executable, "bare.py", "model.pt", str(conf), str(imgsz)], project)))
+        rows.append(("qblock, PyTorch", *run(propose, project)))
+        crops = sum(1 for _ in project.glob("data/dataset_root/documents/*/proposals/problems/*.png"))
+        shutil.rmtree(project / ".qblock" / "exported", ignore_errors=True)
+        exported = run([sys.executable, "qblock_main.py", "export-model", "--model", "model.pt"], project)[0]
+        for proposals in project.glob("data/dataset_root/documents/*/proposals"):
+            shutil.rmtree(proposals)  # else the second run finds every page up to date
+        rows.append(("qblock, OpenVINO", *run(propose, project)))
+        torch_s = rows[-2][1]
+        for runtime, seconds, peak in rows:
+            print(f"{name:>14} {imgsz:>5} {pages:>6}  {runtime:<17}{pages / seconds:>8.2f}{peak:>9,}"
+                  f"{torch_s / seconds:>8.2f}x")
+        print(f"{'':>28}({crops} question images; the OpenVINO export took {exported:.0f} s, once per model)")
+        shutil.rmtree(project)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pages", type=int, nargs="+", default=[200, 2000])
+    parser.add_argument("--only", choices=["yolov8n", "yolov8m"])
     parser.add_argument("--conf", type=float, default=0.25)
     parser.add_argument("--work", type=Path, help="working folder, kept (default: a temporary one, removed)")
     args = parser.parse_args()
     with work_folder(args.work, "qblock-propose-bench-") as work:
-        weights = train_model(work)
-        imgsz = str(project_params("train=cpu").train.imgsz)
-        print(f"{'pages':>6} {'bare p/s':>9} {'qblock p/s':>10} {'ratio':>6} {'bare MB':>8} {'qblock MB':>9} crops")
-        for pages in args.pages:
-            project = make_project(work, pages)
-            (project / "bare.py").write_text(BARE)
-            (project / "qblock_main.py").write_text(QBLOCK)
-            env_python = sys.executable
-            bare_s, bare_mb = run([env_python, "bare.py", str(weights), str(args.conf), imgsz], project)
-            ours_s, ours_mb = run([env_python, "qblock_main.py", "propose", "--model", str(weights), "--conf",
-                                   str(args.conf)], project)
-            crops = sum(1 for _ in project.glob("data/dataset_root/documents/*/proposals/problems/*.png"))
-            print(f"{pages:>6} {pages / bare_s:>9.1f} {pages / ours_s:>10.1f} {bare_s / ours_s:>6.2f} "
-                  f"{bare_mb:>8} {ours_mb:>9} {crops}")
-            os.chdir(work)
+        print(f"{'model':>14} {'imgsz':>5} {'pages':>6}  {'runtime':<17}{'pages/s':>8}{'peak MB':>9}"
+              f"{'speed':>9}  (against qblock with PyTorch)")
+        if args.only in (None, "yolov8n"):
+            imgsz = project_params("train=cpu").train.imgsz
+            compare("yolov8n", train_yolov8n(work), imgsz, [200, 2000], work, args.conf, True)
+        if args.only in (None, "yolov8m"):
+            from qblock.model.yolo_env import prepare_ultralytics
+
+            prepare_ultralytics(work)
+            compare("yolov8m", untrained(work, "yolov8m", 1024), 1024, [100], work, args.conf, False)
 
 
 if __name__ == "__main__":
