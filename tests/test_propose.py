@@ -229,7 +229,7 @@ def question_finder(tmp_path_factory) -> dict:
 
 def test_the_laptops_openvino_copy_finds_the_boxes_pytorch_finds_and_only_for_its_own_weights(
         trained_repo, question_finder, tmp_path):
-    from qblock.model import exported
+    from qblock.labeling import cpu_model
 
     repo = fork(trained_repo["repo"], tmp_path / "repo")
     root = repo / "data" / "dataset_root"
@@ -272,8 +272,8 @@ def test_the_laptops_openvino_copy_finds_the_boxes_pytorch_finds_and_only_for_it
             assert abs(mine["confidence"] - twin["confidence"]) < 0.01, page
 
     # the copy is found by the hash of the weights it was made from: other weights never use it
-    assert exported.find_copy(repo, weights) is not None
+    assert cpu_model.find_copy(repo, weights) is not None
     other = tmp_path / "other.pt"
     data = weights.read_bytes()
     other.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # one bit apart
-    assert exported.find_copy(repo, other) is None
+    assert cpu_model.find_copy(repo, other) is None

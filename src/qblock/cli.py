@@ -481,19 +481,26 @@ def pull_model(
 
 
 def _export_for_cpu(weights: Path, fmt: str | None = None) -> None:
-    """Make the CPU copy of ``weights`` (`model/exported.py`); skipped, saying so, without the runtime
+    """Make the CPU copy of ``weights`` (`labeling/cpu_model.py`); skipped, saying so, without the runtime
     unless a format was asked for."""
-    from qblock.model import exported
+    from qblock.labeling import cpu_model
 
-    if fmt is None and not exported.runtime_installed(exported.DEFAULT_FORMAT):
-        console.print(f"pull-model: no {exported.DEFAULT_FORMAT} here, so propose will run PyTorch on the CPU "
-                      f"(pip install {exported.FORMATS[exported.DEFAULT_FORMAT][0]}, then `qblock export-model`)")
+    if fmt is None and not cpu_model.runtime_installed(cpu_model.DEFAULT_FORMAT):
+        console.print(f"pull-model: no {cpu_model.DEFAULT_FORMAT} here, so propose will run PyTorch on the CPU "
+                      f"(pip install {cpu_model.FORMATS[cpu_model.DEFAULT_FORMAT][0]}, then `qblock export-model`)")
         return
-    fmt = fmt or exported.DEFAULT_FORMAT
-    found = exported.find_copy(Path.cwd(), weights, fmt)
+    asked, fmt = fmt is not None, fmt or cpu_model.DEFAULT_FORMAT
+    found = cpu_model.find_copy(Path.cwd(), weights, fmt)
     if found is None:
-        with console.status(f"exporting {weights} to {fmt} ..."):
-            found = exported.make_copy(Path.cwd(), weights, fmt)
+        try:
+            with console.status(f"exporting {weights} to {fmt} ..."):
+                found = cpu_model.make_copy(Path.cwd(), weights, fmt)
+        except Exception as exc:  # after pull-model fetched the model: the model is here, only the copy is not
+            if asked:
+                raise
+            console.print(f"[yellow]warning[/]: pull-model: no {fmt} copy made ({escape(str(exc))}); propose will "
+                          f"run PyTorch on the CPU")
+            return
     console.print(f"export-model: {weights} -> {found.path} ({fmt}, {found.imgsz} px); propose uses it on the CPU")
 
 
@@ -506,11 +513,11 @@ def export_model(
     """Laptop: a copy of the model compiled for the CPU (OpenVINO or ONNX); propose then runs it, several times
     faster than PyTorch. pull-model makes one itself."""
     from qblock.config.schema import load_params
+    from qblock.labeling import cpu_model
     from qblock.labeling import propose as proposals
-    from qblock.model import exported
 
-    if fmt not in exported.FORMATS:
-        raise UserError(f"--format {fmt}: use one of {', '.join(exported.FORMATS)}")
+    if fmt not in cpu_model.FORMATS:
+        raise UserError(f"--format {fmt}: use one of {', '.join(cpu_model.FORMATS)}")
     choice = proposals.choose_model(model, load_params(), Path.cwd())
     _export_for_cpu(choice.weights, fmt)
 

@@ -14,7 +14,7 @@ written. `export` reads `groups/` only, so a proposal is never a label until a p
 (`--accept`). A re-run redoes only pages whose image, model, threshold, imgsz or snapping changed.
 
 On a machine without a GPU, propose runs the OpenVINO (or ONNX) copy of the model when one was made
-from these exact weights (`qblock export-model`; `model/exported.py`), else PyTorch, saying so.
+from these exact weights (`qblock export-model`; `labeling/cpu_model.py`), else PyTorch, saying so.
 """
 
 from __future__ import annotations
@@ -249,26 +249,26 @@ def load_model(choice: ModelChoice, params: Params, root: Path, console: Console
     """(the model, the image size to run it at, the device, the runtime).
 
     On a machine without a GPU (the laptop, whatever the preset says): the exported copy of these exact
-    weights when one was made (`model/exported.py`), else PyTorch on the CPU, saying how to get the faster
+    weights when one was made (`labeling/cpu_model.py`), else PyTorch on the CPU, saying how to get the faster
     copy. The size is the one the model was trained at (its checkpoint keeps it), not today's preset: a
     version trained at 320 runs at 320 after conf/ moved on to 448."""
     import torch
     from ultralytics import YOLO
 
-    from qblock.model import exported
+    from qblock.labeling import cpu_model
 
     device = str(params.train.device)
     if device != "cpu" and not torch.cuda.is_available():
         device = "cpu"
     if device == "cpu":
-        copy = exported.find_copy(root, choice.weights)
+        copy = cpu_model.find_copy(root, choice.weights)
         if copy is not None:
             console.print(f"propose: running the {copy.format} copy of the model ({copy.path})")
             if copy.format == "openvino":
-                exported.full_precision_on_cpu()
+                cpu_model.full_precision_on_cpu()
                 device = "intel:cpu"  # the CPU, in float32: never an integrated GPU in float16 (boxes move)
             return YOLO(str(copy.path), task="detect"), copy.imgsz, device, copy.format
-        console.print(f"propose: running PyTorch on the CPU: no {exported.DEFAULT_FORMAT} copy of this model yet; "
+        console.print(f"propose: running PyTorch on the CPU: no {cpu_model.DEFAULT_FORMAT} copy of this model yet; "
                       f"`qblock export-model` makes one, which runs several times faster")
     model = YOLO(str(choice.weights))
     return model, trained_imgsz(model) or params.train.imgsz, device, "pytorch"
