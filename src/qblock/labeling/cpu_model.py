@@ -33,6 +33,12 @@ class ExportedCopy:
     imgsz: int  # the size the weights were trained at, which the copy runs at
 
 
+def trained_imgsz(model) -> int | None:
+    """The image size an ultralytics model was trained at, from its checkpoint's train arguments."""
+    size = ((getattr(model, "ckpt", None) or {}).get("train_args") or {}).get("imgsz")
+    return int(size) if isinstance(size, int | float) else None
+
+
 def weights_digest(weights: Path) -> str:
     digest = hashlib.sha256()
     with weights.open("rb") as handle:
@@ -82,8 +88,6 @@ def make_copy(root: Path, weights: Path, fmt: str = DEFAULT_FORMAT) -> ExportedC
     # process only, the package cannot be imported (nothing of the user's is changed).
     sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
     from ultralytics import YOLO
-
-    from qblock.labeling.propose import trained_imgsz
 
     digest = weights_digest(weights)
     folder = _folder(root, digest, fmt)

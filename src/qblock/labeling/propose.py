@@ -239,12 +239,6 @@ def label_studio_task(job: PageJob, page: Image.Image, boxes: list[tuple[Box, fl
             "predictions": [{"model_version": model, "score": round(score, 4), "result": results}]}
 
 
-def trained_imgsz(model) -> int | None:
-    """The image size an ultralytics model was trained at, from its checkpoint's train arguments."""
-    size = ((getattr(model, "ckpt", None) or {}).get("train_args") or {}).get("imgsz")
-    return int(size) if isinstance(size, int | float) else None
-
-
 def load_model(choice: ModelChoice, params: Params, root: Path, console: Console) -> tuple[Any, int, str, str]:
     """(the model, the image size to run it at, the device, the runtime).
 
@@ -271,7 +265,7 @@ def load_model(choice: ModelChoice, params: Params, root: Path, console: Console
         console.print(f"propose: running PyTorch on the CPU: no {cpu_model.DEFAULT_FORMAT} copy of this model yet; "
                       f"`qblock export-model` makes one, which runs several times faster")
     model = YOLO(str(choice.weights))
-    return model, trained_imgsz(model) or params.train.imgsz, device, "pytorch"
+    return model, cpu_model.trained_imgsz(model) or params.train.imgsz, device, "pytorch"
 
 
 def propose(dataset_root: Path, documents: list[str] | None, choice: ModelChoice, conf: float, params: Params,
