@@ -510,8 +510,8 @@ def export_model(
                                                    "[default: the registry's champion, else models/best.pt]")] = None,
     fmt: Annotated[str, typer.Option("--format", help="openvino or onnx")] = "openvino",
 ) -> None:
-    """Laptop: a copy of the model compiled for the CPU (OpenVINO or ONNX); propose then runs it, several times
-    faster than PyTorch. pull-model makes one itself."""
+    """Laptop: a copy of the model compiled for the CPU (OpenVINO or ONNX); propose then runs it, about twice
+    PyTorch's speed for the desktop's model. pull-model makes one itself."""
     from qblock.config.schema import load_params
     from qblock.labeling import cpu_model
     from qblock.labeling import propose as proposals

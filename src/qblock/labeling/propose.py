@@ -263,7 +263,7 @@ def load_model(choice: ModelChoice, params: Params, root: Path, console: Console
                 device = "intel:cpu"  # the CPU, in float32: never an integrated GPU in float16 (boxes move)
             return YOLO(str(copy.path), task="detect"), copy.imgsz, device, copy.format
         console.print(f"propose: running PyTorch on the CPU: no {cpu_model.DEFAULT_FORMAT} copy of this model yet; "
-                      f"`qblock export-model` makes one, which runs several times faster")
+                      f"`qblock export-model` makes one, which runs faster")
     model = YOLO(str(choice.weights))
     return model, cpu_model.trained_imgsz(model) or params.train.imgsz, device, "pytorch"
 
