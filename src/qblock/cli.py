@@ -508,18 +508,15 @@ def _export_for_cpu(weights: Path, fmt: str | None = None) -> None:
 def export_model(
     model: Annotated[str | None, typer.Option(help="a .pt file, a registered version (3), or an MLflow run id "
                                                    "[default: the registry's champion, else models/best.pt]")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="openvino or onnx")] = "openvino",
 ) -> None:
-    """Laptop: a copy of the model compiled for the CPU (OpenVINO or ONNX); propose then runs it, about twice
+    """Laptop: a copy of the model compiled for the CPU (OpenVINO); propose then runs it, about twice
     PyTorch's speed for the desktop's model. pull-model makes one itself."""
     from qblock.config.schema import load_params
     from qblock.labeling import cpu_model
     from qblock.labeling import propose as proposals
 
-    if fmt not in cpu_model.FORMATS:
-        raise UserError(f"--format {fmt}: use one of {', '.join(cpu_model.FORMATS)}")
     choice = proposals.choose_model(model, load_params(), Path.cwd())
-    _export_for_cpu(choice.weights, fmt)
+    _export_for_cpu(choice.weights, cpu_model.DEFAULT_FORMAT)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Exported copies of a model for a CPU without a GPU (the laptop): ultralytics' own OpenVINO or ONNX export.
+"""The model's copy for a CPU without a GPU (the laptop): ultralytics' own OpenVINO export.
 
 PyTorch on a 2-core CPU ran the desktop's model (yolov8m at 1024 px) at 1.8 s a page; its OpenVINO copy
 at 0.85 s, 2.1x the speed (`bench/propose.py`). A copy is made once per
@@ -20,15 +20,16 @@ from pathlib import Path
 
 from qblock.core.errors import UserError
 
-# format -> (the package that runs it, what ultralytics' export of `best.pt` writes)
-FORMATS = {"openvino": ("openvino", "best_openvino_model"), "onnx": ("onnxruntime", "best.onnx")}
+# format -> (the package that runs it, what ultralytics' export of `best.pt` writes). ONNX would fit here too;
+# OpenVINO alone is installed and measured (bench/propose.py).
+FORMATS = {"openvino": ("openvino", "best_openvino_model")}
 DEFAULT_FORMAT = "openvino"
 STAMP = "qblock.json"
 
 
 @dataclass(frozen=True)
 class ExportedCopy:
-    path: Path  # what ultralytics' YOLO() loads: the OpenVINO folder or the .onnx file
+    path: Path  # what ultralytics' YOLO() loads: the OpenVINO folder
     format: str
     imgsz: int  # the size the weights were trained at, which the copy runs at
 
@@ -76,7 +77,7 @@ def make_copy(root: Path, weights: Path, fmt: str = DEFAULT_FORMAT) -> ExportedC
     that propose would trust."""
     package = FORMATS[fmt][0]
     if not runtime_installed(fmt):
-        raise UserError(f"export-model --format {fmt}: the `{package}` package is not installed in this "
+        raise UserError(f"export-model: the `{package}` package ({fmt}) is not installed in this "
                         f"environment (pip install {package})")
     if not weights.is_file():
         raise UserError(f"{weights}: no such model file. Train one (`dvc repro`) or fetch it (`qblock pull-model`).")
@@ -102,8 +103,7 @@ def make_copy(root: Path, weights: Path, fmt: str = DEFAULT_FORMAT) -> ExportedC
                         f"it is not a model `qblock train` wrote")
     # dynamic: pages keep their aspect (letterboxed to a multiple of 32, as PyTorch runs them), so the
     # copy finds the boxes PyTorch finds; a fixed square input would pad every page to 1024x1024
-    extra = {"simplify": False} if fmt == "onnx" else {}  # simplifying needs onnxslim, and changes no box
-    model.export(format=fmt, imgsz=imgsz, dynamic=True, device="cpu", half=False, verbose=False, **extra)
+    model.export(format=fmt, imgsz=imgsz, dynamic=True, device="cpu", half=False, verbose=False)
     (work / "best.pt").unlink()
     (work / STAMP).write_text(json.dumps({"sha256": digest, "format": fmt, "imgsz": imgsz,
                                           "weights": weights.as_posix()}), encoding="utf-8")
