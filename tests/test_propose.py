@@ -247,6 +247,8 @@ def test_the_laptops_openvino_copy_finds_the_boxes_pytorch_finds_and_only_for_it
             shutil.rmtree(proposal)
         return found
 
+    counter = Path.home() / "intel" / "stats"  # OpenVINO's use counter, kept when its telemetry runs
+    counted = counter.read_bytes() if counter.is_file() else None
     propose = ("propose", "new workbook", "--model", "finder.pt", "--conf", "0.1")
     log = " ".join(qb(*propose, cwd=repo).stdout.split())
     assert "running PyTorch on the CPU: no openvino copy of this model yet; `qblock export-model` makes one" in log
@@ -270,6 +272,8 @@ def test_the_laptops_openvino_copy_finds_the_boxes_pytorch_finds_and_only_for_it
             twin = max(theirs, key=lambda other: iou(mine["combinedBbox"], other["combinedBbox"]))
             assert iou(mine["combinedBbox"], twin["combinedBbox"]) >= 0.99, page
             assert abs(mine["confidence"] - twin["confidence"]) < 0.01, page
+
+    assert (counter.read_bytes() if counter.is_file() else None) == counted  # no telemetry ran
 
     # the copy is found by the hash of the weights it was made from: other weights never use it
     assert cpu_model.find_copy(repo, weights) is not None

@@ -84,10 +84,7 @@ def make_copy(root: Path, weights: Path, fmt: str = DEFAULT_FORMAT) -> ExportedC
     from qblock.model.yolo_env import prepare_ultralytics
 
     prepare_ultralytics(root)
-    # OpenVINO's converter sends usage data to Google Analytics, and writes an id under the user's home,
-    # unless a file there says no. Without its telemetry package it runs its own no-op stub: so in this
-    # process only, the package cannot be imported (nothing of the user's is changed).
-    sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
+    no_telemetry()
     from ultralytics import YOLO
 
     digest = weights_digest(weights)
@@ -112,6 +109,16 @@ def make_copy(root: Path, weights: Path, fmt: str = DEFAULT_FORMAT) -> ExportedC
     return ExportedCopy(folder / FORMATS[fmt][1], fmt, imgsz)
 
 
+def no_telemetry() -> None:
+    """Keep OpenVINO from counting and reporting its use, in this process; call before it is imported.
+
+    `import openvino` imports its converter, which sends usage data to Google Analytics and keeps an id
+    and a use counter under the user's home (`~/intel/`), unless a file there says no. Without its
+    telemetry package the converter runs its own no-op stub: so in this process only, that package
+    cannot be imported. Nothing of the user's is read or changed."""
+    sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
+
+
 def full_precision_on_cpu() -> None:
     """Make OpenVINO run float models in float32 on the CPU, in this process.
 
@@ -119,6 +126,7 @@ def full_precision_on_cpu() -> None:
     float32 model in bfloat16 unless told otherwise, and ultralytics tells it only on Windows. Measured
     here: boxes moved by 1-2 px against PyTorch's (IoU 0.987), what evaluate measured the crops with.
     float32 keeps them (IoU >= 0.99) and is still 2x PyTorch at 1024 px (bench/propose.py)."""
+    no_telemetry()
     import openvino as ov
 
     if getattr(ov.Core.compile_model, "qblock_f32", False):
