@@ -477,19 +477,19 @@ def pull_model(
     paths = load_params().paths
     model_file = Path(paths.model_dir) / "best.pt"
     if fetch(Path.cwd(), model_file, Path(paths.metrics_file), console, if_newer):
-        _export_for_cpu(model_file)
+        _export_for_cpu(model_file, asked=False)
 
 
-def _export_for_cpu(weights: Path, fmt: str | None = None) -> None:
-    """Make the CPU copy of ``weights`` (`labeling/cpu_model.py`); skipped, saying so, without the runtime
-    unless a format was asked for."""
+def _export_for_cpu(weights: Path, asked: bool) -> None:
+    """Make the CPU copy of ``weights`` (`labeling/cpu_model.py`). After pull-model (not ``asked``), a missing
+    runtime or a failed export is a warning: the model itself was fetched."""
     from qblock.labeling import cpu_model
 
-    if fmt is None and not cpu_model.runtime_installed(cpu_model.DEFAULT_FORMAT):
-        console.print(f"pull-model: no {cpu_model.DEFAULT_FORMAT} here, so propose will run PyTorch on the CPU "
-                      f"(pip install {cpu_model.FORMATS[cpu_model.DEFAULT_FORMAT][0]}, then `qblock export-model`)")
+    fmt = cpu_model.DEFAULT_FORMAT
+    if not asked and not cpu_model.runtime_installed(fmt):
+        console.print(f"pull-model: no {fmt} here, so propose will run PyTorch on the CPU "
+                      f"(pip install {cpu_model.FORMATS[fmt][0]}, then `qblock export-model`)")
         return
-    asked, fmt = fmt is not None, fmt or cpu_model.DEFAULT_FORMAT
     found = cpu_model.find_copy(Path.cwd(), weights, fmt)
     if found is None:
         try:
@@ -512,11 +512,10 @@ def export_model(
     """Laptop: a copy of the model compiled for the CPU (OpenVINO); propose then runs it, about twice
     PyTorch's speed for the desktop's model. pull-model makes one itself."""
     from qblock.config.schema import load_params
-    from qblock.labeling import cpu_model
     from qblock.labeling import propose as proposals
 
     choice = proposals.choose_model(model, load_params(), Path.cwd())
-    _export_for_cpu(choice.weights, cpu_model.DEFAULT_FORMAT)
+    _export_for_cpu(choice.weights, asked=True)
 
 
 def main() -> None:

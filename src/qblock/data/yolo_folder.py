@@ -42,7 +42,7 @@ class PageRecord:
     @property
     def image_name(self) -> str:
         """The image's name in the YOLO folder."""
-        return self.key + "." + self.image.rpartition(".")[2].lower()  # string work: 100,000 Paths cost a second
+        return image_name_for(self.key, self.image)
 
     @property
     def label_name(self) -> str:
@@ -60,15 +60,14 @@ def read_manifest(export_dir: Path, with_stats: bool = False) -> Manifest:
 
     ``with_stats``: with this machine's file stats of the sources (export needs them; the stages after it
     do not, and at 100,000 pages reading them costs a second)."""
-    path = export_dir / MANIFEST
+    summary, plain = read_pages(export_dir)
     stats = _read_stats(export_dir) if with_stats else {}
+    unknown: dict[str, Any] = {"groups_stat": [], "image_stat": None}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        unknown: dict[str, Any] = {"groups_stat": [], "image_stat": None}
-        pages = [PageRecord(**(unknown | page | stats.get(page["key"], unknown))) for page in data["pages"]]
-        return Manifest(data["summary"], pages)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{path}: cannot read the export manifest ({exc}); run the export stage") from None
+        return Manifest(summary, [PageRecord(**(unknown | page | stats.get(page["key"], unknown))) for page in plain])
+    except (KeyError, TypeError) as exc:
+        raise UserError(f"{export_dir / MANIFEST}: cannot read the export manifest ({exc}); run the export stage") \
+            from None
 
 
 def read_pages(export_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -82,9 +81,15 @@ def read_pages(export_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         raise UserError(f"{path}: cannot read the export manifest ({exc}); run the export stage") from None
 
 
+def image_name_for(key: str, image: str) -> str:
+    """A page's image name in the YOLO folder: its key and the source's suffix (string work: at 100,000
+    pages, a Path per name costs a second)."""
+    return key + "." + image.rpartition(".")[2].lower()
+
+
 def image_name(page: dict[str, Any]) -> str:
-    """A plain page's image name in the YOLO folder (as PageRecord.image_name)."""
-    return page["key"] + "." + page["image"].rpartition(".")[2].lower()
+    """A plain page's (read_pages) image name in the YOLO folder."""
+    return image_name_for(page["key"], page["image"])
 
 
 def _read_stats(export_dir: Path) -> dict[str, dict[str, Any]]:

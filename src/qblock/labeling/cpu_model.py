@@ -56,9 +56,9 @@ def runtime_installed(fmt: str) -> bool:
     return importlib.util.find_spec(FORMATS[fmt][0]) is not None
 
 
-def find_copy(root: Path, weights: Path, fmt: str = DEFAULT_FORMAT, digest: str | None = None) -> ExportedCopy | None:
+def find_copy(root: Path, weights: Path, fmt: str = DEFAULT_FORMAT) -> ExportedCopy | None:
     """The exported copy made from exactly these weights, or None (none made, or its runtime is missing)."""
-    digest = digest or weights_digest(weights)
+    digest = weights_digest(weights)
     folder = _folder(root, digest, fmt)
     try:
         stamp = json.loads((folder / STAMP).read_text(encoding="utf-8"))

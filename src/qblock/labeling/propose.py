@@ -13,7 +13,7 @@ improve with it on val (`quality/ink_snap.py`). A person's `groups/` and `proble
 written. `export` reads `groups/` only, so a proposal is never a label until a person accepts it
 (`--accept`). A re-run redoes only pages whose image, model, threshold, imgsz or snapping changed.
 
-On a machine without a GPU, propose runs the OpenVINO (or ONNX) copy of the model when one was made
+On a machine without a GPU, propose runs the OpenVINO copy of the model when one was made
 from these exact weights (`qblock export-model`; `labeling/cpu_model.py`), else PyTorch, saying so.
 """
 

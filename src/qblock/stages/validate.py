@@ -380,11 +380,14 @@ def run(export_dir: Path, split_dir: Path, reports_dir: Path, sample_pages: int,
     lists = read_split_lists(split_dir, log)
     check_split_lists(lists, export_dir, split_dir, log)
 
-    def shown(image_name: str) -> str:  # the page in the app's folder: looked up only for a duplicate
+    in_app: dict[str, str] = {}
+
+    def shown(image_name: str) -> str:  # the page in the app's folder, indexed on the first duplicate only
         if dataset_root is None:
             return image_name
-        page = next((p for p in pages if image_name_of(p) == image_name), None)
-        return (dataset_root / page["image"]).as_posix() if page else image_name
+        if not in_app:
+            in_app.update((image_name_of(p), (dataset_root / p["image"]).as_posix()) for p in pages)
+        return in_app.get(image_name, image_name)
 
     check_duplicates(lists, digests, labels, export_dir, log, shown)
     if dataset_root is not None and log.problems:
