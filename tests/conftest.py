@@ -43,6 +43,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.add_marker(pytest.mark.xdist_group(group))
 
 
+@pytest.fixture(autouse=True)
+def own_export_stats(monkeypatch):
+    """Export keeps this machine's file stats in `.qblock/` under the working folder, which in-process tests
+    share (the repository). Under pytest-xdist two workers would write and read the same file at once: each
+    worker keeps its own, still under the working folder (a test of two machines changes folders)."""
+    from qblock.data import yolo_folder
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        monkeypatch.setattr(yolo_folder, "STATS", Path(".qblock") / f"export_stats-{worker}.json")
+
+
 class RecordingConsole(Console):
     def __init__(self) -> None:
         super().__init__(file=io.StringIO(), width=400, highlight=False, color_system=None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -64,7 +65,7 @@ class ProblemLog:
 def write_json(path: Path, data: object, compact: bool = False) -> None:
     """Write JSON atomically (a crash leaves the old file, never half a new one)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # two processes writing one file never share a tmp
     if compact:  # orjson writes the same bytes as json.dumps(separators=(",", ":")), 7x faster (100,000 pages)
         tmp.write_bytes(orjson.dumps(data) + b"\n")
     else:
