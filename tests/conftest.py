@@ -44,15 +44,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(autouse=True)
-def own_export_stats(monkeypatch):
+def own_export_stats():
     """Export keeps this machine's file stats in `.qblock/` under the working folder, which in-process tests
     share (the repository). Under pytest-xdist two workers would write and read the same file at once: each
-    worker keeps its own, still under the working folder (a test of two machines changes folders)."""
+    worker keeps its own, still under the working folder (a test of two machines changes folders).
+    Set and restored by hand, not with monkeypatch: an autouse fixture asking for monkeypatch would make a
+    test's own os patches outlive its tmp_path, whose removal then runs through them."""
     from qblock.data import yolo_folder
 
     worker = os.environ.get("PYTEST_XDIST_WORKER")
+    before = yolo_folder.STATS
     if worker:
-        monkeypatch.setattr(yolo_folder, "STATS", Path(".qblock") / f"export_stats-{worker}.json")
+        yolo_folder.STATS = Path(".qblock") / f"export_stats-{worker}.json"
+    yield
+    yolo_folder.STATS = before
 
 
 class RecordingConsole(Console):
