@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 
 from qblock.labeling.demo_data import write_demo_dataset
-from qblock.quality.crops import ValPage, iou
-from qblock.quality.ink_snap import hugs_ink, ink_extent, ink_mask, learn, room_below, snap_box
+from qblock.quality.crop_page import crops_at, snap
+from qblock.quality.crops import iou
+from qblock.quality.ink_snap import hugs_ink, ink_extent, ink_mask, learn, snap_box
 
 Box = tuple[float, float, float, float]
 
@@ -72,12 +73,9 @@ def test_each_convention_snaps_off_predictions_back_to_its_own_boxes(demo_pages,
     for mask, boxes in demo_pages[:4]:
         truth = convert(mask, boxes)
         other = tight(mask, boxes) if convention == "demo" else boxes
-        snapped = [snap_box(mask, (x0 - 5, y0 - 5, x1 + 5, y1 + 5), rule) for x0, y0, x1, y1 in truth]
-        if rule.settles:  # as evaluate and propose crop: settle working-space bottoms among the crops
-            page = ValPage("page", (mask.shape[1], mask.shape[0]), truth, [(b, 1.0) for b in snapped],
-                           [hugs_ink(mask, b, rule) for b in snapped], True, rule.reach * mask.shape[1],
-                           rule.spacing, rule.column_end, [room_below(mask, b, rule) for b in snapped])
-            snapped = page.crops(0.5)
+        off = [((x0 - 5, y0 - 5, x1 + 5, y1 + 5), 1.0) for x0, y0, x1, y1 in truth]
+        # as evaluate and propose crop: snapped, then working-space bottoms settled among the crops
+        snapped = [box for box, _ in crops_at(snap(mask, off, rule), 0.5, rule, (mask.shape[1], mask.shape[0]))]
         total += len(truth)
         after += close(truth, snapped, mask.shape[1])
         other_after += close(other, snapped, mask.shape[1])

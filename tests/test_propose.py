@@ -145,8 +145,8 @@ def test_propose_snaps_edges_onto_the_ink_when_the_registered_model_says_so(trai
 
     from qblock.data.yolo_folder import split_list
     from qblock.model.tracking import REGISTERED_MODEL
-    from qblock.quality.ink_snap import hugs_ink, ink_mask, learn_from_folder, room_below, snap_box
-    from qblock.quality.spacing import settle_bottoms
+    from qblock.quality.crop_page import crops_at, snap
+    from qblock.quality.ink_snap import ink_mask, learn_from_folder
 
     repo = fork(trained_repo["repo"], tmp_path / "repo")
     root = repo / "data" / "dataset_root"
@@ -181,12 +181,9 @@ def test_propose_snaps_edges_onto_the_ink_when_the_registered_model_says_so(trai
 
         # each proposed box is the unsnapped one snapped, and settled as a crop (working space, column
         # end: quality/spacing.py), give or take the rounding to whole pixels
-        expected = [snap_box(mask, box, rule) for box in corners(raw[proposal])]
-        if rule.settles:
-            height, width = mask.shape
-            expected = settle_bottoms(expected, [hugs_ink(mask, b, rule) for b in expected], height,
-                                      rule.reach * width, rule.spacing, rule.column_end,
-                                      [room_below(mask, b, rule) for b in expected])
+        height, width = mask.shape
+        expected = [box for box, _ in crops_at(snap(mask, [(box, 1.0) for box in corners(raw[proposal])], rule), 0.5,
+                                               rule, (width, height))]
         for box in corners(snapped):
             total += 1
             agree += min(np.abs(np.subtract(box, e)).max() for e in expected) <= 1.5

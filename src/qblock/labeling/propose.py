@@ -37,8 +37,8 @@ from qblock.data.app_dataset import GROUPS_SUFFIX, IMAGE_SUFFIXES
 from qblock.data.contact_sheet import save_contact_sheet
 from qblock.data.page_image import as_page, page_limits, size_problem
 from qblock.data.problems import write_json
-from qblock.quality.ink_snap import SnapRule, hugs_ink, ink_mask, room_below, snap_box
-from qblock.quality.spacing import settle_bottoms
+from qblock.quality.crop_page import crop_page
+from qblock.quality.ink_snap import SnapRule
 
 PROPOSALS = "proposals"
 DEFAULT_CONF = 0.25  # ultralytics' own default, when no threshold was chosen on val
@@ -177,33 +177,21 @@ def _up_to_date(job: PageJob, settings: dict[str, Any]) -> bool:
 
 def _predict(model, page: Image.Image, conf: float, imgsz: int, device: str,
              snap: SnapRule | None) -> tuple[list[tuple[Box, float]], list[tuple[Box, float]]]:
-    """All the boxes the model found down to the unsure level, and the crops at ``conf``: edges
-    snapped onto the ink and working-space bottoms settled, when the model's rule says so."""
+    """All the boxes the model found down to the unsure level, and the crops at ``conf``, made as
+    evaluate measured them (`quality/crop_page.py`)."""
     import numpy as np
 
     bgr = np.ascontiguousarray(np.asarray(page.convert("RGB"))[:, :, ::-1])
     result = model.predict(bgr, conf=min(conf, UNSURE[0]), imgsz=imgsz, device=device, verbose=False)[0]
-    mask = ink_mask(page) if snap is not None and len(result.boxes) else None
-    found: list[tuple[tuple[float, float, float, float], float, bool, float]] = []
-    for (x0, y0, x1, y1), score in zip(result.boxes.xyxy.tolist(), result.boxes.conf.tolist(), strict=True):
-        box = (x0, y0, x1, y1)
-        hug, room = True, y1
-        if mask is not None and snap is not None:
-            box = snap_box(mask, box, snap)
-            hug, room = hugs_ink(mask, box, snap), room_below(mask, box, snap)
-        found.append((box, float(score), hug, room))
-    kept = [(box, hug, room) for box, score, hug, room in found if score >= conf]
-    crops = [box for box, _, _ in kept]
-    if snap is not None and snap.settles:
-        crops = settle_bottoms(crops, [hug for _, hug, _ in kept], page.height, snap.reach * page.width, snap.spacing,
-                               snap.column_end, [room for _, _, room in kept])
+    boxes = [((x0, y0, x1, y1), float(score))
+             for (x0, y0, x1, y1), score in zip(result.boxes.xyxy.tolist(), result.boxes.conf.tolist(), strict=True)]
+    found, crops = crop_page(page, boxes, conf, snap)
 
     def whole(items) -> list[tuple[Box, float]]:
         boxes = [(whole_pixels(x0, y0, x1, y1, page.width, page.height), score) for (x0, y0, x1, y1), score in items]
         return [(box, score) for box, score in boxes if box[2] > box[0] and box[3] > box[1]]
 
-    return whole([(box, score) for box, score, _, _ in found]), \
-        whole(zip(crops, [score for _, score, _, _ in found if score >= conf], strict=True))
+    return whole((f.box, f.score) for f in found), whole(crops)
 
 
 def _write_page(job: PageJob, page: Image.Image, boxes: list[tuple[Box, float]], unsure: int,

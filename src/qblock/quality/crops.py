@@ -12,13 +12,14 @@ among all crops made; recall: the crop rate).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from PIL import Image
 
 from qblock.data.labels import parse_clean
-from qblock.quality.spacing import settle_bottoms
+from qblock.quality.crop_page import Found, crops_at, snap
+from qblock.quality.ink_snap import SnapRule, ink_mask
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
 CROP_IOU = 0.9
@@ -51,25 +52,28 @@ class ValPage:
     size: tuple[int, int]
     truth: list[Box]
     predicted: list[tuple[Box, float]] = field(default_factory=list)  # (box, confidence), best first
-    hugs: list[bool] | None = None  # per prediction: whether its bottom hugs its ink (quality/spacing.py)
-    settle: bool = False  # settle working-space bottoms among each threshold's crops
-    slack: float = 0.0  # pixels: how far a box may reach above the one it sits on
-    spacing: bool = False  # settle to the page's gap above the box below
-    column_end: float | None = None  # settle a column's last working space to this share of the page height
-    rooms: list[float] | None = None  # per prediction: how far down its bottom may move (the ink under it)
+    found: list[Found] | None = None  # the predictions snapped onto the ink (snap_pages), when they are
+    rule: SnapRule | None = None  # the snapping rule, which also says how to settle working space
 
     def above(self, conf: float) -> list[Box]:
         return [box for box, score in self.predicted if score >= conf]
 
     def crops(self, conf: float) -> list[Box]:
-        """The crops made at ``conf``: the boxes above it, working-space bottoms settled if asked."""
-        if not self.settle or self.hugs is None:
+        """The crops made at ``conf``, as propose makes them (quality/crop_page.py)."""
+        if self.found is None:
             return self.above(conf)
-        rooms = self.rooms or [float(self.size[1])] * len(self.predicted)  # unknown: the whole page
-        kept = [(box, hug, room) for (box, score), hug, room in zip(self.predicted, self.hugs, rooms, strict=True)
-                if score >= conf]
-        return settle_bottoms([b for b, _, _ in kept], [h for _, h, _ in kept], self.size[1], self.slack, self.spacing,
-                              self.column_end, [r for _, _, r in kept])
+        return [box for box, _ in crops_at(self.found, conf, self.rule, self.size)]
+
+
+def snap_pages(export_dir: Path, pages: list[ValPage], rule: SnapRule, floor: float = 0.05) -> list[ValPage]:
+    """The val pages with their predictions at or above ``floor`` confidence snapped by ``rule``
+    (those below it can be no threshold's crops)."""
+    snapped = []
+    for page in pages:
+        with Image.open(export_dir / page.image) as image:
+            mask = ink_mask(image)
+        snapped.append(replace(page, found=snap(mask, page.predicted, rule, floor), rule=rule))
+    return snapped
 
 
 def load_val_pages(export_dir: Path, val_images: list[str], predictions_file: Path) -> list[ValPage]:

@@ -34,7 +34,6 @@ import numpy as np
 from PIL import Image
 
 from qblock.data.page_image import as_page
-from qblock.quality.crops import ValPage
 from qblock.quality.spacing import learn_column_end, learn_spacing
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
@@ -243,19 +242,3 @@ def describe(rule: SnapRule | None) -> dict[str, Any]:
     if rule is None or not rule.active:
         return {"ink_snap": "off"}
     return {f"ink_snap.{e}": ("off" if v is None else f"{v * 1000:.1f}/1000 w") for e, v in rule.margins.items()}
-
-
-def snap_pages(export_dir: Path, pages: list[ValPage], rule: SnapRule, floor: float = 0.05) -> list[ValPage]:
-    """The val pages with their predictions at or above ``floor`` confidence snapped by ``rule``
-    (those below it can be no threshold's crops), their working-space bottoms settled among the
-    crops of each threshold when the rule says so."""
-    snapped = []
-    for page in pages:
-        with Image.open(export_dir / page.image) as image:
-            mask = ink_mask(image)
-        predicted = [(snap_box(mask, box, rule) if score >= floor else box, score) for box, score in page.predicted]
-        hugs = [hugs_ink(mask, box, rule) if score >= floor else True for box, score in predicted]
-        rooms = [room_below(mask, box, rule) if score >= floor else box[3] for box, score in predicted]
-        snapped.append(ValPage(page.image, page.size, page.truth, predicted, hugs, rule.settles,
-                               rule.reach * page.size[0], rule.spacing, rule.column_end, rooms))
-    return snapped

@@ -27,7 +27,7 @@ from qblock.model import champion, tracking
 from qblock.model.champion import Decision
 from qblock.model.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads, without_coco_eval_notes
 from qblock.quality import ink_snap
-from qblock.quality.crops import ValPage, crop_metrics, load_val_pages
+from qblock.quality.crops import ValPage, crop_metrics, load_val_pages, snap_pages
 from qblock.quality.ink_snap import SnapRule
 from qblock.quality.worst_pages import draw_worst
 
@@ -98,7 +98,7 @@ def choose_snapping(export_dir: Path, pages: list[ValPage], rule: SnapRule) -> t
     plain = crop_metrics(pages)
     if not rule.active:
         return pages, False, plain
-    snapped = ink_snap.snap_pages(export_dir, pages, rule)
+    snapped = snap_pages(export_dir, pages, rule)
     if crop_metrics(snapped)[names.CROP_RATE] > plain[names.CROP_RATE]:
         return snapped, True, plain
     return pages, False, plain
