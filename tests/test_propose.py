@@ -144,7 +144,7 @@ def test_propose_snaps_edges_onto_the_ink_when_the_registered_model_says_so(trai
     import numpy as np
 
     from qblock.data.yolo_folder import split_list
-    from qblock.model.tracking import REGISTERED_MODEL
+    from qblock.model.champion import REGISTERED_MODEL
     from qblock.quality.crop_page import crops_at, snap
     from qblock.quality.ink_snap import ink_mask, learn_from_folder
 

@@ -24,7 +24,7 @@ def store(tmp_path, monkeypatch):
 def test_the_alias_moves_only_to_a_better_model_on_the_same_val_data(store):
     import mlflow
 
-    from qblock.model import champion, tracking
+    from qblock.model import champion, registry
 
     rescored: list[str] = []
 
@@ -32,14 +32,14 @@ def test_the_alias_moves_only_to_a_better_model_on_the_same_val_data(store):
         with mlflow.start_run() as active:
             mlflow.set_tag("qblock.val_hash", val_hash)
             mlflow.log_metric("mAP50-95", score)
-            version = tracking.register(store, 256, 0.25)
+            version = registry.register(store, 256, 0.25)
 
             def rescore(run_id: str) -> float:
                 rescored.append(run_id)
                 return champion_now
 
-            decision = champion.decide(version, "mAP50-95", score, val_hash, tracking.current_champion(), rescore)
-            tracking.record_decision(decision, f"mAP50-95 {score:.3f} · v{version}", {"mAP50-95": score})
+            decision = champion.decide(version, "mAP50-95", score, val_hash, registry.current_champion(), rescore)
+            registry.record_decision(decision, f"mAP50-95 {score:.3f} · v{version}", {"mAP50-95": score})
             return active.info.run_id, decision
 
     first, decision = run(0.50, "aaa")

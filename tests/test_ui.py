@@ -45,21 +45,21 @@ def browse(url: str, screenshot: Path | None = None) -> str:
 def test_ui_shows_the_runs_and_their_map(tmp_path):
     import mlflow
 
-    from qblock.model import tracking
+    from qblock.model import mlflow_store, run_log
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(compose_params(REPO)))
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.environ["DVC_ROOT"] = str(tmp_path)  # the store of this project, as the stages see it
     try:
-        experiment = tracking.connect(params_of("mlflow"))
+        experiment = mlflow_store.connect(params_of("mlflow"))
         run_ids = {}
         for preset, map50 in (("smoke", 0.6123), ("cpu", 0.9876)):  # two runs as the train stage opens them
             params = conf_params(f"train={preset}")
-            run_id = tracking.start_run(params, "0123456789abcdef")
-            tracking.log_dataset("training", "0123456789abcdef", 64, 512, {"export_dir": "data/yolo"})
+            run_id = run_log.start_run(params, "0123456789abcdef")
+            run_log.log_dataset("training", "0123456789abcdef", 64, 512, {"export_dir": "data/yolo"})
             mlflow.log_metrics({"mAP50": map50, "mAP50-95": map50 - 0.3})
             mlflow.end_run()
-            run_ids[tracking.run_name(params, tracking.git_state())] = run_id
+            run_ids[run_log.run_name(params, run_log.git_state())] = run_id
     finally:
         os.environ.pop("DVC_ROOT")
         os.environ.pop("MLFLOW_TRACKING_URI", None)

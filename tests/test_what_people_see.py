@@ -64,7 +64,7 @@ def test_status_keeps_one_line_per_document_at_80_columns(tmp_path):
 def test_a_run_is_named_by_experiment_or_commit_then_preset_and_model(monkeypatch):
     from tests.conftest import conf_params
 
-    from qblock.model.tracking import run_name
+    from qblock.model.run_log import run_name
 
     params = conf_params("train=desktop_4070")
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)

@@ -207,7 +207,7 @@ def ui(
 ) -> None:
     """Start the MLflow UI on the configured store."""
     from qblock.config.schema import load_params
-    from qblock.model.tracking import artifact_root, connect, tracking_uri
+    from qblock.model.mlflow_store import artifact_root, connect, tracking_uri
     from qblock.sync.team_server import mlflow_server_command
     from qblock.sync.ui_auth import auth_environment
 

@@ -1,12 +1,13 @@
 """Queries of the MLflow store for people and doctor: the runs to compare the latest with, and every
-logged value. (The stages write through model/tracking.py; this module only reads.)"""
+logged value. (The stages write through model/run_log.py and model/registry.py; this module only reads.)"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from qblock.config.schema import MlflowParams
-from qblock.model.tracking import CHAMPION, REGISTERED_MODEL, existing_experiment
+from qblock.model.champion import CHAMPION, REGISTERED_MODEL
+from qblock.model.mlflow_store import existing_experiment
 
 
 def logged_values(params: MlflowParams) -> list[tuple[str, str, str, str]]:

@@ -11,7 +11,7 @@ from rich.table import Table
 from qblock.core import metric_names as names
 from qblock.core.errors import UserError
 from qblock.history.runs import runs_to_compare
-from qblock.model import tracking
+from qblock.model import mlflow_store, run_log
 from qblock.stages.evaluate import print_metrics
 
 
@@ -52,11 +52,11 @@ def show_runs(root: Path, console: Console) -> None:
         raise UserError(f"{metrics_file}: no metrics yet; run `dvc repro`")
     metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
     run_file = root / params.paths.model_dir / "run.json"
-    run_id = tracking.read_run_file(run_file) if run_file.is_file() else None
+    run_id = run_log.read_run_file(run_file) if run_file.is_file() else None
     others = runs_to_compare(params.mlflow, run_id)
     if others:
         print_comparison(console, metrics, others)
     else:
         print_metrics(console, metrics)
-    console.print(f"MLflow store: {redact(tracking.tracking_uri(params.mlflow, root))}")
+    console.print(f"MLflow store: {redact(mlflow_store.tracking_uri(params.mlflow, root))}")
     console.print("Open the MLflow UI: `qblock ui` (or `make ui`), then http://127.0.0.1:5000")

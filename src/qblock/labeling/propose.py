@@ -71,26 +71,26 @@ def file_choice(weights: Path) -> ModelChoice:
 def choose_model(spec: str | None, params: Params, root: Path) -> ModelChoice:
     """``spec``: None (the registry's champion, else models/best.pt), a .pt file, a registered
     version (`3` or `v3`), or an MLflow run id."""
-    from qblock.model import tracking
+    from qblock.model import mlflow_store, registry
 
     cache = root / ".qblock" / "models"
     local = root / params.paths.model_dir / "best.pt"
     if spec is None:
-        found = tracking.registered_weights(params.mlflow, cache)
+        found = registry.registered_weights(params.mlflow, cache)
         if found is None:
             return file_choice(local)
     elif spec.endswith(".pt"):
         return file_choice(Path(spec))
     elif spec.lstrip("vV").isdigit():
-        found = tracking.registered_weights(params.mlflow, cache, version=spec.lstrip("vV"))
+        found = registry.registered_weights(params.mlflow, cache, version=spec.lstrip("vV"))
         if found is None:
             raise UserError(f"--model {spec}: no such version of the registered model in "
-                            f"{tracking.tracking_uri(params.mlflow)}")
+                            f"{mlflow_store.tracking_uri(params.mlflow)}")
     else:
-        found = tracking.registered_weights(params.mlflow, cache, run_id=spec)
+        found = registry.registered_weights(params.mlflow, cache, run_id=spec)
         if found is None:
             raise UserError(f"--model {spec}: not a .pt file, a registered version or an MLflow run of "
-                            f"{tracking.tracking_uri(params.mlflow)}")
+                            f"{mlflow_store.tracking_uri(params.mlflow)}")
     weights, source = found
     conf = source.pop("conf_threshold", None)
     snap = SnapRule.from_json(source.pop("ink_snap", None))

@@ -5,7 +5,7 @@ champion on the same val data.
 "The same val data" is checked, not assumed: each run is tagged with a hash of its val pages
 (list, labels and images). When the champion was measured on other val data (a document was
 added, a label fixed), its weights are measured again on today's val pages before comparing.
-The decision is pure logic; `tracking` reads the champion from and writes the decision to MLflow.
+The decision is pure logic; `registry` reads the champion from and writes the decision to MLflow.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from qblock.core import notify
 from qblock.core.errors import UserError
 from qblock.data.problems import write_json
 from qblock.data.yolo_folder import split_counts, split_list
-from qblock.model import champion, tracking
+from qblock.model import champion, registry, run_log
 from qblock.model.champion import Decision
 from qblock.model.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads, without_coco_eval_notes
 from qblock.quality import ink_snap
@@ -138,16 +138,16 @@ def register_and_judge(params: Params, run_id: str, metrics: dict, val_hash: str
     """Log the evaluation into the pipeline's run, register the model, decide the champion."""
     paths = params.paths
     export_dir, split_dir = Path(paths.export_dir), Path(paths.split_dir)
-    with tracking.resume_run(params.mlflow, run_id):
-        tracking.log_dataset("validation", val_hash, *split_counts(export_dir, split_list(split_dir, "val") or []),
+    with run_log.resume_run(params.mlflow, run_id):
+        run_log.log_dataset("validation", val_hash, *split_counts(export_dir, split_list(split_dir, "val") or []),
                              {"export_dir": paths.export_dir, "split": f"{paths.split_dir}/val.txt"})
         evaluation_files = [*sorted(eval_dir.glob("*.png")), *sorted(eval_dir.glob("*.json"))]
-        tracking.log_evaluation(metrics, val_hash, Path(paths.metrics_file), evaluation_files)
-        version = tracking.register(Path(paths.model_dir) / "best.pt", params.train.imgsz,
+        run_log.log_evaluation(metrics, val_hash, Path(paths.metrics_file), evaluation_files)
+        version = registry.register(Path(paths.model_dir) / "best.pt", params.train.imgsz,
                                     metrics[names.CONF_THRESHOLD], snap.to_json() if snap else None)
         decision = champion.decide(version, params.evaluate.champion_metric, score, val_hash,
-                                   tracking.current_champion(), rescore)
-        tracking.record_decision(decision, headline(metrics, decision), metrics)
+                                   registry.current_champion(), rescore)
+        registry.record_decision(decision, headline(metrics, decision), metrics)
     return decision
 
 
@@ -170,7 +170,7 @@ def run(params: Params, console: Console) -> dict:
         raise UserError(f"{model_file}: no trained model; run the train stage")
     export_dir, split_dir, eval_dir = Path(paths.export_dir), Path(paths.split_dir), Path(paths.eval_dir).resolve()
     shutil.rmtree(eval_dir, ignore_errors=True)
-    run_id = tracking.read_run_file(Path(paths.model_dir) / "run.json")
+    run_id = run_log.read_run_file(Path(paths.model_dir) / "run.json")
     val_images = split_list(split_dir, "val") or []
     val_hash = val_fingerprint(export_dir, val_images)
     metric = params.evaluate.champion_metric
@@ -186,7 +186,7 @@ def run(params: Params, console: Console) -> dict:
         def rescore(champion_run: str) -> float:
             console.print("evaluate: the champion was measured on other val data; measuring it again")
             with tempfile.TemporaryDirectory() as tmp:
-                weights = tracking.download_model(champion_run, Path(tmp))
+                weights = run_log.download_model(champion_run, Path(tmp))
                 champion_box = measure(weights, params, data_yaml, Path(tmp) / "val", plots=False)
                 champion_pages, _, _ = choose_snapping(
                     export_dir, load_val_pages(export_dir, val_images, Path(tmp) / "val" / "predictions.json"), rule)

@@ -21,7 +21,7 @@ from rich.console import Console
 from qblock.config.schema import ModelParams, Params
 from qblock.core.errors import UserError
 from qblock.data.yolo_folder import split_counts, split_list
-from qblock.model import tracking
+from qblock.model import mlflow_store, run_log
 from qblock.model.yolo_env import average_weights_over, prepare_ultralytics, ultralytics_dataset, use_cpu_threads
 
 CHECKPOINTS = ".qblock/checkpoints"
@@ -113,8 +113,8 @@ def run(params: Params, console: Console) -> Path:
         last, state_file = save_dir / "weights" / "last.pt", save_dir / "qblock-run.json"
         resumable = last.is_file() and state_file.is_file()
         if resumable:
-            run_id = tracking.read_run_file(state_file)
-            tracking.reopen_run(params.mlflow, run_id, f"Delete {save_dir} to start training over.",
+            run_id = run_log.read_run_file(state_file)
+            run_log.reopen_run(params.mlflow, run_id, f"Delete {save_dir} to start training over.",
                                 params.train.system_metrics)
             model = YOLO(str(last))
             done = _align_with_checkpoint(save_dir, last, run_id)
@@ -126,36 +126,36 @@ def run(params: Params, console: Console) -> Path:
             console.print(f"train: starting from {source}" + (" (pretrained)" if source.endswith(".pt") else
                           " (from scratch; `qblock weights fetch` brings pretrained weights)"))
             model = YOLO(source)
-            run_id = tracking.start_run(params, dataset_hash)
+            run_id = run_log.start_run(params, dataset_hash)
             train_pages = split_list(split_dir, "train") or []
-            tracking.log_dataset("training", dataset_hash, *split_counts(export_dir, train_pages),
+            run_log.log_dataset("training", dataset_hash, *split_counts(export_dir, train_pages),
                                  {"export_dir": paths.export_dir, "split": f"{paths.split_dir}/train.txt"})
             save_dir.mkdir(parents=True)
-            tracking.write_run_file(state_file, run_id, params.mlflow)
-        console.print(f"train: MLflow run {run_id} in {tracking.tracking_uri(params.mlflow)}")
-        model.add_callback("on_fit_epoch_end", tracking.epoch_logger(run_id))
+            run_log.write_run_file(state_file, run_id, params.mlflow)
+        console.print(f"train: MLflow run {run_id} in {mlflow_store.tracking_uri(params.mlflow)}")
+        model.add_callback("on_fit_epoch_end", run_log.epoch_logger(run_id))
         use_cpu_threads(model, params.train.cpu_threads)
         average_weights_over(model, params.train.ema_tau)
-        model.add_callback("on_train_epoch_start", tracking.device_tagger(run_id))
+        model.add_callback("on_train_epoch_start", run_log.device_tagger(run_id))
         arguments = train_arguments(params, data_yaml, save_dir)
         try:
             model.train(**arguments, resume=str(last) if resumable else False)
         except BaseException as exc:
-            tracking.fail_active_run()
+            run_log.fail_active_run()
             if _out_of_gpu_memory(exc):
                 raise UserError(out_of_memory_advice(params)) from None
             raise
 
     best = Path(model.trainer.best)
     if not best.is_file():
-        tracking.fail_active_run()
+        run_log.fail_active_run()
         raise UserError(f"training ended without a model file at {best}")
     model_dir.mkdir(parents=True, exist_ok=True)
     target = model_dir / "best.pt"
     shutil.copyfile(best, target)
     _publish_run_folder(save_dir, Path(paths.train_dir))
-    tracking.write_run_file(model_dir / "run.json", run_id, params.mlflow)
-    tracking.finish_training(target, Path(paths.train_dir) / "results.csv")
+    run_log.write_run_file(model_dir / "run.json", run_id, params.mlflow)
+    run_log.finish_training(target, Path(paths.train_dir) / "results.csv")
     shutil.rmtree(save_dir, ignore_errors=True)  # finished: nothing left to resume
     console.print(f"train: model written to {target}")
     return target
@@ -193,13 +193,13 @@ def _align_with_checkpoint(save_dir: Path, last: Path, run_id: str) -> int:
         return done
     lines = results.read_text(encoding="utf-8").splitlines()[: done + 1]
     results.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    logged = tracking.logged_steps(run_id, "val/mAP50")
+    logged = run_log.logged_steps(run_id, "val/mAP50")
     for row in csv.DictReader(lines):
         step = int(float(row["epoch"]))
         if step not in logged:
-            values = {tracking.metric_name(k.strip()): float(v) for k, v in row.items()
+            values = {run_log.metric_name(k.strip()): float(v) for k, v in row.items()
                       if k.strip() not in ("epoch", "time") and v.strip()}
-            tracking.log_step(run_id, values, step)
+            run_log.log_step(run_id, values, step)
     return done
 
 
