@@ -222,7 +222,7 @@ def test_the_ui_served_beyond_this_machine_without_auth_warns(tmp_path):
 @pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
 def test_the_ui_auth_key_and_users_file_are_readable_by_this_user_only(tmp_path, monkeypatch):
     """The form-signing key and the users' password hashes: 0600, when created and when found wider."""
-    from qblock.sync.ui_auth import auth_environment
+    from qblock.services.ui_auth import auth_environment
 
     monkeypatch.setenv("QBLOCK_UI_PASSWORD", "a long enough one")
     auth_environment(tmp_path)

@@ -99,11 +99,19 @@ def test_each_stage_depends_on_all_the_code_it_runs(stage):
     assert not unused, f"dvc.yaml stage {stage} depends on code it never runs: {unused}"
 
 
-def test_no_stage_depends_on_the_cli_or_sync():
+def test_no_stage_depends_on_the_cli_sync_or_services():
+    machine_side = (PACKAGE / "sync", PACKAGE / "services")
     for stage in STAGE_MODULES:
         for path in closure(STAGE_MODULES[stage]) | closure("qblock.stages"):
-            assert path != PACKAGE / "cli.py" and PACKAGE / "sync" not in path.parents, (stage, path)
-        assert not any(covered(PACKAGE / "cli.py", [d]) or d == PACKAGE / "sync" for d in stage_deps(stage))
+            assert path != PACKAGE / "cli.py" and not any(f in path.parents for f in machine_side), (stage, path)
+        assert not any(covered(PACKAGE / "cli.py", [d]) or d in machine_side for d in stage_deps(stage))
+
+
+def test_sync_imports_nothing_from_services():
+    """services/ (the watcher, the team server, doctor) is built on sync/, never the other way."""
+    upward = sorted(f"{path.name} -> {m}" for path in (PACKAGE / "sync").glob("*.py")
+                    for m in imported_modules(path, f"qblock.sync.{path.stem}") if m.startswith("qblock.services"))
+    assert not upward, upward
 
 
 def test_only_the_store_the_run_log_and_the_registry_speak_to_mlflow():

@@ -22,7 +22,7 @@ import pytest
 from tests.repos import copy_repo, sh
 
 from qblock.model.champion import CHAMPION, REGISTERED_MODEL
-from qblock.sync.team_server import DB_ENV
+from qblock.services.team_server import DB_ENV
 
 pytestmark = pytest.mark.slow
 FAKE_PASSWORD = "not-" + "the-real-one"  # trust auth on loopback ignores it; the printed command must hide it

@@ -234,7 +234,7 @@ def test_the_watcher_never_trains_from_a_person_s_uncommitted_changes(tmp_path, 
 
 
 def test_the_watch_log_rotates_in_the_projects_qblock_folder(tmp_path, monkeypatch):
-    from qblock.sync import watch
+    from qblock.services import watch
 
     monkeypatch.setattr(watch, "LOG_BYTES", 2_000)
     log = watch.make_log(tmp_path, to_terminal=False)

@@ -208,8 +208,8 @@ def ui(
     """Start the MLflow UI on the configured store."""
     from qblock.config.schema import load_params
     from qblock.model.mlflow_store import artifact_root, connect, tracking_uri
-    from qblock.sync.team_server import mlflow_server_command
-    from qblock.sync.ui_auth import auth_environment
+    from qblock.services.team_server import mlflow_server_command
+    from qblock.services.ui_auth import auth_environment
 
     params = load_params()
     experiment = connect(params.mlflow)
@@ -255,8 +255,8 @@ def server(
     Every machine then sets `mlflow.tracking_uri: http://THIS-MACHINE:PORT` in conf/config.yaml.
     """
     from qblock.core.secrets import redact
-    from qblock.sync.team_server import artifacts_uri, database_uri, server_command
-    from qblock.sync.ui_auth import auth_environment
+    from qblock.services.team_server import artifacts_uri, database_uri, server_command
+    from qblock.services.ui_auth import auth_environment
 
     command = server_command(database_uri(db), artifacts_uri(artifacts), host, port, allowed_host or [])
     if auth:
@@ -433,9 +433,9 @@ def watch(
     One round at a time, never twice for a commit, never from a tree with uncommitted changes; an origin or NAS
     that does not answer is retried with backoff; a failed round is reported once. Log: .qblock/watch.log.
     """
-    from qblock.sync import start_up
-    from qblock.sync.watch import check_ready
-    from qblock.sync.watch import watch as run_watch
+    from qblock.services import start_up
+    from qblock.services.watch import check_ready
+    from qblock.services.watch import watch as run_watch
 
     root = Path.cwd()
     if print_task is not None:
@@ -456,7 +456,7 @@ def doctor(
                                                           "good copies")] = False,
 ) -> None:
     """Check the NAS, what is not pushed yet, the cache, params, secrets and the watcher; each problem with its fix."""
-    from qblock.sync.doctor import run_doctor
+    from qblock.services.doctor import run_doctor
 
     if (all_commits or repair) and not deep:
         raise UserError("--all-commits and --repair go with --deep")

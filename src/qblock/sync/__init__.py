@@ -1,2 +1,2 @@
 """Between the machines: the NAS as DVC remote, the laptop/desktop round trips, the app folder
-mirror, `qblock doctor`."""
+mirror, which model is where, pretrained weights fetched once."""

@@ -222,7 +222,7 @@ def check_secrets(root: Path) -> list[Check]:
 
 def check_watcher(root: Path) -> list[Check]:
     """Whether `qblock watch` runs here and how its last round went; nothing on a machine that never watched."""
-    from qblock.sync import watch
+    from qblock.services import watch
 
     state = watch.read_state(root)
     holder = watch.running_watcher(root)
