@@ -59,3 +59,25 @@ def test_questions_lie_on_the_page_never_overlap_and_leave_the_header_and_page_n
 
 def test_korean_text_is_drawn_in_a_hangul_font():
     assert has_hangul_font()  # NanumGothic from the koreanize-matplotlib dependency
+
+
+def test_no_question_box_takes_in_a_section_title():
+    """A section title is drawn only above a question that fits under it: one left at a column's end
+    fell inside the box of the column's last question, which owns the blank space down to the end."""
+    import random
+    from dataclasses import replace
+
+    from qblock.labeling.demo_data import TITLE_GREY, random_style, render_page
+
+    titles = 0
+    for seed in range(40):
+        rng = random.Random(seed)
+        style = replace(random_style(rng, pad=6), scanned=False)  # exact greys: the title's fill is findable
+        image, boxes = render_page(rng, "workbook", 1, 1, style)
+        grey = np.asarray(image.convert("L"))
+        title_rows = (grey == TITLE_GREY).sum(axis=1) >= 0.3 * style.width / 2
+        titles += int(title_rows.any())
+        for box in boxes:
+            inside = grey[box.y:box.y + box.height, box.x:box.x + box.width] == TITLE_GREY
+            assert not (inside.sum(axis=1) >= 0.5 * box.width).any(), (seed, box)
+    assert titles >= 5  # pages with section titles were drawn, or this proves nothing

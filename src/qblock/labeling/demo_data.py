@@ -79,6 +79,9 @@ class Box:
     height: int
 
 
+TITLE_GREY = 222  # a section title's shading
+
+
 @dataclass(frozen=True)
 class Style:
     """What one workbook's pages share."""
@@ -240,7 +243,7 @@ def _draw_question(draw: ImageDraw.ImageDraw, rng: random.Random, s: Style, numb
 def _draw_section_title(draw: ImageDraw.ImageDraw, rng: random.Random, s: Style, x: int, y: int, width: int) -> int:
     """A shaded section title (not a question); return its height."""
     height = s.px(34)
-    draw.rectangle((x, y, x + width, y + height), fill=(222, 222, 222))
+    draw.rectangle((x, y, x + width, y + height), fill=(TITLE_GREY,) * 3)
     draw.text((x + s.px(10), y + s.px(6)), rng.choice(_SECTIONS), font=load_font(s.px(19), bold=True), fill=INK)
     return height
 
@@ -252,19 +255,26 @@ def _layout_column(draw: ImageDraw.ImageDraw, rng: random.Random, s: Style, x: i
     last_space = 0
     y = top
     while True:
+        # Draw on a scratch page first, so that a question that does not fit leaves no marks, nor does a
+        # section title it would have followed (a title left at a column's end would fall inside the
+        # box of the column's last question, which then owns the space down to the column's end).
+        title_state = None
+        title_height = 0
         if rng.random() < 0.12:
             title_state = rng.getstate()
-            height = _draw_section_title(ImageDraw.Draw(Image.new("RGB", (1, 1))), rng, s, x, y, width)
-            if y + height + s.px(60) > bottom_limit:
+            title_height = _draw_section_title(ImageDraw.Draw(Image.new("RGB", (1, 1))), rng, s, x, y, width)
+            if y + title_height + s.px(60) > bottom_limit:
                 break
-            rng.setstate(title_state)
-            y += _draw_section_title(draw, rng, s, x, y, width) + s.px(14)
-        # Draw on a scratch page first so a question that does not fit leaves no marks.
+            title_height += s.px(14)
         state = rng.getstate()
         extent, working_space = _draw_question(ImageDraw.Draw(Image.new("RGB", (1, 1))), rng, s, number,
-                                               x + s.pad, y + s.pad, width - 2 * s.pad)
+                                               x + s.pad, y + title_height + s.pad, width - 2 * s.pad)
         if extent[3] + s.pad > bottom_limit:
             break
+        if title_state is not None:
+            rng.setstate(title_state)
+            _draw_section_title(draw, rng, s, x, y, width)
+            y += title_height
         rng.setstate(state)
         extent, working_space = _draw_question(draw, rng, s, number, x + s.pad, y + s.pad, width - 2 * s.pad)
         jitter = [rng.uniform(-1, 1) * s.unit for _ in range(4)]  # a hand-drawn box is never exact
