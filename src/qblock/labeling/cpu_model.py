@@ -10,11 +10,15 @@ one itself when the runtime is installed), and propose says so and runs PyTorch 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
+import logging
 import shutil
 import sys
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +74,17 @@ def find_copy(root: Path, weights: Path, fmt: str = DEFAULT_FORMAT) -> ExportedC
     return ExportedCopy(path, fmt, int(stamp["imgsz"]))
 
 
+@contextlib.contextmanager
+def _warnings_only(logger_name: str) -> Iterator[None]:
+    logger = logging.getLogger(logger_name)
+    before = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
+
+
 def make_copy(root: Path, weights: Path, fmt: str = DEFAULT_FORMAT) -> ExportedCopy:
     """Export ``weights`` for the CPU (a few seconds to a minute), at the size they were trained at.
 
@@ -100,7 +115,11 @@ def make_copy(root: Path, weights: Path, fmt: str = DEFAULT_FORMAT) -> ExportedC
                         f"it is not a model `qblock train` wrote")
     # dynamic: pages keep their aspect (letterboxed to a multiple of 32, as PyTorch runs them), so the
     # copy finds the boxes PyTorch finds; a fixed square input would pad every page to 1024x1024
-    model.export(format=fmt, imgsz=imgsz, dynamic=True, device="cpu", half=False, verbose=False)
+    # ultralytics' export summary (paths, a netron.app link) and torch's notes on its own tracer are not for
+    # the user: qblock says what was made in one line
+    with _warnings_only("ultralytics"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, module="torch")
+        model.export(format=fmt, imgsz=imgsz, dynamic=True, device="cpu", verbose=False)  # float32
     (work / "best.pt").unlink()
     (work / STAMP).write_text(json.dumps({"sha256": digest, "format": fmt, "imgsz": imgsz,
                                           "weights": weights.as_posix()}), encoding="utf-8")
