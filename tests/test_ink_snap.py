@@ -96,8 +96,41 @@ def test_an_edge_people_always_draw_tight_comes_in_across_blank_paper(rule):
     assert snap_box(mask, (x0, y0, x1 + 40, y1), rule)[2] == pytest.approx(x1, abs=1.5)
 
 
+@pytest.mark.parametrize("edge", [0, 1, 2, 3], ids=["left", "top", "right", "bottom"])
+def test_an_edge_cutting_through_a_line_of_text_moves_out_past_it(rule, edge):
+    """A crop that cuts off the end of a line (or the top or bottom of one) must be fixed by hand: the
+    edge moves out over the ink it cuts, past word spaces and line gaps, to the person's box."""
+    page, boxes = drawn_page(random.Random(5))
+    mask = ink_mask(page)
+    moved = 0
+    for box in boxes:
+        cut = list(box)
+        cut[edge] += (1 if edge < 2 else -1) * (MARGIN + 12)  # 12 px into the ink
+        snapped = snap_box(mask, tuple(cut), rule)
+        assert snapped[edge] == pytest.approx(box[edge], abs=1.5), (box, cut, snapped)
+        moved += abs(snapped[edge] - cut[edge]) > 10
+    assert moved == len(boxes) >= 5
+
+
+def test_an_edge_cutting_through_ink_stops_where_that_ink_ends_not_at_the_next_column(rule):
+    """Two text blocks side by side, 60 px apart: the left one's box cut short grows to its own ink's
+    end and no further."""
+    page = Image.new("RGB", (WIDTH, HEIGHT), "white")
+    draw = ImageDraw.Draw(page)
+    font = load_font(18)
+    for x in (60, 440):
+        for line in range(3):
+            draw.text((x, 100 + 28 * line), "solve x+3=7 for the area", font=font, fill=(20, 20, 20))
+    mask = ink_mask(page)
+    left_ink = ImageDraw.Draw(page).textbbox((60, 100), "solve x+3=7 for the area", font=font)[2]
+    assert 440 - left_ink > 40  # the gutter
+    snapped = snap_box(mask, (52.0, 92.0, left_ink - 30.0, 180.0), rule)
+    assert snapped[2] == pytest.approx(left_ink + MARGIN, abs=2)
+
+
 def test_an_edge_cutting_through_ink_that_runs_past_the_reach_stays(rule):
-    """A box whose top edge lies inside a tall figure: where that ink ends is unknown, so no move."""
+    """A box whose top edge lies inside a tall figure whose top is further away than an edge may move
+    (``GROW`` of the page width): where that ink ends is not known, so no move."""
     page = Image.new("RGB", (WIDTH, HEIGHT), "white")
     draw = ImageDraw.Draw(page)
     draw.rectangle((100, 100, 499, 399), fill=(0, 0, 0))  # ink columns and rows 100..499

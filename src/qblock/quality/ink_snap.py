@@ -6,8 +6,11 @@ the ink says where they belong. For each edge, the ink is looked for within ``re
 ink should be (the edge moved inward by the learned margin):
 
 - ink found, and the window's outer border is blank: the edge goes to that ink plus the margin;
-- ink running through the outer border (a neighbour's text, or a line the box cuts): the edge stays,
-  because where that ink ends is not known;
+- ink running through the outer border (the box cuts through a line of text, a figure, a table):
+  a crop that cuts off ink must be fixed by hand, so the edge moves out past that ink, to the first
+  blank gap wider than two reaches (wider than a word space or the gap between two lines, narrower
+  than a column gutter or the space between questions), plus the margin; when the ink runs on
+  further than ``GROW`` of the page width, the edge stays, because where that ink ends is not known;
 - no ink in the window (blank working space a question owns): the edge stays.
 
 Where the training boxes hug the ink on an edge almost always (TIGHT of them lie within reach of
@@ -42,6 +45,8 @@ REACH = 0.012  # how far an edge may move: a share of the page width (10 px on a
 AGREEMENT = 0.5  # share of training boxes whose margin must be near the typical one to snap that edge
 TIGHT = 0.9  # share of boxes within reach of the ink that lets an edge move inward across blank paper
 SHRINK = 0.08
+GROW = 0.16  # of the page width: how far an edge cutting through ink may move out, to where that ink ends
+GAP = 2  # reaches of blank paper that end the ink an edge cuts through (more than a word space or a line gap)
 MIN_INK = 2  # ink pixels a row or column needs to count (single specks of scan noise do not)
 
 
@@ -171,6 +176,38 @@ def _first_ink(lines: np.ndarray, start: int, stop: int, step: int) -> int | Non
     return None
 
 
+def _past_the_ink(lines: np.ndarray, start: int, step: int, blank: int, limit: int) -> int | None:
+    """Scanning from ``start`` (ink) outward by ``step``: the first line of the first run of ``blank``
+    blank lines, within ``limit`` lines; None when the ink runs on (or the page ends) before one."""
+    run = 0
+    for position in range(start, start + step * limit, step):
+        if not 0 <= position < len(lines):
+            return None
+        run = 0 if lines[position] else run + 1
+        if run >= blank:
+            return position - step * (blank - 1)
+    return None
+
+
+def _ink_edge(lines: np.ndarray, border: int, stop: int, outward: int, reach: int, grow: int) -> int | None:
+    """The ink line an edge belongs on, or None (the edge stays). ``border`` is the search window's
+    outer end, ``stop`` its inner one, ``outward`` the direction away from the box.
+
+    When the border is clear, the first ink scanning in from it. When ink runs through the border,
+    or the border falls in the gap between two letters (ink just inside it, and more within a reach
+    beyond), the edge cuts that ink: the last ink line out past it, before a gap of ``GAP`` reaches,
+    within ``grow``.
+    """
+    found = _first_ink(lines, border, stop, -outward)
+    beyond = [border + outward * i for i in range(1, reach + 1)]
+    in_a_gap = found is not None and abs(found - border) < reach / 2 and \
+        any(0 <= line < len(lines) and lines[line] for line in beyond)
+    if (0 <= border < len(lines) and lines[border]) or in_a_gap:
+        past = _past_the_ink(lines, border, outward, GAP * reach, grow)
+        return None if past is None else past - outward
+    return found
+
+
 def snap_box(mask: np.ndarray, box: Box, rule: SnapRule) -> Box:
     """``box`` with each learned edge moved onto its ink, where the ink is clear (see the module notes)."""
     height, width = mask.shape
@@ -181,21 +218,24 @@ def snap_box(mask: np.ndarray, box: Box, rule: SnapRule) -> Box:
     out = list(box)
     rows = _lines(mask, box, axis=1) if m["top"] is not None or m["bottom"] is not None else None
     columns = _lines(mask, box, axis=0) if m["left"] is not None or m["right"] is not None else None
+    grow = round(GROW * width)
     if m["left"] is not None and columns is not None:
         expected = int(round(x0 + m["left"]))
-        found = _first_ink(columns, max(0, expected - reach), min(width, expected + inward["left"] + 1), 1)
+        found = _ink_edge(columns, max(0, expected - reach), min(width, expected + inward["left"] + 1), -1, reach, grow)
         out[0] = x0 if found is None else found - m["left"]
     if m["top"] is not None and rows is not None:
         expected = int(round(y0 + m["top"]))
-        found = _first_ink(rows, max(0, expected - reach), min(height, expected + inward["top"] + 1), 1)
+        found = _ink_edge(rows, max(0, expected - reach), min(height, expected + inward["top"] + 1), -1, reach, grow)
         out[1] = y0 if found is None else found - m["top"]
     if m["right"] is not None and columns is not None:
         expected = int(round(x1 - m["right"])) - 1  # the last ink column
-        found = _first_ink(columns, min(width - 1, expected + reach), max(-1, expected - inward["right"] - 1), -1)
+        found = _ink_edge(columns, min(width - 1, expected + reach), max(-1, expected - inward["right"] - 1), 1, reach,
+                          grow)
         out[2] = x1 if found is None else found + 1 + m["right"]
     if m["bottom"] is not None and rows is not None:
         expected = int(round(y1 - m["bottom"])) - 1
-        found = _first_ink(rows, min(height - 1, expected + reach), max(-1, expected - inward["bottom"] - 1), -1)
+        found = _ink_edge(rows, min(height - 1, expected + reach), max(-1, expected - inward["bottom"] - 1), 1, reach,
+                          grow)
         out[3] = y1 if found is None else found + 1 + m["bottom"]
     out = [max(0.0, out[0]), max(0.0, out[1]), min(float(width), out[2]), min(float(height), out[3])]
     if out[2] <= out[0] or out[3] <= out[1]:
