@@ -204,6 +204,9 @@ def test_changed_export_params_recompute_the_labels(tmp_path, console):
                           class_map={"figure": "Figure"})
     run_export(root, tmp_path, console, params)
     assert (tmp_path / "yolo" / "labels" / "doc__page_001.txt").read_text().startswith("1 ")
+    # every page converted again, its image linked again: a link renamed over its twin is a no-op on POSIX,
+    # which once left a `.{name}.tmp` beside every image (and validate refused them as images without labels)
+    assert sorted(p.name for p in (tmp_path / "yolo" / "images").iterdir()) == ["doc__page_001.png"]
 
 
 def test_warnings_of_unchanged_pages_are_still_reported(tmp_path, console):

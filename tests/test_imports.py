@@ -93,7 +93,8 @@ def through_the_pipeline(project: Path) -> dict[str, list[tuple[float, ...]]]:
     validate.run(work / "yolo", work / "split", work / "reports", 0, quiet, work / "validated.json")  # raises on errors
     found = {}
     for record in read_manifest(work / "yolo").pages:
-        boxes = [row.to_pixels(record.width, record.height) for row in parse_clean(record.labels)]
+        labels = (work / "yolo" / "labels" / record.label_name).read_text(encoding="utf-8")
+        boxes = [row.to_pixels(record.width, record.height) for row in parse_clean(labels)]
         found[f"{record.document}/{record.page}"] = sorted((x0, y0, x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes)
     return found
 

@@ -96,8 +96,8 @@ def test_proposals_in_the_apps_format_never_touching_a_persons_files(trained_rep
     assert again.returncode == 1 and "already labeled" in again.stdout and "Traceback" not in again.stderr
     sh(["dvc", "repro", "validate"], repo)
     manifest = json.loads((repo / "data" / "yolo" / "manifest.json").read_text())
-    (record,) = [p for p in manifest["pages"] if p["document"] == document and p["page"] == page]
-    assert record["boxes"] == len(proposed["groups"])
+    (record,) = [entry for entry in manifest["documents"][document]["pages"] if entry[0] == page]
+    assert record[4] == len(proposed["groups"])  # [page, image file, width, height, boxes]
 
 
 def test_a_model_file_and_documents_named_on_the_command_line(trained_repo, tmp_path):

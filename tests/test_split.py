@@ -4,15 +4,16 @@ import pytest
 from tests.conftest import params_of
 
 from qblock.core.errors import UserError
-from qblock.data.yolo_folder import Manifest, PageRecord
+from qblock.data.yolo_folder import DocumentRecord, Manifest, PageRecord
 from qblock.data.yolo_folder import write_manifest as write_manifest_file
 from qblock.stages import split
 
 
 def write_manifest(export_dir, documents: dict[str, int]) -> None:
-    pages = [PageRecord(f"{d}__page_{i:03d}", d, f"page_{i:03d}", f"documents/{d}/pages/p.png", 100, 100, [1, 1],
-                        [1, 1], "", 0) for d, n in documents.items() for i in range(n)]
-    write_manifest_file(export_dir, Manifest({}, pages))
+    records = {d: DocumentRecord([PageRecord(f"{d}__page_{i:03d}", d, f"page_{i:03d}", f"documents/{d}/pages/p.png",
+                                             100, 100, [1, 1], [1, 1], "", 0) for i in range(n)])
+               for d, n in documents.items()}
+    write_manifest_file(export_dir, Manifest({}, records))
 
 
 def test_pages_of_a_document_stay_together_and_runs_are_deterministic(tmp_path, console):

@@ -5,6 +5,7 @@ app's folder share this, so they all see the same pages.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -124,6 +125,14 @@ def name_problems(sources: list[PageSource], log: ProblemLog) -> None:
             seen.setdefault(folded, path)
 
 
+def folded_together(documents: list[str]) -> set[str]:
+    """The documents whose names differ from another's only by letter case or Unicode form."""
+    groups: dict[str, list[str]] = {}
+    for name in documents:
+        groups.setdefault(_folded(name), []).append(name)
+    return {name for names in groups.values() if len(names) > 1 for name in names}
+
+
 def outside_links(dataset_root: Path) -> list[str]:
     """Links under ``documents/`` (files or folders) that lead outside the dataset root: followed, they
     would put another folder's files into the pipeline, DVC's cache and the NAS."""
@@ -189,33 +198,60 @@ def check_pages_present(root: Path, dataset_root: Path) -> None:
     raise UserError(f"{folder}: no labeled pages here (no documents/ folder). {how}")
 
 
-def scan_documents(dataset_root: Path) -> tuple[list[PageSource], int]:
-    """Every groups file with its page image; also the count of page images with no groups file.
+class DocumentFiles(NamedTuple):
+    """One document's listing: its groups files (by name), its page images (page -> entry), and a
+    fingerprint of every name, size and modification time among them."""
 
-    One directory listing per folder (``os.scandir``; on Windows it carries the file times, so no
-    file is opened or stat'ed twice), which keeps a re-run over 10,000 unchanged pages fast.
-    """
+    name: str
+    groups: list[tuple[os.DirEntry, list[int]]]
+    images: dict[str, tuple[os.DirEntry, list[int]]]
+    fingerprint: str
+
+
+def list_documents(dataset_root: Path) -> list[str]:
+    """The document folders' names, sorted."""
     check_pages_present(Path.cwd(), dataset_root)
-    documents_dir = dataset_root / "documents"
+    return sorted(e.name for e in os.scandir(dataset_root / "documents") if e.is_dir())
+
+
+def list_document(dataset_root: Path, document: str) -> DocumentFiles:
+    """A document's groups files and page images, each stat'ed once (``os.scandir``; on Windows the listing
+    carries the file times, so no file is opened or stat'ed twice)."""
+    folder = dataset_root / "documents" / document
+    groups = sorted(((e, _stat(e)) for e in _entries(folder / "groups") if e.name.endswith(GROUPS_SUFFIX)),
+                    key=lambda item: item[0].name)
+    entries = [(e, _stat(e)) for e in _entries(folder / "pages") if e.name.endswith(IMAGE_SUFFIXES)]
+    images: dict[str, tuple[os.DirEntry, list[int]]] = {}
+    for suffix in reversed(IMAGE_SUFFIXES):  # the earlier suffix wins: page_001.png over page_001.jpg
+        images |= {e.name[: -len(suffix)]: (e, stat) for e, stat in entries if e.name.endswith(suffix)}
+    listing = "\n".join(f"{e.name}\t{size}\t{mtime}" for e, (size, mtime) in
+                        [*groups, *sorted(entries, key=lambda item: item[0].name)])
+    fingerprint = hashlib.blake2b(listing.encode("utf-8", "surrogateescape"), digest_size=12).hexdigest()
+    return DocumentFiles(document, groups, images, fingerprint)
+
+
+def document_sources(files: DocumentFiles) -> tuple[list[PageSource], int]:
+    """A document's labeled pages (groups file and page image), and the count of its page images without a
+    groups file."""
+    document = files.name
+    sources = []
+    for entry, stat in files.groups:
+        page = entry.name[: -len(GROUPS_SUFFIX)]
+        image, image_stat = files.images.get(page, (None, None))
+        sources.append(PageSource(
+            page_key(document, page), document, page, f"documents/{document}/groups/{entry.name}",
+            f"documents/{document}/pages/{image.name}" if image else None, stat, image_stat,
+        ))
+    labeled = {source.page for source in sources}
+    return sources, len(files.images.keys() - labeled)
+
+
+def scan_documents(dataset_root: Path) -> tuple[list[PageSource], int]:
+    """Every groups file with its page image; also the count of page images with no groups file."""
     sources: list[PageSource] = []
     unlabeled = 0
-    for document in sorted((e for e in os.scandir(documents_dir) if e.is_dir()), key=lambda e: e.name):
-        images: dict[str, os.DirEntry] = {}
-        entries = _entries(documents_dir / document.name / "pages")
-        for suffix in reversed(IMAGE_SUFFIXES):  # the earlier suffix wins: page_001.png over page_001.jpg
-            images |= {e.name[: -len(suffix)]: e for e in entries if e.name.endswith(suffix)}
-        labeled = set()
-        for entry in sorted(_entries(documents_dir / document.name / "groups"), key=lambda e: e.name):
-            if not entry.name.endswith(GROUPS_SUFFIX):
-                continue
-            page = entry.name[: -len(GROUPS_SUFFIX)]
-            labeled.add(page)
-            image = images.get(page)
-            sources.append(PageSource(
-                page_key(document.name, page), document.name, page,
-                f"documents/{document.name}/groups/{entry.name}",
-                f"documents/{document.name}/pages/{image.name}" if image else None,
-                _stat(entry), _stat(image) if image else None,
-            ))
-        unlabeled += len(images.keys() - labeled)
+    for document in list_documents(dataset_root):
+        found, without = document_sources(list_document(dataset_root, document))
+        sources += found
+        unlabeled += without
     return sources, unlabeled

@@ -4,12 +4,16 @@ split lists beside it. The manifest's page record is read and written here only.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field, fields
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from qblock.core.errors import UserError
+from qblock.data.labels import page_key
 from qblock.data.problems import write_json
 
 MANIFEST = "manifest.json"
@@ -17,8 +21,9 @@ MANIFEST = "manifest.json"
 # kept beside the project (untracked), not in the manifest: the export folder's content, and so its
 # hash in dvc.lock, is then the same on every machine, and a laptop that pulled the desktop's commit
 # does not find its export "changed" (which made a new commit, and the desktop retrain, for nothing).
+# One small index (a fingerprint per document) and one file per document that changed: a re-run
+# over 100,000 pages reads the stats of the documents whose files changed, not all of them.
 STATS = Path(".qblock") / "export_stats.json"
-LOCAL_FIELDS = ("groups_stat", "image_stat")
 SPLITS = ("train", "val", "test")
 
 
@@ -34,7 +39,7 @@ class PageRecord:
     height: int
     groups_stat: list[int]  # [size, mtime_ns] of the groups file when exported (this machine's: see STATS)
     image_stat: list[int] | None
-    labels: str  # the YOLO label file's text
+    labels: str | None  # the YOLO label file's text; None for a page carried over unchanged (it is on disk)
     boxes: int
     problems: list[dict[str, str]] = field(default_factory=list)  # warnings, kept for re-runs
     flat: bool = False  # transparent or 16-bit: exported as a flattened 8-bit copy (in the manifest when true)
@@ -50,35 +55,78 @@ class PageRecord:
 
 
 @dataclass
+class DocumentRecord:
+    """One exported document: its pages (in order) and how many of its page images have no groups file."""
+
+    pages: list[PageRecord]
+    unlabeled: int = 0
+
+
+@dataclass
 class Manifest:
     summary: dict[str, Any]
-    pages: list[PageRecord]
+    documents: dict[str, DocumentRecord]
+
+    @property
+    def pages(self) -> list[PageRecord]:
+        return [page for document in self.documents.values() for page in document.pages]
 
 
 def read_manifest(export_dir: Path, with_stats: bool = False) -> Manifest:
     """The export's manifest; a UserError naming the file when it is missing or not what export writes.
 
-    ``with_stats``: with this machine's file stats of the sources (export needs them; the stages after it
-    do not, and at 100,000 pages reading them costs a second)."""
-    summary, plain = read_pages(export_dir)
-    stats = _read_stats(export_dir) if with_stats else {}
-    unknown: dict[str, Any] = {"groups_stat": [], "image_stat": None}
+    In the file, a document is `{"unlabeled": N, "pages": [[page, image file, width, height, boxes], ...]}`,
+    a page's list ending in `{"flat": true, "problems": [...]}` when it has either. Its `key`, `image` and
+    label name follow from the document and page, so 100,000 pages read in a fraction of a second.
+    ``with_stats``: with this machine's file stats of the sources (export needs them)."""
+    summary, documents = _read(export_dir)
+    stats = read_stats(export_dir, documents) if with_stats else {}
     try:
-        return Manifest(summary, [PageRecord(**(unknown | page | stats.get(page["key"], unknown))) for page in plain])
-    except (KeyError, TypeError) as exc:
+        return Manifest(summary, {name: DocumentRecord(_records(name, document, stats.get(name, {})),
+                                                       document.get("unlabeled", 0))
+                                  for name, document in documents.items()})
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UserError(f"{export_dir / MANIFEST}: cannot read the export manifest ({exc}); run the export stage") \
             from None
 
 
-def read_pages(export_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The manifest's summary and its pages as plain dicts (`key`, `document`, `image`, ... as in PageRecord),
-    for the stages that only read a few fields: at 100,000 pages, building the records costs half a second."""
+def _records(document: str, data: dict[str, Any], stats: dict[str, list]) -> list[PageRecord]:
+    records = []
+    for entry in data["pages"]:
+        page, image_file, width, height, boxes = entry[:5]
+        extra = entry[5] if len(entry) > 5 else {}
+        groups_stat, image_stat = stats.get(page, ([], None))
+        records.append(PageRecord(page_key(document, page), document, page, f"documents/{document}/pages/{image_file}",
+                                  width, height, groups_stat, image_stat, None, boxes, extra.get("problems", []),
+                                  extra.get("flat", False)))
+    return records
+
+
+def _read(export_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     path = export_dir / MANIFEST
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return data["summary"], data["pages"]
+        data = orjson.loads(path.read_bytes())
+        summary, documents = data["summary"], data["documents"]
+        if not isinstance(summary, dict) or not isinstance(documents, dict):
+            raise TypeError("not a manifest of documents")
+        return summary, documents
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{path}: cannot read the export manifest ({exc}); run the export stage") from None
+
+
+def read_pages(export_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The manifest's summary and its pages as plain dicts (`key`, `document`, `page`, `image`, `width`,
+    `height`, `boxes`), for the stages that only read a few fields."""
+    summary, documents = _read(export_dir)
+    try:
+        pages = [{"key": page_key(name, entry[0]), "document": name, "page": entry[0],
+                  "image": f"documents/{name}/pages/{entry[1]}", "width": entry[2], "height": entry[3],
+                  "boxes": entry[4]}
+                 for name, document in documents.items() for entry in document["pages"]]
+    except (KeyError, TypeError, IndexError) as exc:
+        raise UserError(f"{export_dir / MANIFEST}: cannot read the export manifest ({exc}); run the export stage") \
+            from None
+    return summary, pages
 
 
 def image_name_for(key: str, image: str) -> str:
@@ -92,34 +140,68 @@ def image_name(page: dict[str, Any]) -> str:
     return image_name_for(page["key"], page["image"])
 
 
-def _read_stats(export_dir: Path) -> dict[str, dict[str, Any]]:
-    """This machine's file stats of the pages last exported to ``export_dir``; empty when unknown."""
+def _document_entry(document: DocumentRecord) -> dict[str, Any]:
+    """A document as the manifest holds it: no local stats, and a page's `flat` and `problems` only when
+    it has them."""
+    pages: list[list[Any]] = []
+    for p in document.pages:
+        entry: list[Any] = [p.page, p.image.rpartition("/")[2], p.width, p.height, p.boxes]
+        extra: dict[str, Any] = {}
+        if p.flat:
+            extra["flat"] = True
+        if p.problems:
+            extra["problems"] = p.problems
+        if extra:
+            entry.append(extra)
+        pages.append(entry)
+    return {"unlabeled": document.unlabeled, "pages": pages}
+
+
+def write_manifest(export_dir: Path, manifest: Manifest, fingerprints: dict[str, str] | None = None,
+                   changed: Iterable[str] | None = None) -> None:
+    """The manifest, then this machine's stats: a fingerprint per document (``fingerprints``, of its files'
+    names, sizes and times) and the page stats of the ``changed`` documents (all when None)."""
+    documents = {name: _document_entry(document) for name, document in manifest.documents.items()}
+    write_json(export_dir / MANIFEST, {"summary": manifest.summary, "documents": documents}, compact=True)
+    shards = STATS.with_suffix("")
+    for name in manifest.documents if changed is None else changed:
+        document = manifest.documents.get(name)
+        shard = shards / f"{_shard_name(name)}.json"
+        if document is None:
+            shard.unlink(missing_ok=True)
+            continue
+        write_json(shard, {"document": name, "pages": {p.page: [p.groups_stat, p.image_stat] for p in document.pages}},
+                   compact=True)
+    write_json(STATS, {"export_dir": export_dir.as_posix(), "documents": fingerprints or {}}, compact=True)
+
+
+def _shard_name(document: str) -> str:
+    return hashlib.blake2b(document.encode("utf-8"), digest_size=10).hexdigest()
+
+
+def read_fingerprints(export_dir: Path) -> dict[str, str]:
+    """This machine's fingerprint of each document last exported to ``export_dir``; empty when unknown."""
     try:
-        data = json.loads(STATS.read_text(encoding="utf-8"))
+        data = orjson.loads(STATS.read_bytes())
         # the folder as the stage names it (relative to the project): a moved or copied project keeps its stats
-        return data["pages"] if data.get("export_dir") == export_dir.as_posix() else {}
+        return data["documents"] if data.get("export_dir") == export_dir.as_posix() else {}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
 
 
-_RECORD_FIELDS = tuple(f.name for f in fields(PageRecord) if f.name not in LOCAL_FIELDS and f.name != "flat")
-
-
-def _as_json(record: PageRecord) -> dict[str, Any]:
-    """A record as the manifest holds it: no local stats, and `flat` only when true, so manifests of
-    pages that need no flattening read as they always did (and DVC sees no change)."""
-    data = {name: getattr(record, name) for name in _RECORD_FIELDS}  # not asdict: it deep-copies, 10x the time
-    if record.flat:
-        data["flat"] = True
-    return data
-
-
-def write_manifest(export_dir: Path, manifest: Manifest) -> None:
-    pages = [_as_json(p) for p in manifest.pages]
-    stats = {p.key: {"groups_stat": p.groups_stat, "image_stat": p.image_stat} for p in manifest.pages}
-    write_json(export_dir / MANIFEST, {"summary": manifest.summary, "pages": pages}, compact=True)
-    STATS.parent.mkdir(parents=True, exist_ok=True)
-    write_json(STATS, {"export_dir": export_dir.as_posix(), "pages": stats}, compact=True)
+def read_stats(export_dir: Path, documents: Iterable[str]) -> dict[str, dict[str, list]]:
+    """This machine's stats of the pages of ``documents``: document -> page -> [groups_stat, image_stat]."""
+    if not read_fingerprints(export_dir):
+        return {}
+    stats = {}
+    for name in documents:
+        try:
+            data = orjson.loads((STATS.with_suffix("") / f"{_shard_name(name)}.json").read_bytes())
+            if data["document"] == name:
+                stats[name] = data["pages"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return stats
 
 
 def split_list(split_dir: Path, split: str) -> list[str] | None:

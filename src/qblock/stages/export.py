@@ -25,7 +25,7 @@ import shutil
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from PIL import Image, ImageOps
 from rich.console import Console
@@ -36,16 +36,27 @@ from qblock.core.errors import UserError
 from qblock.core.progress import map_pages, track
 from qblock.data.app_dataset import (
     PageSource,
+    document_sources,
+    folded_together,
+    list_document,
+    list_documents,
     name_problems,
     outside_links,
     read_groups,
     read_page_header,
-    scan_documents,
 )
 from qblock.data.labels import LabelRow
 from qblock.data.page_image import as_page
 from qblock.data.problems import Problem, ProblemLog, write_json
-from qblock.data.yolo_folder import Manifest, PageRecord, read_manifest, write_manifest
+from qblock.data.yolo_folder import (
+    DocumentRecord,
+    Manifest,
+    PageRecord,
+    read_fingerprints,
+    read_manifest,
+    read_stats,
+    write_manifest,
+)
 
 _PLAIN = (int, float)  # not bool, not str
 
@@ -173,43 +184,87 @@ def params_fingerprint(params: ExportParams) -> str:
     return hashlib.sha256(json.dumps(asdict(params), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def load_previous(out_dir: Path, fingerprint: str) -> tuple[dict[str, PageRecord], dict]:
-    """The page records and summary of the last export, if it was made with the same parameters (else
-    nothing to reuse)."""
+def load_previous(out_dir: Path, fingerprint: str) -> tuple[Manifest | None, dict[str, str]]:
+    """The last export's manifest and this machine's fingerprints of its documents, if it was made with the
+    same parameters (else nothing to reuse). Page stats are read later, for the documents that changed."""
     try:
-        manifest = read_manifest(out_dir, with_stats=True)
+        manifest = read_manifest(out_dir)
     except UserError:  # none yet, or unreadable: everything is exported again
-        return {}, {}
+        return None, {}
     if manifest.summary.get("params") != fingerprint:
-        return {}, {}
-    return {p.key: p for p in manifest.pages}, manifest.summary
+        return None, {}
+    return manifest, read_fingerprints(out_dir)
 
 
-def collect_pages(
-    dataset_root: Path, params: ExportParams, previous: dict[str, PageRecord], log: ProblemLog
-) -> tuple[list[PageRecord], int, int]:
-    """The records of every labeled page: reused when neither of its files changed, else converted.
-    Also the count of pages with no groups file, and of pages converted."""
-    sources, unlabeled = scan_documents(dataset_root)
+class Collected(NamedTuple):
+    documents: dict[str, DocumentRecord]
+    fingerprints: dict[str, str]
+    changed: list[str]  # documents whose files changed (or that are gone): their pages were looked at again
+    converted: int
+    images_in_place: set[str]  # keys of pages converted again whose exported image is still right
+
+
+def collect_pages(dataset_root: Path, params: ExportParams, previous: Manifest | None,
+                  fingerprints: dict[str, str], out_dir: Path, present: set[str], log: ProblemLog) -> Collected:
+    """The records of every labeled page, by document. A document whose files are as they were (the same
+    names, sizes and times: its fingerprint) and whose exported files are all ``present`` is carried over
+    whole; in one that changed, a page is converted again when one of its files changed or is missing."""
+    old = previous.documents if previous else {}
     for link in outside_links(dataset_root):
         log.error(link.split(" -> ")[0], f"a link leading outside {dataset_root} ({link.split(' -> ')[1]}): "
                   f"copy the file into the app's folder instead")
-    name_problems(sources, log)
-    records: dict[str, PageRecord] = {}
+    names = list_documents(dataset_root)
+    folds_together = folded_together(names)  # checked again with their files, so the clash is named by file
+    documents: dict[str, DocumentRecord] = {}
+    fresh: dict[str, str] = {}
+    changed: list[str] = []
+    new_sources: list[PageSource] = []
+    unlabeled: dict[str, int] = {}
+    for name in track(names, "export: list"):
+        files = list_document(dataset_root, name)
+        fresh[name] = files.fingerprint
+        if name in old and fingerprints.get(name) == files.fingerprint and name not in folds_together \
+                and all(p.image_name in present and p.label_name in present for p in old[name].pages):
+            documents[name] = old[name]
+            for page in old[name].pages:
+                log.problems.extend(Problem(**p) for p in page.problems)
+            continue
+        changed.append(name)
+        sources, unlabeled[name] = document_sources(files)
+        new_sources += sources
+    changed += sorted(old.keys() - set(names))
+    name_problems(new_sources, log)
+    stats = read_stats(out_dir, [name for name in changed if name in old]) if fingerprints else {}
+    carried: dict[str, PageRecord] = {}
     todo: list[PageSource] = []
-    for source in sources:
-        cached = previous.get(source.key)
-        if cached and cached.groups_stat == source.groups_stat and cached.image_stat == source.image_stat \
-                and cached.image == source.image:
-            records[source.key] = cached
-            log.problems.extend(Problem(**p) for p in cached.problems)
-        else:
-            todo.append(source)
+    images_in_place: set[str] = set()
+    for source in new_sources:
+        before = old.get(source.document)
+        page_stats = stats.get(source.document, {}).get(source.page)
+        record = next((p for p in before.pages if p.page == source.page), None) if before and page_stats else None
+        if record is not None and page_stats == [source.groups_stat, source.image_stat] \
+                and record.image == source.image and record.image_name in present and record.label_name in present:
+            record.groups_stat, record.image_stat = source.groups_stat, source.image_stat
+            carried[source.key] = record
+            log.problems.extend(Problem(**p) for p in record.problems)
+            continue
+        todo.append(source)
+        if record is not None and page_stats and page_stats[1] == source.image_stat \
+                and record.image == source.image and record.image_name in present:
+            images_in_place.add(source.key)  # only the groups file changed
     for record, problems in map_pages(partial(convert_page, dataset_root=dataset_root, params=params), todo, "export"):
         log.problems.extend(problems)
         if record:
-            records[record.key] = record
-    return [records[s.key] for s in sources if s.key in records], unlabeled, len(todo)
+            carried[record.key] = record
+    by_document: dict[str, list[PageRecord]] = {}
+    for source in new_sources:
+        if source.key in carried:
+            by_document.setdefault(source.document, []).append(carried[source.key])
+    for name in changed:
+        if name in unlabeled and (by_document.get(name) or unlabeled[name]):
+            documents[name] = DocumentRecord(by_document.get(name, []), unlabeled[name])
+    return Collected({name: documents[name] for name in names if name in documents}, fresh, changed, len(todo),
+                     images_in_place)
 
 
 def _link_image(source: Path, target: Path, flat: bool) -> None:
@@ -227,6 +282,11 @@ def _link_image(source: Path, target: Path, flat: bool) -> None:
         files.replace(tmp, target)
         return
     try:
+        if os.path.samestat(os.stat(source), os.stat(target)):
+            return  # already a link to this page: renaming a link over its twin would do nothing, and keep the tmp
+    except OSError:
+        pass
+    try:
         os.link(source, tmp)
     except OSError:
         shutil.copyfile(source, tmp)
@@ -237,49 +297,68 @@ def _write_label(text: str, target: Path) -> None:
     target.write_bytes(text.encode("utf-8"))
 
 
-def write_export(pages: list[PageRecord], previous: dict[str, PageRecord], dataset_root: Path, out_dir: Path,
-                 summary: dict, unchanged: bool = False) -> int:
+def listing(out_dir: Path) -> dict[Path, list[str]]:
+    """The names in the export's two folders (created if missing): one listing each, no stat."""
+    listed = {}
+    for folder in (out_dir / "images", out_dir / "labels"):
+        folder.mkdir(parents=True, exist_ok=True)
+        listed[folder] = [e.name for e in os.scandir(folder)]
+    return listed
+
+
+def write_export(documents: dict[str, DocumentRecord], listed: dict[Path, list[str]], dataset_root: Path,
+                 out_dir: Path, images_in_place: set[str]) -> int:
     """Bring out_dir up to date file by file; return how many files were (re)written.
 
-    manifest.json is written last (atomically), and a page's files are only trusted while the
-    manifest's record of its sources matches them. So a run interrupted halfway leaves pages whose
-    sources differ from the old manifest, and the next run rewrites exactly those: no half-written
-    file survives, without paying for a temporary file and a rename per page.
+    Pages converted again (their records carry label text) are written, their labels only when they differ
+    from what is on disk; files of no page are removed. manifest.json is written after this, with this
+    machine's stats: a page's files are only trusted while those stats match its sources, so a run
+    interrupted halfway leaves pages that the next run redoes. No half-written file survives, without paying
+    for a temporary file and a rename per page.
     """
     images_dir, labels_dir = out_dir / "images", out_dir / "labels"
-    images_dir.mkdir(parents=True, exist_ok=True)
-    labels_dir.mkdir(parents=True, exist_ok=True)
-    listed = {folder: [e.name for e in os.scandir(folder)] for folder in (images_dir, labels_dir)}
     present = {name for names in listed.values() for name in names}
     wanted: set[str] = set()
     jobs: list[tuple] = []
-    for page in pages:
-        image_name, label_name = page.image_name, page.label_name
-        wanted.add(image_name)
-        wanted.add(label_name)
-        before = previous.get(page.key)
-        if image_name not in present or before is None or before.image_stat != page.image_stat:
-            jobs.append((_link_image, dataset_root / page.image, images_dir / image_name, page.flat))
-        if label_name not in present or before is None or before.labels != page.labels:
-            jobs.append((_write_label, page.labels, labels_dir / label_name))
+    for document in documents.values():
+        for page in document.pages:
+            image_name, label_name = page.image_name, page.label_name
+            wanted.add(image_name)
+            wanted.add(label_name)
+            if page.labels is None:  # carried over: its files are there (collect_pages saw them), as written
+                continue
+            if page.key not in images_in_place:
+                jobs.append((_link_image, dataset_root / page.image, images_dir / image_name, page.flat))
+            if label_name not in present or _read_label(labels_dir / label_name) != page.labels:
+                jobs.append((_write_label, page.labels, labels_dir / label_name))
     for write, *args in track(jobs, "export: write"):  # threads measured slower here: the disk is the limit
         write(*args)
     stale = [folder / name for folder, names in listed.items() for name in names if name not in wanted]
     for path in stale:
         files.remove(path)
-    if not (unchanged and not jobs and not stale):  # ``unchanged``: the same pages and records as the manifest
-        write_manifest(out_dir, Manifest(summary, pages))
     return len(jobs)
+
+
+def _read_label(path: Path) -> str | None:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def run(dataset_root: Path, out_dir: Path, params: ExportParams, report_file: Path, console: Console) -> dict:
     """Export every labeled page; raise StageFailed (after reporting) on errors, touching nothing."""
     log = ProblemLog()
     fingerprint = params_fingerprint(params)
-    previous, previous_summary = load_previous(out_dir, fingerprint)
-    pages, unlabeled, converted = collect_pages(dataset_root, params, previous, log)
+    previous, fingerprints = load_previous(out_dir, fingerprint)
+    listed = listing(out_dir)
+    present = {name for names in listed.values() for name in names}
+    collected = collect_pages(dataset_root, params, previous, fingerprints, out_dir, present, log)
+    documents = collected.documents
+    pages = [page for document in documents.values() for page in document.pages]
+    unlabeled = sum(document.unlabeled for document in documents.values())
     summary = {
-        "documents": len({p.document for p in pages}),
+        "documents": sum(1 for document in documents.values() if document.pages),
         "pages": len(pages),
         "boxes": sum(p.boxes for p in pages),
         "negative_pages": sum(1 for p in pages if not p.boxes),
@@ -291,8 +370,11 @@ def run(dataset_root: Path, out_dir: Path, params: ExportParams, report_file: Pa
     }
     write_json(report_file, {"summary": summary, "problems": log.as_json()})
     log.report(console, "export")
-    unchanged = converted == 0 and len(pages) == len(previous) and summary == previous_summary
-    written = write_export(pages, previous, dataset_root, out_dir, summary, unchanged)
+    written = write_export(documents, listed, dataset_root, out_dir, collected.images_in_place)
+    if written or collected.changed or previous is None or summary != previous.summary \
+            or collected.fingerprints != fingerprints:
+        write_manifest(out_dir, Manifest(summary, documents), collected.fingerprints,
+                       None if previous is None or not fingerprints else collected.changed)
     console.print(
         f"export: {summary['pages']} pages from {summary['documents']} documents, {summary['boxes']} boxes, "
         f"{summary['negative_pages']} negative pages, {unlabeled} pages not labeled yet -> {out_dir} "

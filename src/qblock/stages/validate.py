@@ -16,11 +16,12 @@ import os
 import statistics
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
+import orjson
 from PIL import Image, ImageDraw, UnidentifiedImageError
 from rich.console import Console
 
@@ -100,34 +101,28 @@ def image_problem(path: Path, data: bytes | None = None) -> tuple[str | None, tu
 
 
 class CheckCache:
-    """Remembers clean files by (size, mtime) so a re-run checks only new or changed ones.
+    """What validate found clean, per document, so a re-run checks only the documents whose files changed.
 
-    Entries: ``images/NAME`` -> [size, mtime_ns, width, height]; ``labels/NAME`` -> [size,
-    mtime_ns, class_count, text]. Only the entries of this run's clean files are saved.
+    A document's entry: ``fp`` (a fingerprint of its exported files' names, sizes and times, and the class
+    count), ``pages`` (image name -> [size, mtime_ns, width, height, digest, rows]) and ``wh`` (the widths
+    and heights of its boxes, for the box statistics). A document is carried over whole while its
+    fingerprint holds; in one that changed, an image is read again only when its size or time changed.
+    Only documents found clean are saved.
     """
+
+    VERSION = 2
 
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self.entries: dict[str, list] = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = orjson.loads(path.read_bytes())
+            self.entries: dict[str, dict] = data["documents"] if data.get("version") == self.VERSION else {}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             self.entries = {}
-        self.fresh: dict[str, list] = {}
-
-    def get(self, key: str, stamp: list[int], *extra: object) -> list | None:
-        """The cached facts after the stamp (and ``extra``) when they still match, else None."""
-        cached = self.entries.get(key)
-        head = len(stamp) + len(extra)
-        if cached and cached[:head] == [*stamp, *extra]:
-            self.fresh[key] = cached
-            return cached[head:]
-        return None
-
-    def put(self, key: str, stamp: list[int], *facts: object) -> None:
-        self.fresh[key] = [*stamp, *facts]
+        self.fresh: dict[str, dict] = {}
 
     def save(self) -> None:
-        write_json(self.path, self.fresh, compact=True)
+        write_json(self.path, {"version": self.VERSION, "documents": self.fresh}, compact=True)
 
 
 def check_labels(path: Path, class_count: int, log: ProblemLog) -> str | None:
@@ -211,11 +206,16 @@ def _listing(folder: Path) -> dict[str, tuple[str, list[int]]]:
     return listing
 
 
+class Checked(NamedTuple):
+    rows: dict[str, int]  # clean image name -> its label's row count
+    digests: dict[str, str]  # clean image name -> a hash of its bytes
+    wh: list[float]  # every clean label's box widths and heights, in turn
+
+
 def check_files(export_dir: Path, class_count: int, cache: CheckCache, log: ProblemLog,
-                digests: dict[str, str] | None = None) -> dict[str, str]:
-    """Every image and label file checked (or known clean from the cache): image name -> label text;
-    each clean image's content hash into ``digests``."""
-    digests = {} if digests is None else digests
+                documents: dict[str, str]) -> Checked:
+    """Every image and label file checked, or known clean from the cache. ``documents``: page stem -> its
+    document (from the manifest); a file of no document in it is checked every time."""
     with ThreadPoolExecutor(2) as pool:  # a stat per file, 200,000 at 100,000 pages: the two folders at once
         images, all_labels = pool.map(_listing, (export_dir / "images", export_dir / "labels"))
     labels = {stem: v for stem, v in all_labels.items() if v[0].endswith(".txt")}
@@ -224,36 +224,54 @@ def check_files(export_dir: Path, class_count: int, cache: CheckCache, log: Prob
                   "image without a label file (an empty .txt marks a page with no questions)")
     for stem in sorted(labels.keys() - images.keys()):
         log.error(export_dir / "labels" / labels[stem][0], "label file without an image")
-    clean: dict[str, str] = {}
-    jobs, pending = [], []
+    grouped: dict[str | None, list[str]] = {}
     for stem in sorted(images.keys() & labels.keys()):
-        (image_name, image_stamp), (label_name, label_stamp) = images[stem], labels[stem]
-        size = cache.get(f"images/{image_name}", image_stamp)  # [width, height, digest] when known clean
-        if size is not None and len(size) < 3:  # a cache from before digests: check (and hash) again
-            size = None
-        elif size is not None:
-            digests[image_name] = size[2]
-        text = cache.get(f"labels/{label_name}", label_stamp, class_count)  # [text] when known clean
-        if size is not None and text is not None:
-            clean[image_name] = text[0]
+        grouped.setdefault(documents.get(stem), []).append(stem)
+    checked = Checked({}, {}, [])
+    jobs, pending = [], []
+    for document, stems in grouped.items():
+        listing = "\n".join(f"{images[s][0]}\t{images[s][1]}\t{labels[s][0]}\t{labels[s][1]}" for s in stems)
+        fingerprint = hashlib.blake2b(f"{class_count}\n{listing}".encode("utf-8", "surrogateescape"),
+                                      digest_size=12).hexdigest()
+        known = cache.entries.get(document) if document is not None else None
+        if known is not None and known.get("fp") == fingerprint:
+            cache.fresh[document] = known  # type: ignore[index]
+            for name, facts in known["pages"].items():
+                checked.rows[name], checked.digests[name] = facts[5], facts[4]
+            checked.wh.extend(known["wh"])
             continue
-        jobs.append((str(export_dir), None if size else image_name, None if text else label_name, class_count))
-        pending.append((stem, size is not None, text[0] if text else None))
-    for (stem, image_ok, text), result in zip(pending, map_pages(check_page, jobs, "validate"), strict=True):
-        (image_name, image_stamp), (label_name, label_stamp) = images[stem], labels[stem]
+        before = known["pages"] if known else {}
+        for stem in stems:
+            (image_name, image_stamp), (label_name, _) = images[stem], labels[stem]
+            facts = before.get(image_name)
+            image_known = facts is not None and facts[:2] == image_stamp
+            jobs.append((str(export_dir), None if image_known else image_name, label_name, class_count))
+            pending.append((document, fingerprint, image_name, image_stamp, facts if image_known else None))
+    fresh: dict[str, dict] = {}
+    broken: set[str | None] = set()
+    for (document, fingerprint, image_name, image_stamp, facts), result in zip(
+            pending, map_pages(check_page, jobs, "validate"), strict=True):
         log.problems.extend(result.problems)
-        if result.size is not None:
-            cache.put(f"images/{image_name}", image_stamp, *result.size, result.digest)
-            digests[image_name] = result.digest or ""
-        if result.labels is not None:
-            cache.put(f"labels/{label_name}", label_stamp, class_count, result.labels)
-        known = text if text is not None else result.labels
-        if (image_ok or result.size is not None) and known is not None:
-            clean[image_name] = known
-    return clean
+        if facts is None and result.size is not None:
+            facts = [*image_stamp, *result.size, result.digest or ""]
+        if facts is None or result.labels is None:
+            broken.add(document)
+            continue
+        boxes = result.labels.split()
+        rows = len(boxes) // 5
+        entry = fresh.setdefault(document or "", {"fp": fingerprint, "pages": {}, "wh": []})
+        entry["pages"][image_name] = [*facts[:5], rows]
+        entry["wh"].extend(float(value) for i in range(rows) for value in boxes[i * 5 + 3 : i * 5 + 5])
+    for document, entry in fresh.items():
+        for name, facts in entry["pages"].items():
+            checked.rows[name], checked.digests[name] = facts[5], facts[4]
+        checked.wh.extend(entry["wh"])
+        if document and document not in broken:
+            cache.fresh[document] = entry
+    return checked
 
 
-def check_duplicates(lists: dict[str, list[str]], digests: dict[str, str], labels: dict[str, str],
+def check_duplicates(lists: dict[str, list[str]], digests: dict[str, str], rows: dict[str, int],
                      export_dir: Path, log: ProblemLog, shown: Callable[[str], str]) -> None:
     """The same image twice (the same pages imported twice, a copied document): in train and in val or
     test, val measures pages the model trained on, an error naming both; in one split, a warning.
@@ -270,7 +288,7 @@ def check_duplicates(lists: dict[str, list[str]], digests: dict[str, str], label
                 continue
             first_split, first = seen[digest]
             same = f"the same image as {shown(first)} ({first_split})"
-            if split != first_split and (labels.get(name, "").strip() or labels.get(first, "").strip()):
+            if split != first_split and (rows.get(name) or rows.get(first)):
                 log.error(export_dir / "images" / name, f"{same}, and this one is in {split}: {split} would "
                           f"measure a page the model trained on. Remove the copy (or pin both documents to one "
                           f"split in conf/config.yaml, split.pin)")
@@ -303,23 +321,22 @@ def check_split_lists(lists: dict[str, list[str]], export_dir: Path, split_dir: 
             log.error(export_dir / "images" / name, "is in no split list")
 
 
-def box_statistics(labels: dict[str, str]) -> dict:
-    """Pages, boxes and box sizes (shares of the page) of clean label texts (a row a line, each ending in a
-    newline)."""
+def box_statistics(rows: dict[str, int], wh: list[float]) -> dict:
+    """Pages, boxes and box sizes (shares of the page) of the clean pages: their label row counts, and every
+    box's width and height in turn."""
     import numpy as np
 
-    texts = list(labels.values())
-    per_page = [text.count("\n") for text in texts]
-    rows = np.fromstring("".join(texts), sep=" ").reshape(-1, 5) if texts else np.zeros((0, 5))  # C parsing
-    widths, heights = rows[:, 3], rows[:, 4]
+    per_page = list(rows.values())
+    sizes = np.array(wh, dtype=np.float64).reshape(-1, 2)
+    widths, heights = sizes[:, 0], sizes[:, 1]
     stats = {
-        "pages": len(labels),
-        "boxes": len(rows),
+        "pages": len(rows),
+        "boxes": len(sizes),
         "negative_pages": per_page.count(0),
         "boxes_per_page_mean": round(statistics.fmean(per_page), 3) if per_page else 0.0,
         "boxes_per_page_max": max(per_page, default=0),
     }
-    if len(rows):
+    if len(sizes):
         stats |= {
             "box_area_median": round(float(np.median(widths * heights)), 5),  # share of the page
             "box_area_min": round(float((widths * heights).min()), 5),
@@ -329,9 +346,9 @@ def box_statistics(labels: dict[str, str]) -> dict:
     return stats
 
 
-def draw_samples(export_dir: Path, labels: dict[str, str], count: int, out: Path) -> None:
-    """A grid of a few pages with their boxes, for a person to check the labels by eye."""
-    names = sorted(labels)
+def draw_samples(export_dir: Path, clean: Iterable[str], count: int, out: Path) -> None:
+    """A grid of a few clean pages with their boxes, for a person to check the labels by eye."""
+    names = sorted(clean)
     if not names or count <= 0:
         return
     step = max(1, len(names) // count)
@@ -343,7 +360,8 @@ def draw_samples(export_dir: Path, labels: dict[str, str], count: int, out: Path
             page = image.convert("RGB")
         draw = ImageDraw.Draw(page)
         width = max(2, page.width // 250)
-        for row in parse_clean(labels[name]):
+        label = (export_dir / "labels" / name).with_suffix(".txt")
+        for row in parse_clean(label.read_text(encoding="utf-8")):
             draw.rectangle(row.to_pixels(page.width, page.height), outline=(220, 30, 30), width=width)
         scale = thumb_h / page.height
         tiles.append(page.resize((max(1, int(page.width * scale)), thumb_h)))
@@ -374,9 +392,8 @@ def run(export_dir: Path, split_dir: Path, reports_dir: Path, sample_pages: int,
     summary, pages = read_pages(export_dir)
     class_names = summary["class_names"]
     log = ProblemLog()
-    checked = CheckCache(cache_file or Path(".qblock") / "cache" / "validated.json")
-    digests: dict[str, str] = {}
-    labels = check_files(export_dir, len(class_names), checked, log, digests)
+    cache = CheckCache(cache_file or Path(".qblock") / "cache" / "validated.json")
+    found = check_files(export_dir, len(class_names), cache, log, {p["key"]: p["document"] for p in pages})
     lists = read_split_lists(split_dir, log)
     check_split_lists(lists, export_dir, split_dir, log)
 
@@ -389,22 +406,22 @@ def run(export_dir: Path, split_dir: Path, reports_dir: Path, sample_pages: int,
             in_app.update((image_name_of(p), (dataset_root / p["image"]).as_posix()) for p in pages)
         return in_app.get(image_name, image_name)
 
-    check_duplicates(lists, digests, labels, export_dir, log, shown)
+    check_duplicates(lists, found.digests, found.rows, export_dir, log, shown)
     if dataset_root is not None and log.problems:
         log.problems = in_the_app(log.problems, pages, export_dir, dataset_root)
 
-    stats = {"classes": len(class_names)} | box_statistics(labels)
+    stats = {"classes": len(class_names)} | box_statistics(found.rows, found.wh)
     for split, entries in lists.items():
         stats[f"{split}_pages"] = len(entries)
-        stats[f"{split}_boxes"] = sum(labels.get(e.rpartition("/")[2], "").count("\n") for e in entries)
+        stats[f"{split}_boxes"] = sum(found.rows.get(e.rpartition("/")[2], 0) for e in entries)
     documents = json.loads((split_dir / "split.json").read_text(encoding="utf-8"))["documents"] \
         if (split_dir / "split.json").is_file() else {}
     stats["documents"] = len(documents)
-    checked.save()
+    cache.save()
     write_json(reports_dir / "validate.json", {"ok": not log.errors, "stats": stats, "problems": log.as_json()})
     log.report(console, "validate")
     write_json(reports_dir / "data_stats.json", stats)
-    draw_samples(export_dir, labels, sample_pages, reports_dir / "samples.png")
+    draw_samples(export_dir, found.rows, sample_pages, reports_dir / "samples.png")
     console.print(
         f"validate: ok. {stats['pages']} pages, {stats['boxes']} boxes, {stats['negative_pages']} negative pages; "
         + ", ".join(f"{s} {stats[f'{s}_pages']} pages" for s in lists)
