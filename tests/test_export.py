@@ -278,3 +278,71 @@ def test_the_same_pages_export_byte_identical_on_another_machine(tmp_path, conso
     export.run(Path("app"), laptop / "yolo", params_of("export"), laptop / "export.json", console)
     last_run = console.text.split("export:")[-2:]
     assert "(0 files written" in "".join(last_run), last_run
+
+
+def test_a_rerun_reads_again_only_the_documents_whose_files_changed(tmp_path, console, monkeypatch):
+    """At 100,000 pages a re-run must not convert, or even list the records of, documents nobody touched:
+    one whose files have the names, sizes and times they had is carried over whole."""
+    from qblock.data import app_dataset
+
+    root = tmp_path / "app"
+    for document in ("algebra", "geometry", "calculus"):
+        for page in ("page_001", "page_002"):
+            write_page(root, document, page, [bbox(10, 10, 50, 20)])
+    first = run_export(root, tmp_path, console)
+    converted: list[str] = []
+    real_convert = export.convert_page
+    monkeypatch.setattr(export, "convert_page", lambda source, **kw: converted.append(source.key) or
+                        real_convert(source, **kw))
+    listed: list[str] = []
+    real_sources = app_dataset.document_sources
+    monkeypatch.setattr(export, "document_sources", lambda files: listed.append(files.name) or real_sources(files))
+
+    assert run_export(root, tmp_path, console) == first and converted == listed == []
+    groups = root / "documents" / "geometry" / "groups" / "page_002_groups.json"
+    groups.write_text(groups.read_text().replace('"x": 10', '"x": 90'))  # same size, another time
+    assert run_export(root, tmp_path, console) == first
+    assert listed == ["geometry"] and converted == ["geometry__page_002"]
+    assert (tmp_path / "yolo" / "labels" / "geometry__page_002.txt").read_text().startswith("0 0.575000")
+
+    # a document removed in the app: its files and this machine's stats of it go
+    import shutil
+
+    shutil.rmtree(root / "documents" / "calculus")
+    summary = run_export(root, tmp_path, console)
+    assert summary["documents"] == 2 and summary["pages"] == 4
+    assert not list((tmp_path / "yolo" / "labels").glob("calculus__*"))
+    from qblock.data import yolo_folder
+
+    stats = json.loads(yolo_folder.STATS.read_text())
+    assert sorted(stats["documents"]) == ["algebra", "geometry"]
+    assert yolo_folder.stats_file(tmp_path / "yolo", "algebra").is_file()  # a file of page stats per document
+    assert not yolo_folder.stats_file(tmp_path / "yolo", "calculus").exists()
+
+
+def test_a_file_removed_from_the_export_by_hand_comes_back(tmp_path, console):
+    root = tmp_path / "app"
+    for page in ("page_001", "page_002"):
+        write_page(root, "doc", page, [bbox(10, 10, 50, 20)])
+    run_export(root, tmp_path, console)
+    label = tmp_path / "yolo" / "labels" / "doc__page_002.txt"
+    image = tmp_path / "yolo" / "images" / "doc__page_001.png"
+    text = label.read_text()
+    label.unlink()
+    image.unlink()
+    run_export(root, tmp_path, console)
+    assert label.read_text() == text and image.is_file()
+    assert "(2 files written" in console.text.splitlines()[-1]
+
+
+def test_a_new_document_folding_into_an_unchanged_one_is_refused(tmp_path, console):
+    """`Algebra` exported last week, `algebra` added today: the old one is unchanged, yet the clash is named
+    by file, as when both are new (on the Windows desktop they are one folder)."""
+    root = tmp_path / "app"
+    write_page(root, "Algebra", "page_001", [bbox(10, 10, 50, 20)])
+    run_export(root, tmp_path, console)
+    write_page(root, "algebra", "page_001", [bbox(10, 10, 50, 20)])
+    with pytest.raises(StageFailed):
+        run_export(root, tmp_path, console)
+    assert "documents/algebra/groups/page_001_groups.json: differs from documents/Algebra/groups/page_001_groups.json" \
+        in " ".join(console.text.split())

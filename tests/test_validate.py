@@ -191,3 +191,29 @@ def test_the_same_page_in_train_and_in_val_is_an_error_naming_both(exported, con
     run_validate(exported, console)
     problems = json.loads((exported / "reports" / "validate.json").read_text())["problems"]
     assert [p["severity"] for p in problems if "the same image as" in p["message"]] == ["warning"]
+
+
+def test_a_rerun_checks_again_only_the_documents_whose_files_changed(exported, console, monkeypatch):
+    """A document whose exported files have the names, sizes and times they had is carried over whole; in one
+    that changed, labels are read again and only the image whose file changed is read again."""
+    first = run_validate(exported, console)
+    asked: list[tuple] = []
+    real_check = validate.check_page
+    monkeypatch.setattr(validate, "check_page", lambda job: asked.append(job[1:3]) or real_check(job))
+    assert run_validate(exported, console) == first and asked == []
+
+    labels = sorted((exported / "yolo" / "labels").iterdir())
+    document = labels[0].name.split("__")[0]
+    labels[0].write_text(labels[0].read_text())  # the same rows, another time
+    assert run_validate(exported, console) == first
+    in_document = sorted(p.name for p in labels if p.name.startswith(document + "__"))
+    assert sorted(label for image, label in asked) == in_document and {image for image, _ in asked} == {None}
+
+    asked.clear()
+    image = sorted((exported / "yolo" / "images").iterdir())[-1]
+    data = bytearray(image.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # a page of another document breaks: found, though its labels are as they were
+    image.write_bytes(bytes(data))
+    with pytest.raises(StageFailed):
+        run_validate(exported, console)
+    assert [i for i, _ in asked if i] == [image.name] and f"{image}: corrupt or truncated image" in console.text

@@ -163,10 +163,9 @@ def write_manifest(export_dir: Path, manifest: Manifest, fingerprints: dict[str,
     names, sizes and times) and the page stats of the ``changed`` documents (all when None)."""
     documents = {name: _document_entry(document) for name, document in manifest.documents.items()}
     write_json(export_dir / MANIFEST, {"summary": manifest.summary, "documents": documents}, compact=True)
-    shards = STATS.with_suffix("")
     for name in manifest.documents if changed is None else changed:
         document = manifest.documents.get(name)
-        shard = shards / f"{_shard_name(name)}.json"
+        shard = stats_file(export_dir, name)
         if document is None:
             shard.unlink(missing_ok=True)
             continue
@@ -175,8 +174,10 @@ def write_manifest(export_dir: Path, manifest: Manifest, fingerprints: dict[str,
     write_json(STATS, {"export_dir": export_dir.as_posix(), "documents": fingerprints or {}}, compact=True)
 
 
-def _shard_name(document: str) -> str:
-    return hashlib.blake2b(document.encode("utf-8"), digest_size=10).hexdigest()
+def stats_file(export_dir: Path, document: str) -> Path:
+    """Where this machine's stats of a document's pages exported to ``export_dir`` are kept."""
+    name = hashlib.blake2b(f"{export_dir.as_posix()}\0{document}".encode("utf-8", "surrogateescape"), digest_size=10)
+    return STATS.with_suffix("") / f"{name.hexdigest()}.json"
 
 
 def read_fingerprints(export_dir: Path) -> dict[str, str]:
@@ -196,7 +197,7 @@ def read_stats(export_dir: Path, documents: Iterable[str]) -> dict[str, dict[str
     stats = {}
     for name in documents:
         try:
-            data = orjson.loads((STATS.with_suffix("") / f"{_shard_name(name)}.json").read_bytes())
+            data = orjson.loads(stats_file(export_dir, name).read_bytes())
             if data["document"] == name:
                 stats[name] = data["pages"]
         except (OSError, ValueError, KeyError, TypeError):
