@@ -13,7 +13,7 @@ def write_manifest(export_dir, documents: dict[str, int]) -> None:
     records = {d: DocumentRecord([PageRecord(f"{d}__page_{i:03d}", d, f"page_{i:03d}", f"documents/{d}/pages/p.png",
                                              100, 100, [1, 1], [1, 1], "", 0) for i in range(n)])
                for d, n in documents.items()}
-    write_manifest_file(export_dir, Manifest({}, records))
+    write_manifest_file(export_dir, Manifest({}, {d: r.as_json() for d, r in records.items()}), {}, {})
 
 
 def test_pages_of_a_document_stay_together_and_runs_are_deterministic(tmp_path, console):

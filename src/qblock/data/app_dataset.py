@@ -133,21 +133,26 @@ def folded_together(documents: list[str]) -> set[str]:
     return {name for names in groups.values() if len(names) > 1 for name in names}
 
 
-def outside_links(dataset_root: Path) -> list[str]:
+def outside_links(dataset_root: Path, documents: bool = True) -> list[str]:
     """Links under ``documents/`` (files or folders) that lead outside the dataset root: followed, they
-    would put another folder's files into the pipeline, DVC's cache and the NAS."""
+    would put another folder's files into the pipeline, DVC's cache and the NAS. ``documents=False``: not
+    inside the document folders' `pages/` and `groups/` (export finds those in its own listing of them)."""
     root = dataset_root.resolve()
     found = []
-    folders = [dataset_root / "documents"]
+    folders = [(dataset_root / "documents", 0)]
     while folders:  # DirEntry knows a link and a folder from the listing itself: no stat per file
-        for entry in _entries(folders.pop()):
+        folder, depth = folders.pop()
+        for entry in _entries(folder):
             if entry.is_symlink():
-                path = Path(entry.path)
-                if not path.resolve().is_relative_to(root):
-                    found.append(f"{path.as_posix()} -> {os.readlink(path)}")
-            elif entry.is_dir():
-                folders.append(Path(entry.path))
+                found += _leading_outside(entry, root)
+            elif entry.is_dir() and (documents or depth != 1 or entry.name not in ("pages", "groups")):
+                folders.append((Path(entry.path), depth + 1))
     return sorted(found)
+
+
+def _leading_outside(entry: os.DirEntry, root: Path) -> list[str]:
+    path = Path(entry.path)
+    return [] if path.resolve().is_relative_to(root) else [f"{path.as_posix()} -> {os.readlink(path)}"]
 
 
 class PageSource(NamedTuple):
@@ -199,13 +204,14 @@ def check_pages_present(root: Path, dataset_root: Path) -> None:
 
 
 class DocumentFiles(NamedTuple):
-    """One document's listing: its groups files (by name), its page images (page -> entry), and a
-    fingerprint of every name, size and modification time among them."""
+    """One document's listing: its groups files, its page images (page -> entry), a fingerprint of every
+    name, size and modification time among them, and the links among them that lead outside the dataset root."""
 
     name: str
     groups: list[tuple[os.DirEntry, list[int]]]
     images: dict[str, tuple[os.DirEntry, list[int]]]
     fingerprint: str
+    outside_links: list[str]
 
 
 def list_documents(dataset_root: Path) -> list[str]:
@@ -216,18 +222,20 @@ def list_documents(dataset_root: Path) -> list[str]:
 
 def list_document(dataset_root: Path, document: str) -> DocumentFiles:
     """A document's groups files and page images, each stat'ed once (``os.scandir``; on Windows the listing
-    carries the file times, so no file is opened or stat'ed twice)."""
+    carries the file times, so no file is opened or stat'ed twice). The fingerprint follows the listing's
+    order, which a folder keeps while its files do: were it to change, the document is only looked at again."""
     folder = dataset_root / "documents" / document
-    groups = sorted(((e, _stat(e)) for e in _entries(folder / "groups") if e.name.endswith(GROUPS_SUFFIX)),
-                    key=lambda item: item[0].name)
-    entries = [(e, _stat(e)) for e in _entries(folder / "pages") if e.name.endswith(IMAGE_SUFFIXES)]
+    listed = _entries(folder / "groups"), _entries(folder / "pages")
+    root = dataset_root.resolve()
+    links = [link for entries in listed for e in entries if e.is_symlink() for link in _leading_outside(e, root)]
+    groups = [(e, _stat(e)) for e in listed[0] if e.name.endswith(GROUPS_SUFFIX)]
+    entries = [(e, _stat(e)) for e in listed[1] if e.name.endswith(IMAGE_SUFFIXES)]
     images: dict[str, tuple[os.DirEntry, list[int]]] = {}
     for suffix in reversed(IMAGE_SUFFIXES):  # the earlier suffix wins: page_001.png over page_001.jpg
         images |= {e.name[: -len(suffix)]: (e, stat) for e, stat in entries if e.name.endswith(suffix)}
-    listing = "\n".join(f"{e.name}\t{size}\t{mtime}" for e, (size, mtime) in
-                        [*groups, *sorted(entries, key=lambda item: item[0].name)])
+    listing = "\n".join(f"{e.name}\t{stat[0]}\t{stat[1]}" for e, stat in (*groups, *entries))
     fingerprint = hashlib.blake2b(listing.encode("utf-8", "surrogateescape"), digest_size=12).hexdigest()
-    return DocumentFiles(document, groups, images, fingerprint)
+    return DocumentFiles(document, groups, images, fingerprint, links)
 
 
 def document_sources(files: DocumentFiles) -> tuple[list[PageSource], int]:
@@ -235,7 +243,7 @@ def document_sources(files: DocumentFiles) -> tuple[list[PageSource], int]:
     groups file."""
     document = files.name
     sources = []
-    for entry, stat in files.groups:
+    for entry, stat in sorted(files.groups, key=lambda item: item[0].name):
         page = entry.name[: -len(GROUPS_SUFFIX)]
         image, image_stat = files.images.get(page, (None, None))
         sources.append(PageSource(

@@ -61,55 +61,70 @@ class DocumentRecord:
     pages: list[PageRecord]
     unlabeled: int = 0
 
+    def as_json(self) -> dict[str, Any]:
+        """The document as the manifest holds it: no local stats, and a page's `flat` and `problems` only
+        when it has them."""
+        pages: list[list[Any]] = []
+        for p in self.pages:
+            entry: list[Any] = [p.page, p.image.rpartition("/")[2], p.width, p.height, p.boxes]
+            extra: dict[str, Any] = {}
+            if p.flat:
+                extra["flat"] = True
+            if p.problems:
+                extra["problems"] = p.problems
+            if extra:
+                entry.append(extra)
+            pages.append(entry)
+        return {"unlabeled": self.unlabeled, "pages": pages}
+
 
 @dataclass
 class Manifest:
+    """The manifest as read: its summary and each document as the file holds it (`{"unlabeled": N, "pages":
+    [[page, image file, width, height, boxes], ...]}`, a page's list ending in `{"flat": true, "problems":
+    [...]}` when it has either). A page's `key`, `image` and file names follow from its document and page."""
+
     summary: dict[str, Any]
-    documents: dict[str, DocumentRecord]
+    documents: dict[str, dict[str, Any]]
+
+    def records(self, document: str, stats: dict[str, list] | None = None) -> DocumentRecord:
+        """One document's pages as records, with this machine's ``stats`` of them (page -> [groups_stat,
+        image_stat]) when known."""
+        data, stats = self.documents[document], stats or {}
+        records = []
+        for entry in data["pages"]:
+            page, image_file, width, height, boxes = entry[:5]
+            extra = entry[5] if len(entry) > 5 else {}
+            groups_stat, image_stat = stats.get(page, ([], None))
+            records.append(PageRecord(page_key(document, page), document, page,
+                                      f"documents/{document}/pages/{image_file}", width, height, groups_stat,
+                                      image_stat, None, boxes, extra.get("problems", []), extra.get("flat", False)))
+        return DocumentRecord(records, data.get("unlabeled", 0))
 
     @property
     def pages(self) -> list[PageRecord]:
-        return [page for document in self.documents.values() for page in document.pages]
+        return [page for name in self.documents for page in self.records(name).pages]
 
 
-def read_manifest(export_dir: Path, with_stats: bool = False) -> Manifest:
-    """The export's manifest; a UserError naming the file when it is missing or not what export writes.
-
-    In the file, a document is `{"unlabeled": N, "pages": [[page, image file, width, height, boxes], ...]}`,
-    a page's list ending in `{"flat": true, "problems": [...]}` when it has either. Its `key`, `image` and
-    label name follow from the document and page, so 100,000 pages read in a fraction of a second.
-    ``with_stats``: with this machine's file stats of the sources (export needs them)."""
-    summary, documents = _read(export_dir)
-    stats = read_stats(export_dir, documents) if with_stats else {}
-    try:
-        return Manifest(summary, {name: DocumentRecord(_records(name, document, stats.get(name, {})),
-                                                       document.get("unlabeled", 0))
-                                  for name, document in documents.items()})
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise UserError(f"{export_dir / MANIFEST}: cannot read the export manifest ({exc}); run the export stage") \
-            from None
-
-
-def _records(document: str, data: dict[str, Any], stats: dict[str, list]) -> list[PageRecord]:
-    records = []
+def file_names(document: str, data: dict[str, Any]) -> list[tuple[str, str]]:
+    """(image name, label name) in the YOLO folder of each page of a document as the manifest holds it."""
+    names = []
     for entry in data["pages"]:
-        page, image_file, width, height, boxes = entry[:5]
-        extra = entry[5] if len(entry) > 5 else {}
-        groups_stat, image_stat = stats.get(page, ([], None))
-        records.append(PageRecord(page_key(document, page), document, page, f"documents/{document}/pages/{image_file}",
-                                  width, height, groups_stat, image_stat, None, boxes, extra.get("problems", []),
-                                  extra.get("flat", False)))
-    return records
+        key = page_key(document, entry[0])
+        names.append((key + "." + entry[1].rpartition(".")[2].lower(), key + ".txt"))
+    return names
 
 
-def _read(export_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def read_manifest(export_dir: Path) -> Manifest:
+    """The export's manifest; a UserError naming the file when it is missing or not what export writes."""
     path = export_dir / MANIFEST
     try:
         data = orjson.loads(path.read_bytes())
         summary, documents = data["summary"], data["documents"]
-        if not isinstance(summary, dict) or not isinstance(documents, dict):
-            raise TypeError("not a manifest of documents")
-        return summary, documents
+        if not isinstance(summary, dict) or not isinstance(documents, dict) \
+                or not all(isinstance(d, dict) and isinstance(d.get("pages"), list) for d in documents.values()):
+            raise TypeError("not a manifest of documents and their pages")
+        return Manifest(summary, documents)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{path}: cannot read the export manifest ({exc}); run the export stage") from None
 
@@ -117,16 +132,16 @@ def _read(export_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 def read_pages(export_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The manifest's summary and its pages as plain dicts (`key`, `document`, `page`, `image`, `width`,
     `height`, `boxes`), for the stages that only read a few fields."""
-    summary, documents = _read(export_dir)
+    manifest = read_manifest(export_dir)
     try:
         pages = [{"key": page_key(name, entry[0]), "document": name, "page": entry[0],
                   "image": f"documents/{name}/pages/{entry[1]}", "width": entry[2], "height": entry[3],
                   "boxes": entry[4]}
-                 for name, document in documents.items() for entry in document["pages"]]
+                 for name, document in manifest.documents.items() for entry in document["pages"]]
     except (KeyError, TypeError, IndexError) as exc:
         raise UserError(f"{export_dir / MANIFEST}: cannot read the export manifest ({exc}); run the export stage") \
             from None
-    return summary, pages
+    return manifest.summary, pages
 
 
 def image_name_for(key: str, image: str) -> str:
@@ -140,38 +155,19 @@ def image_name(page: dict[str, Any]) -> str:
     return image_name_for(page["key"], page["image"])
 
 
-def _document_entry(document: DocumentRecord) -> dict[str, Any]:
-    """A document as the manifest holds it: no local stats, and a page's `flat` and `problems` only when
-    it has them."""
-    pages: list[list[Any]] = []
-    for p in document.pages:
-        entry: list[Any] = [p.page, p.image.rpartition("/")[2], p.width, p.height, p.boxes]
-        extra: dict[str, Any] = {}
-        if p.flat:
-            extra["flat"] = True
-        if p.problems:
-            extra["problems"] = p.problems
-        if extra:
-            entry.append(extra)
-        pages.append(entry)
-    return {"unlabeled": document.unlabeled, "pages": pages}
-
-
-def write_manifest(export_dir: Path, manifest: Manifest, fingerprints: dict[str, str] | None = None,
-                   changed: Iterable[str] | None = None) -> None:
-    """The manifest, then this machine's stats: a fingerprint per document (``fingerprints``, of its files'
-    names, sizes and times) and the page stats of the ``changed`` documents (all when None)."""
-    documents = {name: _document_entry(document) for name, document in manifest.documents.items()}
-    write_json(export_dir / MANIFEST, {"summary": manifest.summary, "documents": documents}, compact=True)
-    for name in manifest.documents if changed is None else changed:
-        document = manifest.documents.get(name)
-        shard = stats_file(export_dir, name)
-        if document is None:
-            shard.unlink(missing_ok=True)
-            continue
-        write_json(shard, {"document": name, "pages": {p.page: [p.groups_stat, p.image_stat] for p in document.pages}},
+def write_manifest(export_dir: Path, manifest: Manifest, fingerprints: dict[str, str],
+                   page_stats: dict[str, DocumentRecord], removed: Iterable[str] = ()) -> None:
+    """The manifest, then this machine's stats: a fingerprint per document (of its files' names, sizes and
+    times) and the page stats of the documents in ``page_stats`` (those looked at again); ``removed``: documents
+    whose stats go."""
+    write_json(export_dir / MANIFEST, {"summary": manifest.summary, "documents": manifest.documents}, compact=True)
+    for name, document in page_stats.items():
+        write_json(stats_file(export_dir, name),
+                   {"document": name, "pages": {p.page: [p.groups_stat, p.image_stat] for p in document.pages}},
                    compact=True)
-    write_json(STATS, {"export_dir": export_dir.as_posix(), "documents": fingerprints or {}}, compact=True)
+    for name in removed:
+        stats_file(export_dir, name).unlink(missing_ok=True)
+    write_json(STATS, {"export_dir": export_dir.as_posix(), "documents": fingerprints}, compact=True)
 
 
 def stats_file(export_dir: Path, document: str) -> Path:
@@ -190,19 +186,13 @@ def read_fingerprints(export_dir: Path) -> dict[str, str]:
         return {}
 
 
-def read_stats(export_dir: Path, documents: Iterable[str]) -> dict[str, dict[str, list]]:
-    """This machine's stats of the pages of ``documents``: document -> page -> [groups_stat, image_stat]."""
-    if not read_fingerprints(export_dir):
+def read_stats(export_dir: Path, document: str) -> dict[str, list]:
+    """This machine's stats of a document's pages (page -> [groups_stat, image_stat]); empty when unknown."""
+    try:
+        data = orjson.loads(stats_file(export_dir, document).read_bytes())
+        return data["pages"] if data["document"] == document else {}
+    except (OSError, ValueError, KeyError, TypeError):
         return {}
-    stats = {}
-    for name in documents:
-        try:
-            data = orjson.loads(stats_file(export_dir, name).read_bytes())
-            if data["document"] == name:
-                stats[name] = data["pages"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    return stats
 
 
 def split_list(split_dir: Path, split: str) -> list[str] | None:

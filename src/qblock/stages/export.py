@@ -52,6 +52,7 @@ from qblock.data.yolo_folder import (
     DocumentRecord,
     Manifest,
     PageRecord,
+    file_names,
     read_fingerprints,
     read_manifest,
     read_stats,
@@ -197,9 +198,10 @@ def load_previous(out_dir: Path, fingerprint: str) -> tuple[Manifest | None, dic
 
 
 class Collected(NamedTuple):
-    documents: dict[str, DocumentRecord]
+    documents: dict[str, dict[str, Any]]  # as the manifest holds them
     fingerprints: dict[str, str]
-    changed: list[str]  # documents whose files changed (or that are gone): their pages were looked at again
+    looked_at: dict[str, DocumentRecord]  # documents whose files changed: their pages were looked at again
+    removed: list[str]  # documents exported last time that are gone
     converted: int
     images_in_place: set[str]  # keys of pages converted again whose exported image is still right
 
@@ -208,14 +210,13 @@ def collect_pages(dataset_root: Path, params: ExportParams, previous: Manifest |
                   fingerprints: dict[str, str], out_dir: Path, present: set[str], log: ProblemLog) -> Collected:
     """The records of every labeled page, by document. A document whose files are as they were (the same
     names, sizes and times: its fingerprint) and whose exported files are all ``present`` is carried over
-    whole; in one that changed, a page is converted again when one of its files changed or is missing."""
+    whole, as the manifest holds it; in one that changed, a page is converted again when one of its files
+    changed or is missing."""
     old = previous.documents if previous else {}
-    for link in outside_links(dataset_root):
-        log.error(link.split(" -> ")[0], f"a link leading outside {dataset_root} ({link.split(' -> ')[1]}): "
-                  f"copy the file into the app's folder instead")
     names = list_documents(dataset_root)
+    links = outside_links(dataset_root, documents=False)
     folds_together = folded_together(names)  # checked again with their files, so the clash is named by file
-    documents: dict[str, DocumentRecord] = {}
+    documents: dict[str, dict[str, Any]] = {}
     fresh: dict[str, str] = {}
     changed: list[str] = []
     new_sources: list[PageSource] = []
@@ -223,34 +224,42 @@ def collect_pages(dataset_root: Path, params: ExportParams, previous: Manifest |
     for name in track(names, "export: list"):
         files = list_document(dataset_root, name)
         fresh[name] = files.fingerprint
+        links += files.outside_links
         if name in old and fingerprints.get(name) == files.fingerprint and name not in folds_together \
-                and all(p.image_name in present and p.label_name in present for p in old[name].pages):
+                and all(i in present and label in present for i, label in file_names(name, old[name])):
             documents[name] = old[name]
-            for page in old[name].pages:
-                log.problems.extend(Problem(**p) for p in page.problems)
+            for entry in old[name]["pages"]:
+                if len(entry) > 5:
+                    log.problems.extend(Problem(**p) for p in entry[5].get("problems", []))
             continue
         changed.append(name)
         sources, unlabeled[name] = document_sources(files)
         new_sources += sources
-    changed += sorted(old.keys() - set(names))
+    for link in sorted(links):
+        log.error(link.split(" -> ")[0], f"a link leading outside {dataset_root} ({link.split(' -> ')[1]}): "
+                  f"copy the file into the app's folder instead")
     name_problems(new_sources, log)
-    stats = read_stats(out_dir, [name for name in changed if name in old]) if fingerprints else {}
+    before: dict[str, dict[str, PageRecord]] = {}
+    for name in changed:
+        if previous is not None and name in old:
+            stats = read_stats(out_dir, name) if fingerprints else {}
+            before[name] = {p.page: p for p in previous.records(name, stats).pages if p.groups_stat}
     carried: dict[str, PageRecord] = {}
     todo: list[PageSource] = []
     images_in_place: set[str] = set()
     for source in new_sources:
-        before = old.get(source.document)
-        page_stats = stats.get(source.document, {}).get(source.page)
-        record = next((p for p in before.pages if p.page == source.page), None) if before and page_stats else None
-        if record is not None and page_stats == [source.groups_stat, source.image_stat] \
-                and record.image == source.image and record.image_name in present and record.label_name in present:
-            record.groups_stat, record.image_stat = source.groups_stat, source.image_stat
+        record = before.get(source.document, {}).get(source.page)
+        if record is None:
+            todo.append(source)
+            continue
+        same_image = record.image_stat == source.image_stat and record.image == source.image \
+            and record.image_name in present
+        if same_image and record.groups_stat == source.groups_stat and record.label_name in present:
             carried[source.key] = record
             log.problems.extend(Problem(**p) for p in record.problems)
             continue
         todo.append(source)
-        if record is not None and page_stats and page_stats[1] == source.image_stat \
-                and record.image == source.image and record.image_name in present:
+        if same_image:
             images_in_place.add(source.key)  # only the groups file changed
     for record, problems in map_pages(partial(convert_page, dataset_root=dataset_root, params=params), todo, "export"):
         log.problems.extend(problems)
@@ -260,11 +269,13 @@ def collect_pages(dataset_root: Path, params: ExportParams, previous: Manifest |
     for source in new_sources:
         if source.key in carried:
             by_document.setdefault(source.document, []).append(carried[source.key])
+    looked_at = {}
     for name in changed:
-        if name in unlabeled and (by_document.get(name) or unlabeled[name]):
-            documents[name] = DocumentRecord(by_document.get(name, []), unlabeled[name])
-    return Collected({name: documents[name] for name in names if name in documents}, fresh, changed, len(todo),
-                     images_in_place)
+        if by_document.get(name) or unlabeled[name]:
+            looked_at[name] = DocumentRecord(by_document.get(name, []), unlabeled[name])
+            documents[name] = looked_at[name].as_json()
+    return Collected({name: documents[name] for name in names if name in documents}, fresh, looked_at,
+                     sorted(old.keys() - set(names)), len(todo), images_in_place)
 
 
 def _link_image(source: Path, target: Path, flat: bool) -> None:
@@ -306,8 +317,7 @@ def listing(out_dir: Path) -> dict[Path, list[str]]:
     return listed
 
 
-def write_export(documents: dict[str, DocumentRecord], listed: dict[Path, list[str]], dataset_root: Path,
-                 out_dir: Path, images_in_place: set[str]) -> int:
+def write_export(collected: Collected, listed: dict[Path, list[str]], dataset_root: Path, out_dir: Path) -> int:
     """Bring out_dir up to date file by file; return how many files were (re)written.
 
     Pages converted again (their records carry label text) are written, their labels only when they differ
@@ -318,19 +328,17 @@ def write_export(documents: dict[str, DocumentRecord], listed: dict[Path, list[s
     """
     images_dir, labels_dir = out_dir / "images", out_dir / "labels"
     present = {name for names in listed.values() for name in names}
-    wanted: set[str] = set()
+    wanted = {name for document, data in collected.documents.items() for pair in file_names(document, data)
+              for name in pair}
     jobs: list[tuple] = []
-    for document in documents.values():
+    for document in collected.looked_at.values():
         for page in document.pages:
-            image_name, label_name = page.image_name, page.label_name
-            wanted.add(image_name)
-            wanted.add(label_name)
             if page.labels is None:  # carried over: its files are there (collect_pages saw them), as written
                 continue
-            if page.key not in images_in_place:
-                jobs.append((_link_image, dataset_root / page.image, images_dir / image_name, page.flat))
-            if label_name not in present or _read_label(labels_dir / label_name) != page.labels:
-                jobs.append((_write_label, page.labels, labels_dir / label_name))
+            if page.key not in collected.images_in_place:
+                jobs.append((_link_image, dataset_root / page.image, images_dir / page.image_name, page.flat))
+            if page.label_name not in present or _read_label(labels_dir / page.label_name) != page.labels:
+                jobs.append((_write_label, page.labels, labels_dir / page.label_name))
     for write, *args in track(jobs, "export: write"):  # threads measured slower here: the disk is the limit
         write(*args)
     stale = [folder / name for folder, names in listed.items() for name in names if name not in wanted]
@@ -355,13 +363,13 @@ def run(dataset_root: Path, out_dir: Path, params: ExportParams, report_file: Pa
     present = {name for names in listed.values() for name in names}
     collected = collect_pages(dataset_root, params, previous, fingerprints, out_dir, present, log)
     documents = collected.documents
-    pages = [page for document in documents.values() for page in document.pages]
-    unlabeled = sum(document.unlabeled for document in documents.values())
+    boxes = [entry[4] for document in documents.values() for entry in document["pages"]]
+    unlabeled = sum(document["unlabeled"] for document in documents.values())
     summary = {
-        "documents": sum(1 for document in documents.values() if document.pages),
-        "pages": len(pages),
-        "boxes": sum(p.boxes for p in pages),
-        "negative_pages": sum(1 for p in pages if not p.boxes),
+        "documents": sum(1 for document in documents.values() if document["pages"]),
+        "pages": len(boxes),
+        "boxes": sum(boxes),
+        "negative_pages": boxes.count(0),
         "unlabeled_pages": unlabeled,
         "class_names": list(params.class_names),
         "errors": len(log.errors),
@@ -370,11 +378,12 @@ def run(dataset_root: Path, out_dir: Path, params: ExportParams, report_file: Pa
     }
     write_json(report_file, {"summary": summary, "problems": log.as_json()})
     log.report(console, "export")
-    written = write_export(documents, listed, dataset_root, out_dir, collected.images_in_place)
-    if written or collected.changed or previous is None or summary != previous.summary \
+    written = write_export(collected, listed, dataset_root, out_dir)
+    if written or collected.looked_at or collected.removed or previous is None or summary != previous.summary \
             or collected.fingerprints != fingerprints:
-        write_manifest(out_dir, Manifest(summary, documents), collected.fingerprints,
-                       None if previous is None or not fingerprints else collected.changed)
+        # a document carried over kept its fingerprint, so its page stats are those on disk already
+        write_manifest(out_dir, Manifest(summary, documents), collected.fingerprints, collected.looked_at,
+                       collected.removed)
     console.print(
         f"export: {summary['pages']} pages from {summary['documents']} documents, {summary['boxes']} boxes, "
         f"{summary['negative_pages']} negative pages, {unlabeled} pages not labeled yet -> {out_dir} "

@@ -17,7 +17,7 @@ from rich.console import Console
 from qblock.config.schema import Params, SplitParams
 from qblock.core.errors import UserError
 from qblock.data.problems import write_json
-from qblock.data.yolo_folder import SPLITS, image_name, read_pages
+from qblock.data.yolo_folder import SPLITS, file_names, read_manifest
 
 
 def document_score(document: str, salt: str) -> float:
@@ -69,12 +69,14 @@ def assign_documents(documents: list[str], params: SplitParams) -> tuple[dict[st
 
 
 def run(export_dir: Path, out_dir: Path, params: SplitParams, console: Console) -> dict:
-    _, pages = read_pages(export_dir)
-    documents = sorted({p["document"] for p in pages})
+    manifest = read_manifest(export_dir)
+    documents = sorted(name for name, data in manifest.documents.items() if data["pages"])
     assignment, notes = assign_documents(documents, params)
     lists: dict[str, list[str]] = defaultdict(list)
-    for page in sorted(pages, key=lambda p: p["key"]):
-        lists[assignment[page["document"]]].append(f"images/{image_name(page)}")
+    pages = sorted((image.rpartition(".")[0], name, image) for name in documents  # by key, as before
+                   for image, _ in file_names(name, manifest.documents[name]))
+    for _key, name, image in pages:
+        lists[assignment[name]].append(f"images/{image}")
     out_dir.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
         target = out_dir / f"{split}.txt"

@@ -31,7 +31,7 @@ from qblock.data.app_dataset import GROUPS_SUFFIX
 from qblock.data.contact_sheet import save_contact_sheet
 from qblock.data.labels import LabelRow, parse_clean, parse_row
 from qblock.data.problems import Problem, ProblemLog, write_json
-from qblock.data.yolo_folder import SPLITS, read_pages, split_list
+from qblock.data.yolo_folder import SPLITS, file_names, read_manifest, read_pages, split_list
 from qblock.data.yolo_folder import image_name as image_name_of
 
 MIN_IMAGE_SIDE = 10  # ultralytics skips smaller images
@@ -197,16 +197,19 @@ def check_page(job: tuple[str, str | None, str | None, int]) -> PageCheck:
     return PageCheck(size, labels, log.problems, digest)
 
 
-def _listing(folder: Path) -> dict[str, tuple[str, list[int]]]:
-    """stem -> (file name, [size, mtime_ns]) for the files in a folder, from one directory listing."""
-    listing = {}
+def _listing(folder: Path) -> tuple[dict[str, tuple[str, list[int]]], list[str]]:
+    """stem -> (file name, [size, mtime_ns]) for the files in a folder, and every name in it, from one
+    directory listing."""
+    listing, names = {}, []
     for entry in os.scandir(folder):
         stat = entry.stat()
+        names.append(entry.name)
         listing[entry.name.rsplit(".", 1)[0]] = (entry.name, [stat.st_size, stat.st_mtime_ns])
-    return listing
+    return listing, names
 
 
 class Checked(NamedTuple):
+    images: list[str]  # every file in images/
     rows: dict[str, int]  # clean image name -> its label's row count
     digests: dict[str, str]  # clean image name -> a hash of its bytes
     wh: list[float]  # every clean label's box widths and heights, in turn
@@ -217,7 +220,7 @@ def check_files(export_dir: Path, class_count: int, cache: CheckCache, log: Prob
     """Every image and label file checked, or known clean from the cache. ``documents``: page stem -> its
     document (from the manifest); a file of no document in it is checked every time."""
     with ThreadPoolExecutor(2) as pool:  # a stat per file, 200,000 at 100,000 pages: the two folders at once
-        images, all_labels = pool.map(_listing, (export_dir / "images", export_dir / "labels"))
+        (images, image_files), (all_labels, _) = pool.map(_listing, (export_dir / "images", export_dir / "labels"))
     labels = {stem: v for stem, v in all_labels.items() if v[0].endswith(".txt")}
     for stem in sorted(images.keys() - labels.keys()):
         log.error(export_dir / "images" / images[stem][0],
@@ -227,10 +230,11 @@ def check_files(export_dir: Path, class_count: int, cache: CheckCache, log: Prob
     grouped: dict[str | None, list[str]] = {}
     for stem in sorted(images.keys() & labels.keys()):
         grouped.setdefault(documents.get(stem), []).append(stem)
-    checked = Checked({}, {}, [])
+    checked = Checked(image_files, {}, {}, [])
     jobs, pending = [], []
     for document, stems in grouped.items():
-        listing = "\n".join(f"{images[s][0]}\t{images[s][1]}\t{labels[s][0]}\t{labels[s][1]}" for s in stems)
+        listing = "\n".join(f"{image}\t{i_stat[0]}\t{i_stat[1]}\t{label}\t{l_stat[0]}\t{l_stat[1]}"
+                            for (image, i_stat), (label, l_stat) in ((images[s], labels[s]) for s in stems))
         fingerprint = hashlib.blake2b(f"{class_count}\n{listing}".encode("utf-8", "surrogateescape"),
                                       digest_size=12).hexdigest()
         known = cache.entries.get(document) if document is not None else None
@@ -305,8 +309,9 @@ def read_split_lists(split_dir: Path, log: ProblemLog) -> dict[str, list[str]]:
     return lists
 
 
-def check_split_lists(lists: dict[str, list[str]], export_dir: Path, split_dir: Path, log: ProblemLog) -> None:
-    names = sorted(os.listdir(export_dir / "images"))
+def check_split_lists(lists: dict[str, list[str]], export_dir: Path, split_dir: Path, log: ProblemLog,
+                      images: list[str]) -> None:
+    names = sorted(images)
     existing = {f"images/{name}" for name in names}
     owner: dict[str, str] = {}
     for split, entries in lists.items():
@@ -389,13 +394,15 @@ def in_the_app(problems: list[Problem], pages: list[dict], export_dir: Path, dat
 
 def run(export_dir: Path, split_dir: Path, reports_dir: Path, sample_pages: int, console: Console,
         cache_file: Path | None = None, dataset_root: Path | None = None) -> dict:
-    summary, pages = read_pages(export_dir)
-    class_names = summary["class_names"]
+    manifest = read_manifest(export_dir)
+    class_names = manifest.summary["class_names"]
     log = ProblemLog()
     cache = CheckCache(cache_file or Path(".qblock") / "cache" / "validated.json")
-    found = check_files(export_dir, len(class_names), cache, log, {p["key"]: p["document"] for p in pages})
+    documents = {image.rpartition(".")[0]: name for name, data in manifest.documents.items()
+                 for image, _ in file_names(name, data)}
+    found = check_files(export_dir, len(class_names), cache, log, documents)
     lists = read_split_lists(split_dir, log)
-    check_split_lists(lists, export_dir, split_dir, log)
+    check_split_lists(lists, export_dir, split_dir, log, found.images)
 
     in_app: dict[str, str] = {}
 
@@ -403,12 +410,12 @@ def run(export_dir: Path, split_dir: Path, reports_dir: Path, sample_pages: int,
         if dataset_root is None:
             return image_name
         if not in_app:
-            in_app.update((image_name_of(p), (dataset_root / p["image"]).as_posix()) for p in pages)
+            in_app.update((image_name_of(p), (dataset_root / p["image"]).as_posix()) for p in read_pages(export_dir)[1])
         return in_app.get(image_name, image_name)
 
     check_duplicates(lists, found.digests, found.rows, export_dir, log, shown)
     if dataset_root is not None and log.problems:
-        log.problems = in_the_app(log.problems, pages, export_dir, dataset_root)
+        log.problems = in_the_app(log.problems, read_pages(export_dir)[1], export_dir, dataset_root)
 
     stats = {"classes": len(class_names)} | box_statistics(found.rows, found.wh)
     for split, entries in lists.items():
