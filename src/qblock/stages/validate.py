@@ -16,10 +16,11 @@ import os
 import statistics
 import struct
 import zlib
+from array import array
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 from PIL import Image, ImageDraw, UnidentifiedImageError
@@ -103,26 +104,77 @@ def image_problem(path: Path, data: bytes | None = None) -> tuple[str | None, tu
 class CheckCache:
     """What validate found clean, per document, so a re-run checks only the documents whose files changed.
 
-    A document's entry: ``fp`` (a fingerprint of its exported files' names, sizes and times, and the class
-    count), ``pages`` (image name -> [size, mtime_ns, width, height, digest, rows]) and ``wh`` (the widths
-    and heights of its boxes, for the box statistics). A document is carried over whole while its
-    fingerprint holds; in one that changed, an image is read again only when its size or time changed.
-    Only documents found clean are saved.
+    The index (``path``, JSON) has a document's ``fp`` (a fingerprint of its exported files' names, sizes and
+    times, and the class count), and what the statistics and the duplicate check need of its pages: their
+    image ``names`` and content ``digests`` (each a string of them all), label ``rows`` and ``boxes`` count.
+    Every box's width and height sit in ``path``.npy, a document's after the one before it; each document's
+    per-page stamps (image name -> [size, mtime_ns, width, height]) in a file of its own, read only when it
+    changed. At 100,000 pages this reads a few MB and a few objects per page, not millions of numbers.
+    A document is carried over whole while its fingerprint holds; in one that changed, an image is read
+    again only when its size or time changed. Only documents found clean are saved.
     """
 
-    VERSION = 2
+    VERSION = 3
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        import numpy as np
+
+        self.path, self.boxes_path, self.stamps_dir = path, path.with_suffix(".npy"), path.with_suffix("")
+        self.entries: dict[str, dict] = {}
+        self.boxes = np.zeros((0, 2))
         try:
             data = orjson.loads(path.read_bytes())
-            self.entries: dict[str, dict] = data["documents"] if data.get("version") == self.VERSION else {}
+            raw = self.boxes_path.read_bytes()
+            if data.get("version") == self.VERSION and data.get("boxes_digest") == _digest(raw):
+                self.boxes = np.load(io.BytesIO(raw))
+                self.entries = data["documents"]
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            self.entries = {}
+            pass
+        self.offsets: dict[str, int] = {}
+        offset = 0
+        for name, entry in self.entries.items():
+            self.offsets[name] = offset
+            offset += entry["boxes"]
         self.fresh: dict[str, dict] = {}
+        self.fresh_boxes: dict[str, Any] = {}
+        self.fresh_stamps: dict[str, dict] = {}
+
+    def carried(self, document: str) -> Any:
+        """A document's boxes (n x 2: width, height) as the cache has them."""
+        start = self.offsets[document]
+        return self.boxes[start : start + self.entries[document]["boxes"]]
+
+    def stamps(self, document: str) -> dict[str, list]:
+        """A document's page stamps: image name -> [size, mtime_ns, width, height]; empty when unknown."""
+        try:
+            data = orjson.loads(self._stamps_file(document).read_bytes())
+            return data["pages"] if data["document"] == document else {}
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
+
+    def _stamps_file(self, document: str) -> Path:
+        name = hashlib.blake2b(document.encode("utf-8", "surrogateescape"), digest_size=10).hexdigest()
+        return self.stamps_dir / f"{name}.json"
 
     def save(self) -> None:
-        write_json(self.path, {"version": self.VERSION, "documents": self.fresh}, compact=True)
+        import numpy as np
+
+        for document, stamps in self.fresh_stamps.items():
+            if document in self.fresh:
+                write_json(self._stamps_file(document), {"document": document, "pages": stamps}, compact=True)
+        buffer = io.BytesIO()
+        np.save(buffer, np.concatenate([self.fresh_boxes[d] for d in self.fresh] or [np.zeros((0, 2))]))
+        raw = buffer.getvalue()
+        self.boxes_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.boxes_path.with_name(f"{self.boxes_path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(raw)
+        tmp.replace(self.boxes_path)
+        write_json(self.path, {"version": self.VERSION, "boxes_digest": _digest(raw), "documents": self.fresh},
+                   compact=True)
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def check_labels(path: Path, class_count: int, log: ProblemLog) -> str | None:
@@ -212,13 +264,27 @@ class Checked(NamedTuple):
     images: list[str]  # every file in images/
     rows: dict[str, int]  # clean image name -> its label's row count
     digests: dict[str, str]  # clean image name -> a hash of its bytes
-    wh: list[float]  # every clean label's box widths and heights, in turn
+    boxes: list[Any]  # arrays of every clean label's box widths and heights (n x 2)
+
+
+DIGEST_CHARS = 32  # check_page's blake2b of 16 bytes, in hex
+
+
+def _fingerprint(class_count: int, stems: list[str], images: dict, labels: dict) -> str:
+    """A hash of a document's exported files' names, sizes and modification times (and the class count)."""
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(f"{class_count}\n".encode())
+    digest.update("\n".join(images[s][0] for s in stems).encode("utf-8", "surrogateescape"))
+    digest.update(array("q", [n for s in stems for n in (*images[s][1], *labels[s][1])]).tobytes())
+    return digest.hexdigest()
 
 
 def check_files(export_dir: Path, class_count: int, cache: CheckCache, log: ProblemLog,
                 documents: dict[str, str]) -> Checked:
     """Every image and label file checked, or known clean from the cache. ``documents``: page stem -> its
     document (from the manifest); a file of no document in it is checked every time."""
+    import numpy as np
+
     with ThreadPoolExecutor(2) as pool:  # a stat per file, 200,000 at 100,000 pages: the two folders at once
         (images, image_files), (all_labels, _) = pool.map(_listing, (export_dir / "images", export_dir / "labels"))
     labels = {stem: v for stem, v in all_labels.items() if v[0].endswith(".txt")}
@@ -228,30 +294,33 @@ def check_files(export_dir: Path, class_count: int, cache: CheckCache, log: Prob
     for stem in sorted(labels.keys() - images.keys()):
         log.error(export_dir / "labels" / labels[stem][0], "label file without an image")
     grouped: dict[str | None, list[str]] = {}
-    for stem in sorted(images.keys() & labels.keys()):
-        grouped.setdefault(documents.get(stem), []).append(stem)
+    for stem in images:  # in the listing's order, which a folder keeps for the files it keeps
+        if stem in labels:
+            grouped.setdefault(documents.get(stem), []).append(stem)
     checked = Checked(image_files, {}, {}, [])
     jobs, pending = [], []
     for document, stems in grouped.items():
-        listing = "\n".join(f"{image}\t{i_stat[0]}\t{i_stat[1]}\t{label}\t{l_stat[0]}\t{l_stat[1]}"
-                            for (image, i_stat), (label, l_stat) in ((images[s], labels[s]) for s in stems))
-        fingerprint = hashlib.blake2b(f"{class_count}\n{listing}".encode("utf-8", "surrogateescape"),
-                                      digest_size=12).hexdigest()
+        fingerprint = _fingerprint(class_count, stems, images, labels)
         known = cache.entries.get(document) if document is not None else None
-        if known is not None and known.get("fp") == fingerprint:
-            cache.fresh[document] = known  # type: ignore[index]
-            for name, facts in known["pages"].items():
-                checked.rows[name], checked.digests[name] = facts[5], facts[4]
-            checked.wh.extend(known["wh"])
+        if document is not None and known is not None and known["fp"] == fingerprint:
+            names, digests = known["names"].split("\n"), known["digests"]
+            checked.rows.update(zip(names, known["rows"], strict=True))
+            checked.digests.update((name, digests[i * DIGEST_CHARS : (i + 1) * DIGEST_CHARS])
+                                   for i, name in enumerate(names))
+            cache.fresh[document], cache.fresh_boxes[document] = known, cache.carried(document)
+            checked.boxes.append(cache.fresh_boxes[document])
             continue
-        before = known["pages"] if known else {}
+        before = cache.stamps(document) if document is not None and known is not None else {}
+        digest_of = {name: known["digests"][i * DIGEST_CHARS : (i + 1) * DIGEST_CHARS]
+                     for i, name in enumerate(known["names"].split("\n"))} if before and known else {}
         for stem in stems:
             (image_name, image_stamp), (label_name, _) = images[stem], labels[stem]
             facts = before.get(image_name)
-            image_known = facts is not None and facts[:2] == image_stamp
+            image_known = facts is not None and facts[:2] == image_stamp and image_name in digest_of
             jobs.append((str(export_dir), None if image_known else image_name, label_name, class_count))
-            pending.append((document, fingerprint, image_name, image_stamp, facts if image_known else None))
-    fresh: dict[str, dict] = {}
+            pending.append((document, fingerprint, image_name, image_stamp,
+                            [*facts[:4], digest_of[image_name]] if image_known else None))
+    fresh: dict[str | None, dict] = {}
     broken: set[str | None] = set()
     for (document, fingerprint, image_name, image_stamp, facts), result in zip(
             pending, map_pages(check_page, jobs, "validate"), strict=True):
@@ -261,17 +330,23 @@ def check_files(export_dir: Path, class_count: int, cache: CheckCache, log: Prob
         if facts is None or result.labels is None:
             broken.add(document)
             continue
-        boxes = result.labels.split()
-        rows = len(boxes) // 5
-        entry = fresh.setdefault(document or "", {"fp": fingerprint, "pages": {}, "wh": []})
-        entry["pages"][image_name] = [*facts[:5], rows]
-        entry["wh"].extend(float(value) for i in range(rows) for value in boxes[i * 5 + 3 : i * 5 + 5])
+        values = result.labels.split()
+        entry = fresh.setdefault(document, {"fp": fingerprint, "names": [], "digests": [], "rows": [], "wh": [],
+                                            "stamps": {}})
+        entry["names"].append(image_name)
+        entry["digests"].append(facts[4])
+        entry["rows"].append(len(values) // 5)
+        entry["wh"].extend(values[i * 5 + 3 : i * 5 + 5] for i in range(len(values) // 5))
+        entry["stamps"][image_name] = facts[:4]
     for document, entry in fresh.items():
-        for name, facts in entry["pages"].items():
-            checked.rows[name], checked.digests[name] = facts[5], facts[4]
-        checked.wh.extend(entry["wh"])
-        if document and document not in broken:
-            cache.fresh[document] = entry
+        boxes = np.array(entry["wh"], dtype=np.float64).reshape(-1, 2)
+        checked.rows.update(zip(entry["names"], entry["rows"], strict=True))
+        checked.digests.update(zip(entry["names"], entry["digests"], strict=True))
+        checked.boxes.append(boxes)
+        if document is not None and document not in broken:
+            cache.fresh[document] = {"fp": entry["fp"], "names": "\n".join(entry["names"]),
+                                     "digests": "".join(entry["digests"]), "rows": entry["rows"], "boxes": len(boxes)}
+            cache.fresh_boxes[document], cache.fresh_stamps[document] = boxes, entry["stamps"]
     return checked
 
 
@@ -326,13 +401,13 @@ def check_split_lists(lists: dict[str, list[str]], export_dir: Path, split_dir: 
             log.error(export_dir / "images" / name, "is in no split list")
 
 
-def box_statistics(rows: dict[str, int], wh: list[float]) -> dict:
-    """Pages, boxes and box sizes (shares of the page) of the clean pages: their label row counts, and every
-    box's width and height in turn."""
+def box_statistics(rows: dict[str, int], boxes: list[Any]) -> dict:
+    """Pages, boxes and box sizes (shares of the page) of the clean pages: their label row counts, and arrays
+    of every box's width and height."""
     import numpy as np
 
     per_page = list(rows.values())
-    sizes = np.array(wh, dtype=np.float64).reshape(-1, 2)
+    sizes = np.concatenate(boxes) if boxes else np.zeros((0, 2))
     widths, heights = sizes[:, 0], sizes[:, 1]
     stats = {
         "pages": len(rows),
@@ -417,7 +492,7 @@ def run(export_dir: Path, split_dir: Path, reports_dir: Path, sample_pages: int,
     if dataset_root is not None and log.problems:
         log.problems = in_the_app(log.problems, read_pages(export_dir)[1], export_dir, dataset_root)
 
-    stats = {"classes": len(class_names)} | box_statistics(found.rows, found.wh)
+    stats = {"classes": len(class_names)} | box_statistics(found.rows, found.boxes)
     for split, entries in lists.items():
         stats[f"{split}_pages"] = len(entries)
         stats[f"{split}_boxes"] = sum(found.rows.get(e.rpartition("/")[2], 0) for e in entries)
