@@ -202,6 +202,7 @@ class Collected(NamedTuple):
     fingerprints: dict[str, str]
     looked_at: dict[str, DocumentRecord]  # documents whose files changed: their pages were looked at again
     removed: list[str]  # documents exported last time that are gone
+    file_names: dict[str, list[tuple[str, str]]]  # (image name, label name) of each page, by document
     converted: int
     images_in_place: set[str]  # keys of pages converted again whose exported image is still right
 
@@ -221,12 +222,14 @@ def collect_pages(dataset_root: Path, params: ExportParams, previous: Manifest |
     changed: list[str] = []
     new_sources: list[PageSource] = []
     unlabeled: dict[str, int] = {}
+    exported: dict[str, list[tuple[str, str]]] = {}
     for name in track(names, "export: list"):
         files = list_document(dataset_root, name)
         fresh[name] = files.fingerprint
         links += files.outside_links
         if name in old and fingerprints.get(name) == files.fingerprint and name not in folds_together \
-                and all(i in present and label in present for i, label in file_names(name, old[name])):
+                and all(i in present and label in present for i, label in
+                        exported.setdefault(name, file_names(name, old[name]))):
             documents[name] = old[name]
             for entry in old[name]["pages"]:
                 if len(entry) > 5:
@@ -274,8 +277,10 @@ def collect_pages(dataset_root: Path, params: ExportParams, previous: Manifest |
         if by_document.get(name) or unlabeled[name]:
             looked_at[name] = DocumentRecord(by_document.get(name, []), unlabeled[name])
             documents[name] = looked_at[name].as_json()
+            exported[name] = [(page.image_name, page.label_name) for page in looked_at[name].pages]
     return Collected({name: documents[name] for name in names if name in documents}, fresh, looked_at,
-                     sorted(old.keys() - set(names)), len(todo), images_in_place)
+                     sorted(old.keys() - set(names)), {name: exported[name] for name in documents}, len(todo),
+                     images_in_place)
 
 
 def _link_image(source: Path, target: Path, flat: bool) -> None:
@@ -328,8 +333,7 @@ def write_export(collected: Collected, listed: dict[Path, list[str]], dataset_ro
     """
     images_dir, labels_dir = out_dir / "images", out_dir / "labels"
     present = {name for names in listed.values() for name in names}
-    wanted = {name for document, data in collected.documents.items() for pair in file_names(document, data)
-              for name in pair}
+    wanted = {name for pairs in collected.file_names.values() for pair in pairs for name in pair}
     jobs: list[tuple] = []
     for document in collected.looked_at.values():
         for page in document.pages:
