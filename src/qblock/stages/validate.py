@@ -319,7 +319,7 @@ def check_files(export_dir: Path, class_count: int, cache: CheckCache, log: Prob
             image_known = facts is not None and facts[:2] == image_stamp and image_name in digest_of
             jobs.append((str(export_dir), None if image_known else image_name, label_name, class_count))
             pending.append((document, fingerprint, image_name, image_stamp,
-                            [*facts[:4], digest_of[image_name]] if image_known else None))
+                            [*facts[:4], digest_of[image_name]] if image_known and facts is not None else None))
     fresh: dict[str | None, dict] = {}
     broken: set[str | None] = set()
     for (document, fingerprint, image_name, image_stamp, facts), result in zip(
