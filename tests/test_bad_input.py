@@ -196,3 +196,12 @@ def test_a_publish_while_another_holds_dvcs_lock_says_so_and_never_suggests_dele
     assert done.returncode == 1, said
     assert "Another qblock or dvc command is working in this project" in said
     assert "rwlock" not in said and "Traceback" not in said
+
+
+def test_a_dangling_link_among_the_pages_is_named_not_a_traceback(tmp_path):
+    root = _app_with(tmp_path, {"doc": {"page_001": None, "page_002": None}})
+    image = root / "documents" / "doc" / "pages" / "page_002.png"
+    image.unlink()
+    image.symlink_to(root / "documents" / "doc" / "pages" / "gone.png")  # inside the root, leading nowhere
+    said = _export_fails(tmp_path, root)
+    assert "pages/page_002.png: cannot read the page image" in said

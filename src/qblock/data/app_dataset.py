@@ -175,7 +175,11 @@ def _entries(folder: Path) -> list[os.DirEntry]:
 
 
 def _stat(entry: os.DirEntry) -> list[int]:
-    stat = entry.stat()
+    """[size, mtime_ns]; [-1, -1] for a file that cannot be stat'ed (a dangling link): reading it says why."""
+    try:
+        stat = entry.stat()
+    except OSError:
+        return [-1, -1]
     return [stat.st_size, stat.st_mtime_ns]
 
 
