@@ -256,14 +256,3 @@ def document_sources(files: DocumentFiles) -> tuple[list[PageSource], int]:
         ))
     labeled = {source.page for source in sources}
     return sources, len(files.images.keys() - labeled)
-
-
-def scan_documents(dataset_root: Path) -> tuple[list[PageSource], int]:
-    """Every groups file with its page image; also the count of page images with no groups file."""
-    sources: list[PageSource] = []
-    unlabeled = 0
-    for document in list_documents(dataset_root):
-        found, without = document_sources(list_document(dataset_root, document))
-        sources += found
-        unlabeled += without
-    return sources, unlabeled

@@ -203,7 +203,6 @@ class Collected(NamedTuple):
     looked_at: dict[str, DocumentRecord]  # documents whose files changed: their pages were looked at again
     removed: list[str]  # documents exported last time that are gone
     file_names: dict[str, list[tuple[str, str]]]  # (image name, label name) of each page, by document
-    converted: int
     images_in_place: set[str]  # keys of pages converted again whose exported image is still right
 
 
@@ -279,7 +278,7 @@ def collect_pages(dataset_root: Path, params: ExportParams, previous: Manifest |
             documents[name] = looked_at[name].as_json()
             exported[name] = [(page.image_name, page.label_name) for page in looked_at[name].pages]
     return Collected({name: documents[name] for name in names if name in documents}, fresh, looked_at,
-                     sorted(old.keys() - set(names)), {name: exported[name] for name in documents}, len(todo),
+                     sorted(old.keys() - set(names)), {name: exported[name] for name in documents},
                      images_in_place)
 
 
