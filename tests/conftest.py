@@ -29,7 +29,11 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`make test` runs `-n auto --dist loadgroup`), a fixture shared by many tests is
     built once, not once per worker: every test of the trained repo runs on one worker, and so do the tests
-    of a module with a module-scoped fixture (a typeset collection, a tiny dataset). The rest spread freely."""
+    of a module with a module-scoped fixture (a typeset collection, a tiny dataset). The rest spread freely.
+
+    Slow tests go first (xdist hands out the groups with most tests first, then the rest in this order): the
+    suite is CPU-bound on 2 cores, and a minutes-long test handed out last leaves one worker idle meanwhile."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: otherwise as collected
     for item in items:
         info = getattr(item, "_fixtureinfo", None)
         if info is None:

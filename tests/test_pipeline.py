@@ -52,6 +52,8 @@ def test_repro_runs_every_stage_and_writes_metrics(trained_repo):
     assert set(metrics) >= {"mAP50", "mAP50-95", "precision", "recall"}
     assert all(0.0 <= metrics[k] <= 1.0 for k in ("mAP50", "mAP50-95", "precision", "recall"))
     assert (repo / "models" / "best.pt").stat().st_size > 1_000_000
+    assert (repo / "runs" / "train" / "results.csv").is_file()  # the epoch table, without the smoke preset's
+    assert not list((repo / "runs" / "train").glob("*.png"))     # training pictures (train.plots: false)
     curve = (repo / "plots" / "pr_curve.csv").read_text().splitlines()
     assert curve[0] == "recall,precision" and len(curve) > 50
     assert not list((repo / "data" / "yolo").glob("*.cache")), "ultralytics' label cache must not linger"
@@ -190,6 +192,8 @@ def test_exp_run_switches_the_preset_through_hydra(trained_repo, tmp_path):
     assert "preset: cpu" in params and "epochs: 1" in params
     presets = {r.data.tags["qblock.preset"] for r in mlflow_runs(repo)}
     assert "cpu" in presets
+    pictures = {p.name for p in (repo / "runs" / "train").iterdir()}  # the cpu preset draws them (train.plots)
+    assert {"results.png", "labels.jpg", "train_batch0.jpg"} <= pictures, pictures
 
 
 def test_a_queued_experiment_runs_in_a_copy_and_records_into_the_same_store(trained_repo, tmp_path):

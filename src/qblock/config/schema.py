@@ -69,7 +69,7 @@ class ModelParams:
 
 @dataclass
 class TrainParams:
-    """ultralytics' train() arguments of the same names, and three of qblock's own."""
+    """ultralytics' train() arguments of the same names, and four of qblock's own."""
 
     preset: str = field(metadata=QBLOCK_ONLY)
     cpu_threads: int = field(metadata=QBLOCK_ONLY)
@@ -102,6 +102,7 @@ class TrainParams:
     hsv_v: float
     mixup: float
     box: float  # the box-loss gain (how much box precision weighs against finding and classifying)
+    plots: bool  # ultralytics' training pictures (loss and mAP curves, batches, label spread) in runs/train
 
     def ultralytics_arguments(self) -> dict[str, Any]:
         """The fields ultralytics' train() takes as they are (all but qblock's own)."""

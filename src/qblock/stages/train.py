@@ -66,7 +66,6 @@ def train_arguments(params: Params, data_yaml: Path, save_dir: Path) -> dict:
         "project": str(save_dir.parent.resolve()),
         "name": save_dir.name,
         "exist_ok": True,
-        "plots": True,
         "verbose": True,
     }
 
