@@ -175,7 +175,25 @@ def main() -> None:
         measure(work, args.pages, args.unique, args.added)
 
 
+def start_over(work: Path, pages: int) -> None:
+    """A kept working folder as before its first run: the stages' outputs and caches gone, and the documents
+    a previous run added; the page images stay (writing 8 GB again would take minutes)."""
+    import shutil
+
+    for output in ("yolo", "split", "reports", "naive_labels", "validate_cache", ".qblock"):
+        shutil.rmtree(work / output, ignore_errors=True)
+    for cache in ("validate_cache.json", "validate_cache.npy"):
+        (work / cache).unlink(missing_ok=True)
+    documents = work / "app" / "documents"
+    if documents.is_dir():
+        last = (pages - 1) // PAGES_PER_DOCUMENT
+        for folder in documents.iterdir():
+            if int(folder.name.rpartition(" ")[2]) > last:
+                shutil.rmtree(folder)
+
+
 def measure(work: Path, pages: int, unique: int, added: int) -> None:
+    start_over(work, pages)
     start = time.perf_counter()
     build_collection(work, pages, unique)
     took = time.perf_counter() - start

@@ -254,6 +254,39 @@ def test_worker_processes_give_the_same_export_and_problems(tmp_path, console, m
             {p.name: p.read_bytes() for p in (tmp_path / "parallel" / "yolo" / name).iterdir()}
 
 
+def _collector_on(_item: int) -> bool:
+    import gc
+
+    return gc.isenabled()
+
+
+def test_the_cycle_collector_is_paused_for_the_stage_only_and_on_in_its_workers(tmp_path, console, monkeypatch):
+    """The stages pause Python's cycle collector for their bookkeeping (core/collector.py): it is on again
+    after the stage, after a failed one too, and on in the worker processes that open the pages."""
+    import gc
+
+    from qblock.core import collector, progress
+
+    write_page(tmp_path / "app", "doc", "page_001", [bbox(10, 10, 50, 20)])
+    seen: list[bool] = []
+    real_rows = export.page_rows
+    monkeypatch.setattr(export, "page_rows", lambda *a: seen.append(gc.isenabled()) or real_rows(*a))
+    run_export(tmp_path / "app", tmp_path, console)
+    assert seen == [False] and gc.isenabled()
+    (tmp_path / "app" / "documents" / "doc" / "groups" / "page_001_groups.json").write_text("{")
+    with pytest.raises(StageFailed):
+        run_export(tmp_path / "app", tmp_path, console)
+    assert gc.isenabled()
+    with collector.paused():
+        assert not gc.isenabled()
+        with collector.paused():
+            pass
+        assert not gc.isenabled()  # an inner block leaves it as it found it
+        monkeypatch.setattr(progress, "PARALLEL_MIN_ITEMS", 2)
+        assert progress.map_pages(_collector_on, list(range(8)), "test") == [True] * 8
+    assert gc.isenabled()
+
+
 def test_the_same_pages_export_byte_identical_on_another_machine(tmp_path, console, monkeypatch):
     """The export folder's hash goes into dvc.lock: file times (which differ per machine) must not be in it,
     or a laptop that pulled the desktop's commit would find its export changed, commit, and retrain for nothing."""

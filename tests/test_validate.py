@@ -114,6 +114,22 @@ def test_images_and_labels_must_pair_up(exported, console):
     assert "stray.txt: label file without an image" in console.text
 
 
+def test_files_the_manifest_does_not_name_are_checked_too(exported, console):
+    """A page copied into the export by hand, image and label: checked as any other (a bad row is named),
+    and refused for being in no split list; the pages the manifest names are still found by stem."""
+    images, labels = exported / "yolo" / "images", exported / "yolo" / "labels"
+    source = sorted(images.iterdir())[0]
+    (images / "extra__page.png").write_bytes(source.read_bytes())
+    (labels / "extra__page.txt").write_text("0 0.5 0.5 0.1 1.5\n")
+    with pytest.raises(StageFailed, match="validate: 2 error"):
+        run_validate(exported, console)
+    assert f"{labels / 'extra__page.txt'}: line 1: " in console.text
+    assert "extra__page.png: is in no split list" in console.text
+    (labels / "extra__page.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(StageFailed, match="validate: 1 error"):  # checked again: its files are of no document
+        run_validate(exported, console)
+
+
 def test_every_image_must_be_in_a_split(exported, console):
     val = exported / "split" / "val.txt"
     dropped = val.read_text().splitlines()[0]

@@ -3,6 +3,7 @@ process pool for loops long enough to be worth every core."""
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -45,5 +46,6 @@ def map_pages(func: Callable[[T], R], items: Sequence[T], description: str) -> l
     if workers == 1 or len(items) < PARALLEL_MIN_ITEMS:
         return [func(item) for item in track(items, description)]
     chunk = max(1, len(items) // (workers * 16))
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=gc.enable) as pool:  # a forked worker inherits
+        # a paused collector (core/collector.py); its pages' images and errors may well form cycles
         return list(track(pool.map(func, items, chunksize=chunk), description, total=len(items)))

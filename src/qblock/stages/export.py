@@ -24,6 +24,8 @@ import os
 import shutil
 from dataclasses import asdict
 from functools import partial
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
@@ -31,7 +33,7 @@ from PIL import Image, ImageOps
 from rich.console import Console
 
 from qblock.config.schema import ExportParams, Params
-from qblock.core import files
+from qblock.core import collector, files
 from qblock.core.errors import UserError
 from qblock.core.progress import map_pages, track
 from qblock.data.app_dataset import (
@@ -222,13 +224,13 @@ def collect_pages(dataset_root: Path, params: ExportParams, previous: Manifest |
     new_sources: list[PageSource] = []
     unlabeled: dict[str, int] = {}
     exported: dict[str, list[tuple[str, str]]] = {}
+    resolved_root = dataset_root.resolve()
     for name in track(names, "export: list"):
-        files = list_document(dataset_root, name)
+        files = list_document(dataset_root, name, resolved_root)
         fresh[name] = files.fingerprint
         links += files.outside_links
         if name in old and fingerprints.get(name) == files.fingerprint and name not in folds_together \
-                and all(i in present and label in present for i, label in
-                        exported.setdefault(name, file_names(name, old[name]))):
+                and present.issuperset(chain.from_iterable(exported.setdefault(name, file_names(name, old[name])))):
             documents[name] = old[name]
             for entry in old[name]["pages"]:
                 if len(entry) > 5:
@@ -317,7 +319,7 @@ def listing(out_dir: Path) -> dict[Path, list[str]]:
     listed = {}
     for folder in (out_dir / "images", out_dir / "labels"):
         folder.mkdir(parents=True, exist_ok=True)
-        listed[folder] = [e.name for e in os.scandir(folder)]
+        listed[folder] = os.listdir(folder)
     return listed
 
 
@@ -332,7 +334,7 @@ def write_export(collected: Collected, listed: dict[Path, list[str]], dataset_ro
     """
     images_dir, labels_dir = out_dir / "images", out_dir / "labels"
     present = {name for names in listed.values() for name in names}
-    wanted = {name for pairs in collected.file_names.values() for pair in pairs for name in pair}
+    wanted = set(chain.from_iterable(chain.from_iterable(collected.file_names.values())))
     jobs: list[tuple] = []
     for document in collected.looked_at.values():
         for page in document.pages:
@@ -357,6 +359,7 @@ def _read_label(path: Path) -> str | None:
         return None
 
 
+@collector.paused()  # bookkeeping over every page: no cycles to find (core/collector.py)
 def run(dataset_root: Path, out_dir: Path, params: ExportParams, report_file: Path, console: Console) -> dict:
     """Export every labeled page; raise StageFailed (after reporting) on errors, touching nothing."""
     log = ProblemLog()
@@ -366,7 +369,7 @@ def run(dataset_root: Path, out_dir: Path, params: ExportParams, report_file: Pa
     present = {name for names in listed.values() for name in names}
     collected = collect_pages(dataset_root, params, previous, fingerprints, out_dir, present, log)
     documents = collected.documents
-    boxes = [entry[4] for document in documents.values() for entry in document["pages"]]
+    boxes = list(map(itemgetter(4), chain.from_iterable(document["pages"] for document in documents.values())))
     unlabeled = sum(document["unlabeled"] for document in documents.values())
     summary = {
         "documents": sum(1 for document in documents.values() if document["pages"]),

@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from qblock.config.schema import Params, SplitParams
+from qblock.core import collector
 from qblock.core.errors import UserError
 from qblock.data.problems import write_json
 from qblock.data.yolo_folder import SPLITS, file_names, read_manifest
@@ -68,6 +69,7 @@ def assign_documents(documents: list[str], params: SplitParams) -> tuple[dict[st
     return assignment, notes
 
 
+@collector.paused()  # bookkeeping over every page: no cycles to find (core/collector.py)
 def run(export_dir: Path, out_dir: Path, params: SplitParams, console: Console) -> dict:
     manifest = read_manifest(export_dir)
     documents = sorted(name for name, data in manifest.documents.items() if data["pages"])

@@ -19,6 +19,8 @@ import zlib
 from array import array
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -27,6 +29,7 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 from rich.console import Console
 
 from qblock.config.schema import Params
+from qblock.core import collector
 from qblock.core.progress import map_pages
 from qblock.data.app_dataset import GROUPS_SUFFIX
 from qblock.data.contact_sheet import save_contact_sheet
@@ -157,8 +160,11 @@ class CheckCache:
         return self.stamps_dir / f"{name}.json"
 
     def save(self) -> None:
+        """Write what was found clean; nothing when every document was carried over as it was."""
         import numpy as np
 
+        if not self.fresh_stamps and list(self.fresh) == list(self.entries):
+            return
         for document, stamps in self.fresh_stamps.items():
             if document in self.fresh:
                 write_json(self._stamps_file(document), {"document": document, "pages": stamps}, compact=True)
@@ -270,22 +276,56 @@ class Checked(NamedTuple):
 DIGEST_CHARS = 32  # check_page's blake2b of 16 bytes, in hex
 
 
-def _fingerprint(class_count: int, stems: list[str], images: dict, labels: dict) -> str:
+class Pages(NamedTuple):
+    """A document's pages as found in the export folder: image and label names, and [image size, image
+    mtime_ns, label size, label mtime_ns] of each page, one after the other."""
+
+    images: list[str]
+    labels: list[str]
+    stamps: list[int]
+
+
+def _fingerprint(class_count: int, pages: Pages) -> str:
     """A hash of a document's exported files' names, sizes and modification times (and the class count)."""
     digest = hashlib.blake2b(digest_size=12)
     digest.update(f"{class_count}\n".encode())
-    digest.update("\n".join(images[s][0] for s in stems).encode("utf-8", "surrogateescape"))
-    digest.update(array("q", [n for s in stems for n in (*images[s][1], *labels[s][1])]).tobytes())
+    digest.update("\n".join(pages.images).encode("utf-8", "surrogateescape"))
+    digest.update(array("q", pages.stamps).tobytes())
     return digest.hexdigest()
 
 
-def check_files(export_dir: Path, class_count: int, cache: CheckCache, log: ProblemLog,
-                documents: dict[str, str]) -> Checked:
-    """Every image and label file checked, or known clean from the cache. ``documents``: page stem -> its
-    document (from the manifest); a file of no document in it is checked every time."""
-    import numpy as np
+def _as_expected(export_dir: Path, image_files: list[str], label_files: list[str],
+                 expected: dict[str, list[tuple[str, str]]]) -> dict[str | None, Pages] | None:
+    """Each document's pages, stat'ed by name, when the folder holds exactly the files the manifest names
+    (the common case: one stat per file, no listing of 200,000 stats to match by stem); None otherwise.
 
-    with ThreadPoolExecutor(2) as pool:  # a stat per file, 200,000 at 100,000 pages: the two folders at once
+    As many files as the manifest names, each of them there (its stat worked, and the manifest names no
+    file twice): no other file, nothing to pair by stem."""
+    wanted = sum(len(pairs) for pairs in expected.values())
+    if len(image_files) != wanted or sum(1 for name in label_files if name.endswith(".txt")) != wanted:
+        return None
+    images_at, labels_at = f"{export_dir / 'images'}{os.sep}", f"{export_dir / 'labels'}{os.sep}"
+    stat = os.stat
+    found: dict[str | None, Pages] = {}
+    try:
+        for document, pairs in expected.items():
+            if not pairs:
+                continue
+            stamps: list[int] = []
+            for image, label in pairs:
+                a, b = stat(images_at + image), stat(labels_at + label)
+                stamps += (a.st_size, a.st_mtime_ns, b.st_size, b.st_mtime_ns)
+            found[document] = Pages([image for image, _ in pairs], [label for _, label in pairs], stamps)
+    except OSError:  # one is missing (or was removed meanwhile): the listing says which
+        return None
+    return found
+
+
+def _by_stem(export_dir: Path, log: ProblemLog, expected: dict[str, list[tuple[str, str]]]
+             ) -> tuple[dict[str | None, Pages], list[str]]:
+    """Each document's pages found by matching the files in the folder by stem: an image and its label; every
+    image or label without the other is an error. Files of no document in the manifest are under None."""
+    with ThreadPoolExecutor(2) as pool:  # a stat per file: the two folders at once
         (images, image_files), (all_labels, _) = pool.map(_listing, (export_dir / "images", export_dir / "labels"))
     labels = {stem: v for stem, v in all_labels.items() if v[0].endswith(".txt")}
     for stem in sorted(images.keys() - labels.keys()):
@@ -293,28 +333,53 @@ def check_files(export_dir: Path, class_count: int, cache: CheckCache, log: Prob
                   "image without a label file (an empty .txt marks a page with no questions)")
     for stem in sorted(labels.keys() - images.keys()):
         log.error(export_dir / "labels" / labels[stem][0], "label file without an image")
-    grouped: dict[str | None, list[str]] = {}
-    for stem in images:  # in the listing's order, which a folder keeps for the files it keeps
-        if stem in labels:
-            grouped.setdefault(documents.get(stem), []).append(stem)
+    found: dict[str | None, Pages] = {}
+    placed: set[str] = set()
+    for document, pairs in expected.items():  # in the manifest's order, as _as_expected
+        for _, label in pairs:
+            stem = label[:-4]
+            if stem in images and stem in labels and stem not in placed:
+                placed.add(stem)
+                _add_page(found.setdefault(document, Pages([], [], [])), images[stem], labels[stem])
+    for stem in images:
+        if stem in labels and stem not in placed:
+            _add_page(found.setdefault(None, Pages([], [], [])), images[stem], labels[stem])
+    return found, image_files
+
+
+def _add_page(pages: Pages, image: tuple[str, list[int]], label: tuple[str, list[int]]) -> None:
+    pages.images.append(image[0])
+    pages.labels.append(label[0])
+    pages.stamps.extend((*image[1], *label[1]))
+
+
+def check_files(export_dir: Path, class_count: int, cache: CheckCache, log: ProblemLog,
+                expected: dict[str, list[tuple[str, str]]]) -> Checked:
+    """Every image and label file checked, or known clean from the cache. ``expected``: each document's
+    (image, label) names, from the manifest; a file of no document in it is checked every time."""
+    import numpy as np
+
+    image_files, label_files = os.listdir(export_dir / "images"), os.listdir(export_dir / "labels")
+    grouped = _as_expected(export_dir, image_files, label_files, expected)
+    if grouped is None:
+        grouped, image_files = _by_stem(export_dir, log, expected)
     checked = Checked(image_files, {}, {}, [])
     jobs, pending = [], []
-    for document, stems in grouped.items():
-        fingerprint = _fingerprint(class_count, stems, images, labels)
+    for document, pages in grouped.items():
+        fingerprint = _fingerprint(class_count, pages)
         known = cache.entries.get(document) if document is not None else None
         if document is not None and known is not None and known["fp"] == fingerprint:
             names, digests = known["names"].split("\n"), known["digests"]
             checked.rows.update(zip(names, known["rows"], strict=True))
-            checked.digests.update((name, digests[i * DIGEST_CHARS : (i + 1) * DIGEST_CHARS])
-                                   for i, name in enumerate(names))
+            checked.digests.update(zip(names, map(digests.__getitem__, _digest_slices(len(names))), strict=True))
             cache.fresh[document], cache.fresh_boxes[document] = known, cache.carried(document)
             checked.boxes.append(cache.fresh_boxes[document])
             continue
         before = cache.stamps(document) if document is not None and known is not None else {}
         digest_of = {name: known["digests"][i * DIGEST_CHARS : (i + 1) * DIGEST_CHARS]
                      for i, name in enumerate(known["names"].split("\n"))} if before and known else {}
-        for stem in stems:
-            (image_name, image_stamp), (label_name, _) = images[stem], labels[stem]
+        for index, (image_name, label_name) in enumerate(zip(pages.images, pages.labels, strict=True)):
+            image_stamp = pages.stamps[index * 4 : index * 4 + 2]
             facts = before.get(image_name)
             image_known = facts is not None and facts[:2] == image_stamp and image_name in digest_of
             jobs.append((str(export_dir), None if image_known else image_name, label_name, class_count))
@@ -350,11 +415,19 @@ def check_files(export_dir: Path, class_count: int, cache: CheckCache, log: Prob
     return checked
 
 
+@lru_cache(maxsize=1024)
+def _digest_slices(count: int) -> list[slice]:
+    """The slices of ``count`` digests kept end to end in one string."""
+    return [slice(i, i + DIGEST_CHARS) for i in range(0, count * DIGEST_CHARS, DIGEST_CHARS)]
+
+
 def check_duplicates(lists: dict[str, list[str]], digests: dict[str, str], rows: dict[str, int],
                      export_dir: Path, log: ProblemLog, shown: Callable[[str], str]) -> None:
     """The same image twice (the same pages imported twice, a copied document): in train and in val or
     test, val measures pages the model trained on, an error naming both; in one split, a warning.
     Blank pages with no questions may repeat anywhere: a warning. ``shown``: how to name an image (by its name)."""
+    if len(set(digests.values())) == len(digests) and _each_once(lists):
+        return  # no two images alike, no entry listed twice: nothing to name (the common case, in C)
     seen: dict[str, tuple[str, str]] = {}
     for split, entries in lists.items():
         for entry in entries:
@@ -384,10 +457,19 @@ def read_split_lists(split_dir: Path, log: ProblemLog) -> dict[str, list[str]]:
     return lists
 
 
+def _each_once(lists: dict[str, list[str]]) -> bool:
+    """Whether no entry is in the split lists twice (in one list or two)."""
+    every = list(chain.from_iterable(lists.values()))
+    return len(set(every)) == len(every)
+
+
 def check_split_lists(lists: dict[str, list[str]], export_dir: Path, split_dir: Path, log: ProblemLog,
                       images: list[str]) -> None:
+    existing = {f"images/{name}" for name in images}
+    if _each_once(lists) and sum(map(len, lists.values())) == len(existing) \
+            and existing.issuperset(chain.from_iterable(lists.values())):
+        return  # every image in exactly one list (the common case, in C)
     names = sorted(images)
-    existing = {f"images/{name}" for name in names}
     owner: dict[str, str] = {}
     for split, entries in lists.items():
         for entry in entries:
@@ -467,15 +549,15 @@ def in_the_app(problems: list[Problem], pages: list[dict], export_dir: Path, dat
     return named
 
 
+@collector.paused()  # bookkeeping over every page: no cycles to find (core/collector.py)
 def run(export_dir: Path, split_dir: Path, reports_dir: Path, sample_pages: int, console: Console,
         cache_file: Path | None = None, dataset_root: Path | None = None) -> dict:
     manifest = read_manifest(export_dir)
     class_names = manifest.summary["class_names"]
     log = ProblemLog()
     cache = CheckCache(cache_file or Path(".qblock") / "cache" / "validated.json")
-    documents = {image.rpartition(".")[0]: name for name, data in manifest.documents.items()
-                 for image, _ in file_names(name, data)}
-    found = check_files(export_dir, len(class_names), cache, log, documents)
+    expected = {name: file_names(name, data) for name, data in manifest.documents.items()}
+    found = check_files(export_dir, len(class_names), cache, log, expected)
     lists = read_split_lists(split_dir, log)
     check_split_lists(lists, export_dir, split_dir, log, found.images)
 
@@ -495,7 +577,7 @@ def run(export_dir: Path, split_dir: Path, reports_dir: Path, sample_pages: int,
     stats = {"classes": len(class_names)} | box_statistics(found.rows, found.boxes)
     for split, entries in lists.items():
         stats[f"{split}_pages"] = len(entries)
-        stats[f"{split}_boxes"] = sum(found.rows.get(e.rpartition("/")[2], 0) for e in entries)
+        stats[f"{split}_boxes"] = sum(map(found.rows.get, [e.rpartition("/")[2] for e in entries], repeat(0)))
     documents = json.loads((split_dir / "split.json").read_text(encoding="utf-8"))["documents"] \
         if (split_dir / "split.json").is_file() else {}
     stats["documents"] = len(documents)
