@@ -9,7 +9,9 @@ original design note (json + PIL open per page, one label file each), with the r
 Targets: at 10,000 pages (issue 3) cold export+split+validate <= 10 s, after adding 100 pages <= 2 s; at 100,000
 (issue 25) cold <= 45 s, after adding 100 pages <= 3 s; peak <= 1 GB. Wall and CPU seconds are printed: on a
 slow disk a cold run waits on reading the images (the time to read them once is printed as the disk's share).
-Each phase runs in a child process so its peak memory is its own.
+Each phase runs in a child process so its peak memory is its own. On ext4, making files is several times
+slower for a few minutes after many were deleted (the kernel skips inodes it just freed): a cold run
+right after deleting a large folder (another run's outputs) measures that too.
 """
 
 from __future__ import annotations
