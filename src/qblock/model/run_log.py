@@ -4,6 +4,7 @@ versions, per-epoch metrics through ultralytics callbacks, the weights) and reop
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -134,6 +135,15 @@ def reopen_run(params: MlflowParams, run_id: str, fix: str, system_metrics: bool
     except mlflow.exceptions.MlflowException as exc:
         raise UserError(f"MLflow run {run_id} of the interrupted training is not in {tracking_uri(params)}: {exc}. "
                         f"{fix}") from None
+
+
+def abandon_run(params: MlflowParams, run_id: str) -> None:
+    """Mark an interrupted training's run FAILED when its training starts over (if the run is still there)."""
+    import mlflow
+
+    connect(params)
+    with contextlib.suppress(mlflow.exceptions.MlflowException):  # gone from the store: nothing to mark
+        mlflow.MlflowClient().set_terminated(run_id, status="FAILED")
 
 
 def resume_run(params: MlflowParams, run_id: str):

@@ -21,7 +21,7 @@ from rich.console import Console
 from qblock.config.schema import ModelParams, Params
 from qblock.core.errors import UserError
 from qblock.data.yolo_folder import split_counts, split_list
-from qblock.model import mlflow_store, run_log
+from qblock.model import checkpoints, mlflow_store, run_log
 from qblock.model.yolo_env import average_weights_over, prepare_ultralytics, ultralytics_dataset, use_cpu_threads
 
 CHECKPOINTS = ".qblock/checkpoints"
@@ -110,13 +110,19 @@ def run(params: Params, console: Console) -> Path:
         save_dir = checkpoint_dir(params, dataset_hash)
         _discard_other_checkpoints(save_dir, console)
         last, state_file = save_dir / "weights" / "last.pt", save_dir / "qblock-run.json"
-        resumable = last.is_file() and state_file.is_file()
-        if resumable:
+        interrupted = last.is_file() and state_file.is_file()
+        done = checkpoints.epochs_done(last) if interrupted else None
+        if interrupted and done is None:
+            console.print(f"train: {last} cannot be resumed from (cut off while it was written, or damaged): "
+                          "starting the training over")
+            run_log.abandon_run(params.mlflow, run_log.read_run_file(state_file))
+        resumable = done is not None
+        if done is not None:
             run_id = run_log.read_run_file(state_file)
             run_log.reopen_run(params.mlflow, run_id, f"Delete {save_dir} to start training over.",
                                 params.train.system_metrics)
             model = YOLO(str(last))
-            done = _align_with_checkpoint(save_dir, last, run_id)
+            _align_with_checkpoint(save_dir, done, run_id)
             console.print(f"train: resuming the interrupted training from epoch {done + 1} of "
                           f"{params.train.epochs} ({last}); params and data are unchanged")
         else:
@@ -138,7 +144,8 @@ def run(params: Params, console: Console) -> Path:
         model.add_callback("on_train_epoch_start", run_log.device_tagger(run_id))
         arguments = train_arguments(params, data_yaml, save_dir)
         try:
-            model.train(**arguments, resume=str(last) if resumable else False)
+            model.train(**arguments, resume=str(last) if resumable else False,
+                        trainer=checkpoints.trainer_for(model))
         except BaseException as exc:
             run_log.fail_active_run()
             if _out_of_gpu_memory(exc):
@@ -175,8 +182,8 @@ def out_of_memory_advice(params: Params) -> str:
             f"close other programs using the GPU. The next run starts over from epoch 1 with the new settings.")
 
 
-def _align_with_checkpoint(save_dir: Path, last: Path, run_id: str) -> int:
-    """Make results.csv and the MLflow run agree with the checkpoint; return its epochs done.
+def _align_with_checkpoint(save_dir: Path, done: int, run_id: str) -> None:
+    """Make results.csv and the MLflow run agree with a checkpoint of ``done`` epochs.
 
     ultralytics appends an epoch's row to results.csv just before it saves last.pt, and qblock
     logs the epoch to MLflow just after. A kill between the two would leave a row the resumed
@@ -184,12 +191,9 @@ def _align_with_checkpoint(save_dir: Path, last: Path, run_id: str) -> int:
     """
     import csv
 
-    import torch
-
-    done = int(torch.load(last, map_location="cpu", weights_only=False)["epoch"]) + 1
     results = save_dir / "results.csv"
     if not results.is_file():
-        return done
+        return
     lines = results.read_text(encoding="utf-8").splitlines()[: done + 1]
     results.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     logged = run_log.logged_steps(run_id, "val/mAP50")
@@ -199,7 +203,6 @@ def _align_with_checkpoint(save_dir: Path, last: Path, run_id: str) -> int:
             values = {run_log.metric_name(k.strip()): float(v) for k, v in row.items()
                       if k.strip() not in ("epoch", "time") and v.strip()}
             run_log.log_step(run_id, values, step)
-    return done
 
 
 def main(params: Params, console: Console) -> None:
