@@ -63,8 +63,14 @@ def whole_file_saves(trainer_class: Any) -> type:
     return WholeFileSaves
 
 
-def trainer_for(model) -> type:
-    """The trainer class to pass as ``model.train(trainer=...)``: the task's own, saving whole files."""
+def trainer_for(model, device: str) -> type | None:
+    """The trainer class to pass as ``model.train(trainer=...)``: the task's own, saving whole files.
+
+    None (ultralytics' own) on several GPUs: its DDP workers import the trainer class by name, which
+    a class made here at run time does not have.
+    """
+    if "," in str(device):
+        return None
     return whole_file_saves(model.task_map[model.task]["trainer"])
 
 

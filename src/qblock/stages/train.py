@@ -145,7 +145,7 @@ def run(params: Params, console: Console) -> Path:
         arguments = train_arguments(params, data_yaml, save_dir)
         try:
             model.train(**arguments, resume=str(last) if resumable else False,
-                        trainer=checkpoints.trainer_for(model))
+                        trainer=checkpoints.trainer_for(model, params.train.device))
         except BaseException as exc:
             run_log.fail_active_run()
             if _out_of_gpu_memory(exc):
