@@ -69,7 +69,7 @@ def trainer_for(model, device: str) -> type | None:
     None (ultralytics' own) on several GPUs: its DDP workers import the trainer class by name, which
     a class made here at run time does not have.
     """
-    if "," in str(device):
+    if "," in device:
         return None
     return whole_file_saves(model.task_map[model.task]["trainer"])
 

@@ -116,7 +116,6 @@ def run(params: Params, console: Console) -> Path:
             console.print(f"train: {last} cannot be resumed from (cut off while it was written, or damaged): "
                           "starting the training over")
             run_log.abandon_run(params.mlflow, run_log.read_run_file(state_file))
-        resumable = done is not None
         if done is not None:
             run_id = run_log.read_run_file(state_file)
             run_log.reopen_run(params.mlflow, run_id, f"Delete {save_dir} to start training over.",
@@ -144,7 +143,7 @@ def run(params: Params, console: Console) -> Path:
         model.add_callback("on_train_epoch_start", run_log.device_tagger(run_id))
         arguments = train_arguments(params, data_yaml, save_dir)
         try:
-            model.train(**arguments, resume=str(last) if resumable else False,
+            model.train(**arguments, resume=str(last) if done is not None else False,
                         trainer=checkpoints.trainer_for(model, params.train.device))
         except BaseException as exc:
             run_log.fail_active_run()
