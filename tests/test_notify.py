@@ -17,10 +17,14 @@ def test_finished_run_posts_a_summary(webhook, console):
     url, received = webhook
     metrics = {"mAP50": 0.95, "mAP50-95": 0.71, "val_pages": 12}
     assert notify.run_finished(params_of("notify", webhook_url=url), metrics, "question-block-detector v3", console)
-    (body,) = received
+    body = received[0]
     assert body["path"] == "/hook" and body["content_type"] == "application/json"
     assert body["status"] == "finished" and body["metrics"] == metrics
     assert body["text"].startswith("qblock: run finished: mAP50 0.950, mAP50-95 0.710 on 12 val pages")
+    tested = {"test_crop_rate": 0.8, "test_pages": 8} | metrics
+    assert notify.run_finished(params_of("notify", webhook_url=url), tested, "question-block-detector v3", console)
+    assert received[-1]["text"].startswith("qblock: run finished: crop_rate 0.800 on 8 test pages "
+                                           "(val: mAP50 0.950, mAP50-95 0.710); question-block-detector v3")
 
 
 def test_off_by_default(console):
@@ -34,7 +38,7 @@ def test_a_failing_stage_posts_why_and_still_fails(webhook, tmp_path):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = qblock("train", cwd=tmp_path)  # no exported data here
     assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
-    (body,) = received
+    body = received[0]
     assert body["status"] == "failed" and body["stage"] == "train"
     assert "manifest.json" in body["text"]
 

@@ -8,6 +8,7 @@ it use it as it is; a test that changes it works on its own fork. So any one tes
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -312,7 +313,6 @@ def test_crop_rate_agrees_with_an_independent_count_on_the_same_predictions(trai
 def test_runs_read_at_a_glance_in_mlflow(two_runs):
     """Names people can sort, a one-line description, the data as MLflow datasets, the verdict on the
     registered version, and no system-metrics charts for a smoke run."""
-    import re
 
     import mlflow
 
@@ -346,3 +346,55 @@ def test_show_puts_the_latest_run_beside_the_champion_and_the_previous_one(two_r
     assert "change" in said and "mAP50-95" in said
     assert f"previous: run {runs[0].info.run_name}" in said  # the run before the latest, by name
     assert f"{runs[0].data.metrics['mAP50-95']:.4f}" in said  # and its figure
+
+
+def test_a_collection_too_small_for_a_test_split_says_so(trained_repo):
+    repo, log = trained_repo["repo"], " ".join(trained_repo["first"].split())
+    notes = json.loads((repo / "data" / "split" / "split.json").read_text())["notes"]
+    assert any("3 document(s) are too few for a test split" in note for note in notes)
+    assert "no test split (split.test_fraction, 5 documents or more): these are val's figures" in log
+    assert not any(key.startswith("test_") for key in json.loads((repo / "metrics.json").read_text()))
+
+
+def test_the_headline_is_a_test_split_of_whole_documents_that_no_choice_reads(trained_repo, tmp_path):
+    """Six workbooks: one is held out as test. metrics.json, MLflow and `qblock show` lead with its figures,
+    measured at val's threshold; emptying its labels changes its figures and nothing that val chose."""
+    import mlflow
+
+    repo = fork(trained_repo["repo"], tmp_path / "repo")
+    more = tmp_path / "more"
+    sh([sys.executable, "-m", "qblock", "demo-data", str(more), "--documents", "6", "--pages", "2", "--seed", "5"],
+       repo)
+    documents = repo / "data" / "dataset_root" / "documents"
+    for document in sorted((more / "documents").iterdir()):
+        if not (documents / document.name).exists():
+            shutil.copytree(document, documents / document.name)
+    sh(["dvc", "repro"], repo)
+
+    split_file = json.loads((repo / "data" / "split" / "split.json").read_text())
+    assert split_file["counts"]["test"] == {"documents": 1, "pages": 2}
+    test_pages = (repo / "data" / "split" / "test.txt").read_text().split()
+    train_pages = set((repo / "data" / "split" / "train.txt").read_text().split())
+    assert len(test_pages) == 2 and not train_pages & set(test_pages)
+    metrics = json.loads((repo / "metrics.json").read_text())
+    assert list(metrics)[:5] == ["test_crop_rate", "test_mAP50", "test_mAP50-95", "test_false_crops_per_page",
+                                 "test_pages"]
+    assert metrics["test_pages"] == 2
+
+    mlflow.set_tracking_uri(f"sqlite:///{(repo / 'mlflow.db').as_posix()}")
+    run = max(mlflow_runs(repo), key=lambda r: r.info.start_time)
+    assert run.data.metrics["test_crop_rate"] == pytest.approx(metrics["test_crop_rate"])
+    assert "on 2 test pages (val: " in run.data.tags["mlflow.note.content"]
+    contexts = {next(t.value for t in i.tags if t.key == "mlflow.data.context"): i.dataset.name
+                for i in run.inputs.dataset_inputs}
+    assert contexts == {"training": "train pages", "validation": "val pages", "testing": "test pages"}
+    shown = " ".join(sh([sys.executable, "-m", "qblock", "show"], repo).stdout.split())
+    assert re.search(rf"test_crop_rate\W+{metrics['test_crop_rate']:.4f}", shown) and "nothing was chosen on" in shown
+
+    for entry in test_pages:  # the test pages' labels gone: only the test figures may move
+        (repo / "data" / "yolo" / "labels" / f"{Path(entry).stem}.txt").write_text("")
+    sh([sys.executable, "-m", "qblock", "evaluate"], repo)
+    again = json.loads((repo / "metrics.json").read_text())
+    assert {k: v for k, v in again.items() if not k.startswith("test_")} == \
+        {k: v for k, v in metrics.items() if not k.startswith("test_")}
+    assert again["test_crop_rate"] == 0 and again["test_mAP50"] == 0

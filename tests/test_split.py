@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from tests.conftest import params_of
 
@@ -82,3 +85,47 @@ def test_pages_all_in_one_document_say_why_split_cannot_and_what_to_do(tmp_path,
     with pytest.raises(UserError, match=r"every page is in one document \('scans'\).*--into NAME"):
         split.run(tmp_path / "yolo", tmp_path / "split", params_of("split"), console)
     assert not (tmp_path / "split" / "train.txt").exists()
+
+
+def test_a_test_split_of_whole_documents_from_five_documents_on():
+    params = params_of("split", val_fraction=0.25, test_fraction=0.2)
+    assert params_of("split").test_fraction > 0  # on by default
+    many = [f"workbook {i}" for i in range(40)]
+    assignment, _ = split.assign_documents(many, params)
+    for document, side in assignment.items():  # val below 0.25, test in [0.25, 0.45): val never moves
+        score = split.document_score(document, "qblock")
+        assert side == ("val" if score < 0.25 else "test" if score < 0.45 else "train")
+    five = ["d0", "d1", "d2", "d3", "d4"]
+    assignment, notes = split.assign_documents(five, params)
+    assert "test" in assignment.values() and list(assignment.values()).count("train") >= 3
+    assignment, notes = split.assign_documents(five[:4], params)
+    assert "test" not in assignment.values()
+    assert "4 document(s) are too few for a test split" in notes[0]
+
+
+def test_a_split_far_from_its_fraction_is_named(tmp_path, console):
+    documents = {f"doc{i}": 2 for i in range(8)}
+    val = next(d for d in (f"big {i}" for i in range(100)) if split.document_score(d, "qblock") < 0.25)
+    documents[val] = 60  # one large workbook hashed into val: most of the pages
+    write_manifest(tmp_path / "yolo", documents)
+    split.run(tmp_path / "yolo", tmp_path / "split", params_of("split"), console)
+    notes = json.loads((tmp_path / "split" / "split.json").read_text())["notes"]
+    assert any(note.startswith("val holds ") and "split.val_fraction asks for 25%" in note for note in notes)
+
+
+def test_training_never_sees_the_test_list_and_evaluate_does(tmp_path):
+    import yaml
+
+    from qblock.model.dataset_yaml import write_dataset_yaml
+
+    write_manifest(tmp_path / "yolo", {f"doc{i}": 2 for i in range(10)})
+    manifest = tmp_path / "yolo" / "manifest.json"
+    manifest.write_text(json.dumps(json.loads(manifest.read_text()) | {"summary": {"class_names": ["Q"]}}))
+    for side in ("train", "val", "test"):
+        (tmp_path / "split").mkdir(exist_ok=True)
+        (tmp_path / "split" / f"{side}.txt").write_text(f"images/{side}.png\n")
+    trained = yaml.safe_load(write_dataset_yaml(tmp_path / "yolo", tmp_path / "split", tmp_path / "a").read_text())
+    evaluated = yaml.safe_load(write_dataset_yaml(tmp_path / "yolo", tmp_path / "split", tmp_path / "b",
+                                                  test=True).read_text())
+    assert "test" not in trained and not (tmp_path / "a" / "test.txt").exists()
+    assert Path(evaluated["test"]).read_text().strip().endswith("test.png")

@@ -12,3 +12,7 @@ CONF_THRESHOLD = "conf_threshold"  # chosen on val; `qblock propose` uses it
 
 HEADLINE = (MAP50, MAP50_95, PRECISION, RECALL, CROP_RATE)  # the per-run numbers, each in 0..1
 CHAMPION_METRICS = (MAP50, MAP50_95, CROP_RATE)  # what `evaluate.champion_metric` may name
+
+TEST = "test_"  # the same figures on the test split (whole documents nothing was chosen on): test_crop_rate ...
+TEST_PAGES = "test_pages"
+TEST_HEADLINE = tuple(TEST + name for name in (CROP_RATE, MAP50, MAP50_95, FALSE_CROPS))  # what a new workbook gets

@@ -58,8 +58,14 @@ def send(params: WebhookSettings, payload: dict, console: Console) -> bool:
 
 
 def run_finished(params: WebhookSettings, metrics: dict, model: str, console: Console) -> bool:
-    shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float))
-    text = f"qblock: run finished: {shown} on {metrics.get('val_pages', '?')} val pages; {model}"
+    def shown(prefix: str) -> str:
+        return ", ".join(f"{k.removeprefix(prefix)} {v:.3f}" for k, v in metrics.items()
+                         if isinstance(v, float) and k.startswith("test_") == (prefix == "test_"))
+
+    text = f"qblock: run finished: {shown('')} on {metrics.get('val_pages', '?')} val pages; {model}"
+    if "test_pages" in metrics:
+        text = (f"qblock: run finished: {shown('test_')} on {metrics['test_pages']} test pages "
+                f"(val: {shown('')}); {model}")
     return send(params, {"status": "finished", "text": text, "metrics": metrics, "model": model}, console)
 
 

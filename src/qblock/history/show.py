@@ -12,7 +12,7 @@ from qblock.core import metric_names as names
 from qblock.core.errors import UserError
 from qblock.history.runs import runs_to_compare
 from qblock.model import mlflow_store, run_log
-from qblock.stages.evaluate import print_metrics
+from qblock.stages.evaluate import NO_TEST, print_metrics
 
 
 def print_comparison(console: Console, metrics: dict, others: list[tuple[str, str, dict[str, float]]]) -> None:
@@ -24,14 +24,14 @@ def print_comparison(console: Console, metrics: dict, others: list[tuple[str, st
     for label, _, _ in others:
         table.add_column(label, justify="right")
         table.add_column("change", justify="right")
-    for name in (*names.HEADLINE, names.FALSE_CROPS):
+    for name in (*names.TEST_HEADLINE, *names.HEADLINE, names.FALSE_CROPS):
         if name not in metrics:
             continue
         row = [name, f"{metrics[name]:.4f}"]
         for _, _, theirs in others:
             if name in theirs:
                 change = metrics[name] - theirs[name]
-                better = change > 0 if name != names.FALSE_CROPS else change < 0
+                better = change > 0 if not name.endswith(names.FALSE_CROPS) else change < 0
                 style = "green" if better and abs(change) >= 5e-5 else "red" if abs(change) >= 5e-5 else "dim"
                 row += [f"{theirs[name]:.4f}", f"[{style}]{change:+.4f}[/]"]
             else:
@@ -39,6 +39,8 @@ def print_comparison(console: Console, metrics: dict, others: list[tuple[str, st
         table.add_row(*row)
     console.print(table)
     console.print("; ".join(f"{label}: run {name}" for label, name, _ in others))
+    console.print("test_: whole documents nothing was chosen on (what a new workbook gets); the rest: val"
+                  if names.TEST_PAGES in metrics else f"[yellow]note[/]: {NO_TEST}")
 
 
 def show_runs(root: Path, console: Console) -> None:

@@ -15,12 +15,14 @@ from qblock.core.errors import UserError
 from qblock.data.yolo_folder import SPLITS, read_manifest, split_list
 
 
-def write_dataset_yaml(export_dir: Path, split_dir: Path, scratch: Path) -> Path:
+def write_dataset_yaml(export_dir: Path, split_dir: Path, scratch: Path, test: bool = False) -> Path:
+    """The dataset file; the test split is in it only when ``test`` (evaluate's measure of it), so
+    nothing that trains or chooses can read it."""
     export_dir = export_dir.resolve()
     class_names = read_manifest(export_dir).summary["class_names"]
     scratch.mkdir(parents=True, exist_ok=True)
     data: dict = {"path": str(export_dir)}
-    for split in SPLITS:
+    for split in SPLITS if test else ("train", "val"):
         entries = split_list(split_dir, split)
         if entries is None:
             continue

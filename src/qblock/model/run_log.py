@@ -55,16 +55,16 @@ def run_name(params: Params, git: dict[str, str]) -> str:
 
 
 def log_dataset(context: str, digest: str, pages: int, boxes: int, folders: dict[str, str]) -> None:
-    """The pages a run trained on (``training``) or was judged on (``validation``), as an MLflow dataset:
-    its digest is qblock's hash of them, its source the repository, commit and folders, so the UI's
-    Dataset column groups runs on the same data."""
+    """The pages a run trained on (``training``), was chosen on (``validation``) or tested on
+    (``testing``), as an MLflow dataset: its digest is qblock's hash of them, its source the
+    repository, commit and folders, so the UI's Dataset column groups runs on the same data."""
     import mlflow
     from mlflow.data.code_dataset_source import CodeDatasetSource
     from mlflow.data.meta_dataset import MetaDataset
 
     origin = _git("remote", "get-url", "origin") or project_root().as_posix()
     source = CodeDatasetSource({"repository": secrets.redact(origin), "commit": git_state()["git.commit"], **folders})
-    name = "train pages" if context == "training" else "val pages"
+    name = {"training": "train pages", "validation": "val pages"}.get(context, "test pages")
     mlflow.log_input(MetaDataset(source, name=name, digest=digest[:36]), context=context,
                      tags={"pages": str(pages), "boxes": str(boxes)})
 

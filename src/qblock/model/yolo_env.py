@@ -146,11 +146,12 @@ def clear_label_caches(label_dir: Path) -> None:
 
 
 @contextmanager
-def ultralytics_dataset(export_dir: Path, split_dir: Path, root: Path) -> Iterator[Path]:
-    """The dataset file for one train or val call, with no stale label cache before or after."""
+def ultralytics_dataset(export_dir: Path, split_dir: Path, root: Path, test: bool = False) -> Iterator[Path]:
+    """The dataset file for one train or val call, with no stale label cache before or after; with the
+    test split only when ``test``."""
     from qblock.model.dataset_yaml import write_dataset_yaml
 
-    data_yaml = write_dataset_yaml(export_dir, split_dir, root / ".qblock" / "data")
+    data_yaml = write_dataset_yaml(export_dir, split_dir, root / ".qblock" / "data", test)
     clear_label_caches(export_dir / "labels")
     try:
         yield data_yaml

@@ -131,3 +131,12 @@ def crop_metrics(pages: list[ValPage]) -> dict[str, float]:
         "false_crops_per_page": round((best.crops - best.good) / len(pages), 4) if pages else 0.0,
         "conf_threshold": best.conf,
     }
+
+
+def crop_metrics_at(pages: list[ValPage], conf: float) -> dict[str, float]:
+    """crop_rate and false crops per page at a threshold chosen elsewhere (test pages, at val's)."""
+    score = score_at(pages, conf)
+    return {
+        "crop_rate": round(score.rate, 5),
+        "false_crops_per_page": round((score.crops - score.good) / len(pages), 4) if pages else 0.0,
+    }

@@ -1,7 +1,12 @@
-"""Stage `evaluate`: the trained model on the val split -> metrics.json, a PR curve, MLflow.
+"""Stage `evaluate`: the trained model on the val and test splits -> metrics.json, a PR curve, MLflow.
 
 mAP comes from ultralytics' validator (COCO-style 101-point interpolation, IoU 0.50 and
-0.50:0.95), run once on the whole val split with a low confidence threshold.
+0.50:0.95), run once on each whole split with a low confidence threshold.
+
+Val is where choices are made: the confidence threshold propose uses, whether ink snapping is
+kept, the champion (and, in training, the best epoch). Test is measured last, with the choices
+val made, and read by nothing: its figures (`test_crop_rate`, ...) are the headline, what a new
+workbook gets.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from qblock.model import champion, registry, run_log
 from qblock.model.champion import Decision
 from qblock.model.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads, without_coco_eval_notes
 from qblock.quality import ink_snap
-from qblock.quality.crops import ValPage, crop_metrics, load_val_pages, snap_pages
+from qblock.quality.crops import ValPage, crop_metrics, crop_metrics_at, load_val_pages, snap_pages
 from qblock.quality.ink_snap import SnapRule
 from qblock.quality.worst_pages import draw_worst
 
@@ -44,14 +49,32 @@ def write_pr_curve(curves_results: list, path: Path, points: int = 101) -> None:
             writer.writerow([f"{r:.4f}", f"{p:.4f}"])
 
 
+NO_TEST = ("no test split (split.test_fraction, 5 documents or more): these are val's figures, where the epoch, "
+           "threshold and snapping were chosen; a new workbook will likely get less")
+
+
 def print_metrics(console: Console, metrics: dict) -> None:
-    """One metric a row: readable at 80 columns, however many metrics there are."""
-    table = Table(title="val metrics")
+    """One metric a row, test beside val: readable at 80 columns, however many metrics there are."""
+    tested = names.TEST_PAGES in metrics
+    table = Table(title="metrics: test = new workbooks, val = where the choices were made" if tested
+                  else "val metrics")
     table.add_column("metric", no_wrap=True)
-    table.add_column("value", justify="right")
+    if tested:
+        table.add_column("test", justify="right")
+    table.add_column("val", justify="right")
+
+    def shown(value) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
     for name, value in metrics.items():
-        table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))
+        if name.startswith(names.TEST):
+            continue
+        label = "pages" if name == names.VAL_PAGES else name
+        twin = names.TEST_PAGES if name == names.VAL_PAGES else names.TEST + name
+        table.add_row(label, *([shown(metrics[twin]) if twin in metrics else ""] if tested else []), shown(value))
     console.print(table)
+    if not tested:
+        console.print(f"[yellow]note[/]: {NO_TEST}")
 
 
 def val_fingerprint(export_dir: Path, val_images: list[str]) -> str:
@@ -66,8 +89,8 @@ def val_fingerprint(export_dir: Path, val_images: list[str]) -> str:
     return digest.hexdigest()[:16]
 
 
-def measure(model_file: Path, params: Params, data_yaml: Path, out_dir: Path, plots: bool):
-    """ultralytics' validator on the val split: the box metrics object.
+def measure(model_file: Path, params: Params, data_yaml: Path, out_dir: Path, plots: bool, split: str = "val"):
+    """ultralytics' validator on one split (val unless said): the box metrics object.
 
     Its predictions are kept too (``out_dir/predictions.json``, COCO format, original pixels), for
     the crop rate, the worst-pages picture and checking mAP against an independent COCO tool.
@@ -78,7 +101,7 @@ def measure(model_file: Path, params: Params, data_yaml: Path, out_dir: Path, pl
     use_cpu_threads(model, params.train.cpu_threads)
     with without_coco_eval_notes():
         result = model.val(
-            data=str(data_yaml), split="val", imgsz=params.train.imgsz, batch=params.evaluate.batch,
+            data=str(data_yaml), split=split, imgsz=params.train.imgsz, batch=params.evaluate.batch,
             conf=params.evaluate.conf, iou=params.evaluate.iou, device=params.train.device,
             project=str(out_dir.parent), name=out_dir.name, exist_ok=True, plots=plots, verbose=False,
             save_json=True,
@@ -104,10 +127,31 @@ def choose_snapping(export_dir: Path, pages: list[ValPage], rule: SnapRule) -> t
     return pages, False, plain
 
 
-def write_reports(box, params: Params, pages: list[ValPage], eval_dir: Path, unsnapped: dict) -> dict:
-    """metrics.json (a DVC metric), the PR curve (a DVC plot), the worst val pages; return the metrics."""
+def measure_test(model_file: Path, params: Params, data_yaml: Path, test_images: list[str], out_dir: Path,
+                 conf: float, snap: SnapRule | None) -> dict:
+    """The test split measured with val's choices (its threshold, its snapping): the test_ metrics."""
+    export_dir = Path(params.paths.export_dir)
+    box = measure(model_file, params, data_yaml, out_dir, plots=False, split="test")
+    pages = load_val_pages(export_dir, test_images, out_dir / "predictions.json")
+    if snap is not None:
+        pages = snap_pages(export_dir, pages, snap)
+    crops = crop_metrics_at(pages, conf)
+    return {
+        names.TEST + names.CROP_RATE: crops[names.CROP_RATE],
+        names.TEST + names.MAP50: round(float(box.map50), 5),
+        names.TEST + names.MAP50_95: round(float(box.map), 5),
+        names.TEST + names.FALSE_CROPS: crops[names.FALSE_CROPS],
+        names.TEST_PAGES: len(pages),
+    }
+
+
+def write_reports(box, params: Params, pages: list[ValPage], eval_dir: Path, unsnapped: dict,
+                  tested: dict) -> dict:
+    """metrics.json (a DVC metric: test's figures first), the PR curve (a DVC plot), the worst val pages;
+    return the metrics."""
     paths = params.paths
     metrics = {
+        **tested,
         names.MAP50: round(float(box.map50), 5),
         names.MAP50_95: round(float(box.map), 5),
         names.PRECISION: round(float(box.mp), 5),
@@ -126,11 +170,15 @@ def write_reports(box, params: Params, pages: list[ValPage], eval_dir: Path, uns
 
 def headline(metrics: dict, decision: Decision) -> str:
     """The run in one line, for the MLflow run's and model version's descriptions."""
-    shown = " · ".join(f"{key} {metrics[key]:.3f}" for key in (names.MAP50, names.MAP50_95, names.CROP_RATE)
-                       if key in metrics)
+    def figures(prefix: str) -> str:
+        return " · ".join(f"{key} {metrics[prefix + key]:.3f}" for key in (names.MAP50, names.MAP50_95, names.CROP_RATE)
+                          if prefix + key in metrics)
+
     verdict = "champion" if decision.promoted else "challenger"
-    pages = metrics.get(names.VAL_PAGES, "?")
-    return f"{shown} on {pages} val pages · v{decision.version} {verdict}: {decision.reason}"
+    val = f"{figures('')} on {metrics.get(names.VAL_PAGES, '?')} val pages"
+    if names.TEST_PAGES in metrics:
+        val = f"{figures(names.TEST)} on {metrics[names.TEST_PAGES]} test pages (val: {val})"
+    return f"{val} · v{decision.version} {verdict}: {decision.reason}"
 
 
 def register_and_judge(params: Params, run_id: str, metrics: dict, val_hash: str, eval_dir: Path,
@@ -139,8 +187,12 @@ def register_and_judge(params: Params, run_id: str, metrics: dict, val_hash: str
     paths = params.paths
     export_dir, split_dir = Path(paths.export_dir), Path(paths.split_dir)
     with run_log.resume_run(params.mlflow, run_id):
-        run_log.log_dataset("validation", val_hash, *split_counts(export_dir, split_list(split_dir, "val") or []),
-                             {"export_dir": paths.export_dir, "split": f"{paths.split_dir}/val.txt"})
+        for split, context in (("val", "validation"), ("test", "testing")):
+            entries = split_list(split_dir, split)
+            if entries:
+                digest = val_hash if split == "val" else val_fingerprint(export_dir, entries)
+                run_log.log_dataset(context, digest, *split_counts(export_dir, entries),
+                                    {"export_dir": paths.export_dir, "split": f"{paths.split_dir}/{split}.txt"})
         evaluation_files = [*sorted(eval_dir.glob("*.png")), *sorted(eval_dir.glob("*.json"))]
         run_log.log_evaluation(metrics, val_hash, Path(paths.metrics_file), evaluation_files)
         version = registry.register(Path(paths.model_dir) / "best.pt", params.train.imgsz,
@@ -174,14 +226,19 @@ def run(params: Params, console: Console) -> dict:
     val_images = split_list(split_dir, "val") or []
     val_hash = val_fingerprint(export_dir, val_images)
     metric = params.evaluate.champion_metric
-    with ultralytics_dataset(export_dir, split_dir, root) as data_yaml:
+    test_images = split_list(split_dir, "test") or []
+    with ultralytics_dataset(export_dir, split_dir, root, test=bool(test_images)) as data_yaml:
         box = measure(model_file, params, data_yaml, eval_dir, plots=True)
         rule = ink_snap.learn_from_folder(export_dir, split_list(split_dir, "train") or [])
         pages, snapping, unsnapped = choose_snapping(
             export_dir, load_val_pages(export_dir, val_images, eval_dir / "predictions.json"), rule)
         write_json(eval_dir / "ink_snap.json", {"kept": snapping, "unsnapped": unsnapped,
                                                  "rule": json.loads(rule.to_json())})
-        metrics = write_reports(box, params, pages, eval_dir, unsnapped)
+        # the choices are made; now, and only now, the pages nothing chose on
+        tested = measure_test(model_file, params, data_yaml, test_images, eval_dir / "test",
+                              crop_metrics(pages)[names.CONF_THRESHOLD], rule if snapping else None) \
+            if test_images else {}
+        metrics = write_reports(box, params, pages, eval_dir, unsnapped, tested)
 
         def rescore(champion_run: str) -> float:
             console.print("evaluate: the champion was measured on other val data; measuring it again")

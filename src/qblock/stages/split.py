@@ -4,6 +4,13 @@ A document's split depends only on its own id (a salted hash compared with the f
 on `split.pin`, never on the other documents: adding workbooks never moves an existing one
 between train and val, so val mAP stays comparable across runs. Pages of one workbook never
 straddle splits (their layouts are near-copies, which would flatter val mAP).
+
+Val is where choices are made (the best epoch, the confidence threshold, ink snapping, the
+champion), so its figures flatter the model. Test is a set of whole documents that nothing
+chooses on: its crop rate is what a new workbook gets. A document is val below `val_fraction`,
+test below `val_fraction + test_fraction`, train above (raising test_fraction moves train
+documents only). A collection of fewer than MIN_DOCUMENTS_FOR_TEST documents gets no test split,
+and split says so.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from qblock.core import collector
 from qblock.core.errors import UserError
 from qblock.data.problems import write_json
 from qblock.data.yolo_folder import SPLITS, file_names, read_manifest
+
+MIN_DOCUMENTS_FOR_TEST = 5  # 3 to train on, one to choose on, one to test on
 
 
 def document_score(document: str, salt: str) -> float:
@@ -38,24 +47,31 @@ def assign_documents(documents: list[str], params: SplitParams) -> tuple[dict[st
         raise UserError("params.yaml: split.val_fraction + split.test_fraction must be below 1")
     notes = [f"split.pin names {d!r}, which has no exported pages" for d in params.pin if d not in documents]
     assignment: dict[str, str] = {}
+    test_fraction = params.test_fraction if len(documents) >= MIN_DOCUMENTS_FOR_TEST else 0.0
+    if params.test_fraction > 0 and not test_fraction:
+        notes.append(f"{len(documents)} document(s) are too few for a test split (it takes "
+                     f"{MIN_DOCUMENTS_FOR_TEST}): no figure is on a workbook nothing was chosen on, and val's, "
+                     "where the epoch and threshold are chosen, flatter the model")
     for document in documents:
         score = document_score(document, params.salt)
         if document in params.pin:
             assignment[document] = params.pin[document]
-        elif score < params.test_fraction:
-            assignment[document] = "test"
-        elif score < params.test_fraction + params.val_fraction:
+        elif score < params.val_fraction:
             assignment[document] = "val"
+        elif score < params.val_fraction + test_fraction:
+            assignment[document] = "test"
         else:
             assignment[document] = "train"
-    if params.val_fraction > 0 and "val" not in assignment.values():
+    for split, fraction, least_train in (("val", params.val_fraction, 2), ("test", test_fraction, 3)):
+        if fraction <= 0 or split in assignment.values():
+            continue
         movable = [d for d in documents if assignment[d] == "train" and d not in params.pin]
-        if len(movable) >= 2:
+        if len(movable) >= least_train:
             chosen = min(movable, key=lambda d: document_score(d, params.salt))
-            assignment[chosen] = "val"
+            assignment[chosen] = split
             notes.append(
-                f"no document hashed into val; moved {chosen!r} there. Pin it (split.pin) to keep val fixed "
-                "while the collection is this small"
+                f"no document hashed into {split}; moved {chosen!r} there. Pin it (split.pin) to keep {split} "
+                "fixed while the collection is this small"
             )
     if len(documents) == 1:
         raise UserError(f"split: every page is in one document ({documents[0]!r}); train and val are split by "
@@ -67,6 +83,21 @@ def assign_documents(documents: list[str], params: SplitParams) -> tuple[dict[st
     if "val" not in assignment.values():
         raise UserError("split: val is empty; add documents or pin one to val in split.pin")
     return assignment, notes
+
+
+def lopsided(counts: dict[str, dict[str, int]], fractions: dict[str, float]) -> list[str]:
+    """Notes for a split whose share of pages is under half or over twice its fraction: documents are
+    split whole, so one large document hashed into val can take most of the pages."""
+    total = sum(c["pages"] for c in counts.values())
+    notes = []
+    for split, fraction in fractions.items():
+        share = counts[split]["pages"] / total if total else 0.0
+        if fraction > 0 and counts[split]["pages"] and not fraction / 2 <= share <= fraction * 2:
+            notes.append(f"{split} holds {share:.0%} of the pages ({counts[split]['pages']} of {total}, "
+                         f"{counts[split]['documents']} document(s)) where split.{split}_fraction asks for "
+                         f"{fraction:.0%}: documents go whole, and their sizes differ. Pin documents "
+                         f"(split.pin) to even it out")
+    return notes
 
 
 @collector.paused()  # bookkeeping over every page: no cycles to find (core/collector.py)
@@ -88,6 +119,7 @@ def run(export_dir: Path, out_dir: Path, params: SplitParams, console: Console) 
             target.unlink(missing_ok=True)
     counts = {s: {"documents": sum(1 for v in assignment.values() if v == s), "pages": len(lists.get(s, []))}
               for s in SPLITS}
+    notes += lopsided(counts, {"val": params.val_fraction, "test": params.test_fraction})
     write_json(out_dir / "split.json", {"counts": counts, "documents": assignment, "notes": notes})
     for note in notes:
         console.print(f"[yellow]note[/]: {note}")
