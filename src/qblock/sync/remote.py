@@ -18,16 +18,27 @@ from qblock.sync.commands import run
 
 REMOTE = "nas"
 PROBE_TIMEOUT_S = 6  # for the remote's answer; with Python and dvc starting, a command fails within 10 s
+# `remote set` leaves this file in the store: a store folder without it (or without DVC's `files/`,
+# for one set by an older qblock) is a mount point whose share is not mounted, or a wrong path
+MARKER = ".qblock-remote"
+
+
+class NotMounted(Exception):
+    """The remote's folder is missing or holds no store: every command but `remote set` stops there."""
 
 
 def _is_url(location: str) -> bool:
     return "://" in location
 
 
-def probe(root: Path, url: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+def probe(root: Path, url: str, timeout_s: float = PROBE_TIMEOUT_S, create: bool = False) -> None:
     """Check that the configured remote (``url``, for the messages) is reachable and writable:
     write, read back, delete. The clock starts once dvc is imported: ``timeout_s`` is the time
     the remote gets to answer.
+
+    Only ``create`` (`remote set`) makes the store's folder and marks it. Otherwise a missing
+    folder, or one with neither the marker nor DVC's layout, is a NAS that is not mounted: writing
+    there would fill the local disk and tell the other machine its data is pushed.
     """
     from dvc.repo import Repo
 
@@ -38,7 +49,16 @@ def probe(root: Path, url: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
             with Repo(str(root)) as repo:
                 remote = repo.cloud.get_remote(REMOTE)
                 fs, path = remote.fs, remote.path
-                fs.makedirs(path, exist_ok=True)
+                marker = fs.join(path, MARKER)
+                if create:
+                    fs.makedirs(path, exist_ok=True)
+                elif not fs.isdir(path):
+                    raise NotMounted("the folder does not exist")
+                if not fs.exists(marker):
+                    if not create and not fs.exists(fs.join(path, "files")):
+                        raise NotMounted(f"the folder holds no qblock store (no {MARKER}, which `qblock remote set` "
+                                         "leaves there, and no DVC data)")
+                    fs.pipe_file(marker, b"a qblock DVC remote: `qblock remote set` made it; keep this file\n")
                 target = fs.join(path, f".qblock-probe-{uuid.uuid4().hex}")
                 fs.pipe_file(target, b"qblock")
                 if fs.cat_file(target) != b"qblock":
@@ -53,6 +73,10 @@ def probe(root: Path, url: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
     worker.join(timeout_s)
     if "ok" in outcome:
         return
+    if isinstance(outcome.get("error"), NotMounted):
+        raise UserError(f"remote {url}: the NAS is not mounted: {outcome['error']}. Mount the share (or map the "
+                        f"drive) and run this again; nothing was pushed or committed. If this really is a new, "
+                        f"empty store, `qblock remote set {url}` makes it.")
     if worker.is_alive():
         raise UserError(f"remote {url}: no answer within {timeout_s:g} s. Is the NAS on and reachable "
                         "(mounted, or its SSH port open)? One waking from sleep may need a second try. "
@@ -105,7 +129,7 @@ def set_remote(root: Path, location: str, console: Console, timeout_s: float = P
     except ConfigError as exc:
         raise UserError(f"{location}: DVC does not take this as a remote ({exc}). Nothing was changed.") from None
     try:
-        probe(root, location, timeout_s)
+        probe(root, location, timeout_s, create=True)
     except UserError:
         if before is None:
             local.unlink(missing_ok=True)

@@ -78,13 +78,48 @@ def _require_clean(root: Path, what: str) -> None:
                         + "\n  ".join(changed[:10]))
 
 
-def _commit_changes(root: Path, message: Callable[[], str], console: Console, who: str) -> None:
-    """Stage everything and commit it, if anything changed (``message`` is only asked for then)."""
-    run(["git", "add", "-A"], root, "git add")
+def uncommitted(root: Path) -> list[str]:
+    """Every changed or untracked file (repository-relative, posix), ignored files left out."""
+    status = run(["git", "status", "--porcelain", "-z", "--untracked-files=all"], root, "git status").stdout
+    entries = [entry[3:] for entry in status.split("\0") if len(entry) > 3 and entry[2] == " "]
+    return sorted(set(entries))
+
+
+def _commit_changes(root: Path, message: Callable[[], str], console: Console, who: str,
+                    own: Callable[[list[str]], list[str]]) -> None:
+    """Commit what this round wrote itself (``own`` picks it from the changed files), if anything; the
+    rest (a person's edit, a stray `.env`) is named and left as it is, never committed on their behalf."""
+    changed = uncommitted(root)
+    mine = own(changed)
+    if others := [f for f in changed if f not in set(mine)]:
+        more = f" and {len(others) - 10} more" if len(others) > 10 else ""
+        console.print(f"{who}: left uncommitted, not written by {who} (commit them yourself if they belong in "
+                      f"git): " + ", ".join(others[:10]) + more)
+    if not mine:
+        return
+    run(["git", "add", "-A", "--", *mine], root, "git add")
     if run(["git", "diff", "--cached", "--quiet"], root, "git diff", check=False).returncode:
         text = message()
         run(["git", "commit", "-q", "-m", text], root, "git commit")
         console.print(f"{who}: committed \"{text}\"")
+
+
+def secrets_to_push(root: Path) -> list[str]:
+    """Secret-looking text in the files the commits not yet on the origin change, as they are at HEAD:
+    "FILE line N: a Telegram bot token"."""
+    from qblock.core import secrets
+
+    ahead = run(["git", "rev-list", "--count", "@{upstream}..HEAD"], root, "git rev-list", check=False)
+    span = "@{upstream}..HEAD" if ahead.returncode == 0 else "HEAD"
+    changed = run(["git", "log", "--format=", "--name-only", "-z", span], root, "git log", check=False)
+    found = []
+    for name in sorted({n.strip() for n in changed.stdout.split("\0") if n.strip()}):
+        blob = subprocess.run(["git", "show", f"HEAD:{name}"], cwd=root, capture_output=True)
+        if blob.returncode or len(blob.stdout) > 1_000_000:
+            continue  # deleted since, or a large file nobody typed a URL into
+        text = blob.stdout.decode("utf-8", errors="replace")
+        found += [f"{name} line {text.count(chr(10), 0, offset) + 1}: {kind}" for kind, offset in secrets.find(text)]
+    return found
 
 
 def push_data(root: Path, console: Console) -> None:
@@ -111,6 +146,11 @@ def _push_data_then_commit(root: Path, console: Console,
         shown = ", ".join(f"{path} ({state})" for path, state in sorted(missing.items())[:5])
         raise UserError(f"some data of this commit is not on the NAS after `dvc push`: {shown}; refusing to push "
                         "the commit to git. Run `qblock doctor`.")
+    if leaks := secrets_to_push(root):
+        raise UserError("refusing to push to git: what would go to the origin holds a secret:\n  "
+                        + "\n  ".join(leaks[:10]) + "\nTake it out of those commits (`git reset --soft @{upstream}`, "
+                        "remove or untrack the file, commit again); put tokens in the environment or "
+                        ".qblock/machine.yaml. The data is on the NAS.")
     console.print("push: the commit to git ...")
     pushed = run(["git", "push"], root, "git push", check=False)
     if pushed.returncode and when_origin_moved and any(word in pushed.stderr for word in REJECTED):
@@ -171,7 +211,13 @@ def publish(root: Path, paths: Paths, console: Console, app_root: Path | None = 
         stats = json.loads((root / paths.reports_dir / "data_stats.json").read_text(encoding="utf-8"))
         return f"labels: {stats.get('pages')} pages, {stats.get('boxes')} boxes, {stats.get('documents')} documents"
 
-    _commit_changes(root, message, console, "publish")
+    require_remote(root)  # still mounted: a NAS gone since the start stops publish before it commits
+
+    def own(files: list[str]) -> list[str]:
+        snapshot, written = f"{dataset_root.as_posix()}.dvc", set(pipeline_written(root, files))
+        return [f for f in files if f == snapshot or f in written]
+
+    _commit_changes(root, message, console, "publish", own)
     _push_data_then_commit(root, console)
     console.print("publish: done. The desktop can `qblock desktop-run`.")
 
@@ -225,7 +271,7 @@ def _desktop_run(root: Path, paths: Paths, console: Console) -> None:
         metrics = json.loads((root / paths.metrics_file).read_text(encoding="utf-8"))
         return f"train: mAP50 {metrics[names.MAP50]:.3f}, mAP50-95 {metrics[names.MAP50_95]:.3f}"
 
-    _commit_changes(root, message, console, "desktop-run")
+    _commit_changes(root, message, console, "desktop-run", lambda files: pipeline_written(root, files))
     marker.unlink(missing_ok=True)  # committed: a rerun only has the push left to do
     _push_data_then_commit(root, console, lambda: _origin_moved_while_training(root))
     console.print("desktop-run: done. The laptop can `qblock pull-model`.")

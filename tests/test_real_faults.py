@@ -1,0 +1,97 @@
+"""The weekly loop under faults nobody here made: a NAS that is not mounted, files a round did not write."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from tests.repos import published_laptop, sh
+
+pytestmark = pytest.mark.slow
+
+
+def qb(*args: str, cwd: Path, check: bool = False):
+    return sh([sys.executable, "-m", "qblock", *args], cwd, check=check)
+
+
+def heads(laptop: Path, origin: Path) -> tuple[str, str]:
+    return (sh(["git", "rev-parse", "HEAD"], laptop).stdout.strip(),
+            sh(["git", "--git-dir", str(origin), "rev-parse", "HEAD"], laptop).stdout.strip())
+
+
+def relabel(app: Path) -> None:
+    """A person moves one box in the app: something for publish to commit."""
+    groups = sorted(app.glob("documents/*/groups/*_groups.json"))[0]
+    data = json.loads(groups.read_text(encoding="utf-8"))
+    data["groups"][0]["combinedBbox"]["y"] += 1
+    groups.write_text(json.dumps(data), encoding="utf-8")
+
+
+def test_a_nas_that_is_not_mounted_stops_publish_before_it_commits_and_is_never_made_locally(tmp_path):
+    laptop, origin, nas = published_laptop(tmp_path)
+    relabel(tmp_path / "app")
+    before = heads(laptop, origin)
+
+    gone = nas.with_name("qblock-store.gone")
+    nas.rename(gone)  # the share is not mounted: its folder is not there
+    for command in (("publish",), ("pull-model",), ("desktop-run",)):
+        result = qb(*command, cwd=laptop)
+        said = " ".join(result.stdout.split())
+        assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr, command
+        assert "the NAS is not mounted: the folder does not exist" in said, command
+        assert not nas.exists(), f"{command}: the store was made on the local disk"
+    assert heads(laptop, origin) == before
+
+    nas.mkdir()  # an empty mount point: the folder is there, the share is not
+    result = qb("publish", cwd=laptop)
+    assert result.returncode == 1 and "holds no qblock store" in " ".join(result.stdout.split())
+    assert list(nas.iterdir()) == [] and heads(laptop, origin) == before
+    doctor = " ".join(qb("doctor", cwd=laptop).stdout.split())
+    assert "the NAS is not mounted" in doctor and "reachable and writable" not in doctor
+
+    nas.rmdir()
+    gone.rename(nas)  # mounted again: publish goes through
+    result = qb("publish", cwd=laptop)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "publish: done" in result.stdout and heads(laptop, origin) != before
+
+
+def test_an_old_store_without_the_mark_is_recognised_by_its_data_and_marked(tmp_path):
+    laptop, _, nas = published_laptop(tmp_path)
+    (nas / ".qblock-remote").unlink()  # set by an older qblock: DVC's data, no mark
+    assert (nas / "files").is_dir()
+    assert qb("doctor", cwd=laptop).returncode in (0, 1)
+    assert (nas / ".qblock-remote").is_file()
+
+
+def test_a_round_commits_only_what_it_wrote_and_never_pushes_a_secret(tmp_path):
+    laptop, origin, _ = published_laptop(tmp_path)
+    token = "https://api.telegram.org/bot123456789:AAH3kq_9f8d7s6a5d4f3g2h1j0k9l8m7n6b/sendMessage?chat_id=1"
+    (laptop / ".env").write_text(f"QBLOCK_NOTIFY_WEBHOOK_URL={token}\n")
+    (laptop / "notes.txt").write_text("the desktop's fan is loud\n")
+    config = laptop / "conf" / "config.yaml"
+    config.write_text(config.read_text() + "# a stray edit\n")
+    relabel(tmp_path / "app")
+
+    result = qb("publish", cwd=laptop)
+    assert result.returncode == 0, result.stdout + result.stderr
+    said = " ".join(result.stdout.split())
+    assert "left uncommitted, not written by publish" in said
+    assert ".env" in said and "notes.txt" in said and "conf/config.yaml" in said
+    pushed = sh(["git", "--git-dir", str(origin), "show", "--name-only", "--format=", "HEAD"], laptop).stdout.split()
+    assert "data/dataset_root.dvc" in pushed
+    assert not {".env", "notes.txt", "conf/config.yaml"} & set(pushed)
+    assert sh(["git", "status", "--porcelain"], laptop).stdout.count("\n") == 3  # all three still here, as they were
+
+    sh(["git", "add", ".env"], laptop)  # a person commits the token by mistake: publish will not push it
+    sh(["git", "commit", "-qm", "settings"], laptop)
+    relabel(tmp_path / "app")
+    before = sh(["git", "--git-dir", str(origin), "rev-parse", "HEAD"], laptop).stdout
+    result = qb("publish", cwd=laptop)
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "refusing to push to git" in said and ".env line 1: a Telegram bot token" in said
+    assert "AAH3kq" not in result.stdout + result.stderr
+    assert sh(["git", "--git-dir", str(origin), "rev-parse", "HEAD"], laptop).stdout == before
