@@ -11,59 +11,10 @@ import pytest
 import yaml
 from tests.conftest import REPO
 
+from qblock.core.code_closure import closure, imported_modules
+
 SRC = REPO / "src"
 PACKAGE = SRC / "qblock"
-
-
-def module_file(name: str) -> Path | None:
-    """The file of a qblock module (a package's __init__.py), or None when there is none."""
-    base = SRC / Path(*name.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def imported_modules(path: Path, name: str) -> set[str]:
-    """Every qblock module that ``path`` (module ``name``) imports, at the top or inside a function.
-
-    The stage runner's one dynamic import (the stage module by name) is the start of each closure.
-    """
-    found: set[str] = set()
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:  # relative: from the package, up level - 1 folders
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
-            found.add(base)
-            found |= {f"{base}.{alias.name}" for alias in node.names}  # `from qblock.model import tracking`
-    result = set()
-    for module in found:
-        parts = module.split(".")
-        if parts[0] != "qblock":
-            continue
-        for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__ too
-            if module_file(".".join(parts[:i])):
-                result.add(".".join(parts[:i]))
-    return result
-
-
-def closure(start: str) -> set[Path]:
-    seen: set[str] = set()
-    todo = [start]
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        path = module_file(name)
-        assert path is not None, name
-        todo.extend(imported_modules(path, name) - seen)
-    return {module_file(name) for name in seen}  # type: ignore[misc]
 
 
 def only_a_docstring(path: Path) -> bool:

@@ -34,6 +34,7 @@ from rich.console import Console
 
 from qblock.config.schema import ExportParams, Params
 from qblock.core import collector, files
+from qblock.core.code_closure import code_digest
 from qblock.core.errors import UserError
 from qblock.core.progress import map_pages, track
 from qblock.data.app_dataset import (
@@ -184,7 +185,10 @@ def convert_page(source: PageSource, dataset_root: Path, params: ExportParams
 
 
 def params_fingerprint(params: ExportParams) -> str:
-    return hashlib.sha256(json.dumps(asdict(params), sort_keys=True).encode()).hexdigest()[:16]
+    """What the exported files depend on beside the app's files: the params and the code that wrote them
+    (another of either exports every page again)."""
+    keyed = json.dumps(asdict(params), sort_keys=True) + code_digest("qblock.stages.export")
+    return hashlib.sha256(keyed.encode()).hexdigest()[:16]
 
 
 def load_previous(out_dir: Path, fingerprint: str) -> tuple[Manifest | None, dict[str, str]]:

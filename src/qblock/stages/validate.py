@@ -30,6 +30,7 @@ from rich.console import Console
 
 from qblock.config.schema import Params
 from qblock.core import collector
+from qblock.core.code_closure import code_digest
 from qblock.core.progress import map_pages
 from qblock.data.app_dataset import GROUPS_SUFFIX
 from qblock.data.contact_sheet import save_contact_sheet
@@ -114,7 +115,8 @@ class CheckCache:
     per-page stamps (image name -> [size, mtime_ns, width, height]) in a file of its own, read only when it
     changed. At 100,000 pages this reads a few MB and a few objects per page, not millions of numbers.
     A document is carried over whole while its fingerprint holds; in one that changed, an image is read
-    again only when its size or time changed. Only documents found clean are saved.
+    again only when its size or time changed. Only documents found clean are saved. The whole cache
+    belongs to the code that filled it (``code``): other code checks every page again.
     """
 
     VERSION = 3
@@ -123,12 +125,14 @@ class CheckCache:
         import numpy as np
 
         self.path, self.boxes_path, self.stamps_dir = path, path.with_suffix(".npy"), path.with_suffix("")
+        self.code = code_digest("qblock.stages.validate")  # other checks: every document is checked again
         self.entries: dict[str, dict] = {}
         self.boxes = np.zeros((0, 2))
         try:
             data = orjson.loads(path.read_bytes())
             raw = self.boxes_path.read_bytes()
-            if data.get("version") == self.VERSION and data.get("boxes_digest") == _digest(raw):
+            if data.get("version") == self.VERSION and data.get("code") == self.code \
+                    and data.get("boxes_digest") == _digest(raw):
                 self.boxes = np.load(io.BytesIO(raw))
                 self.entries = data["documents"]
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -175,8 +179,8 @@ class CheckCache:
         tmp = self.boxes_path.with_name(f"{self.boxes_path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(raw)
         tmp.replace(self.boxes_path)
-        write_json(self.path, {"version": self.VERSION, "boxes_digest": _digest(raw), "documents": self.fresh},
-                   compact=True)
+        write_json(self.path, {"version": self.VERSION, "code": self.code, "boxes_digest": _digest(raw),
+                               "documents": self.fresh}, compact=True)
 
 
 def _digest(data: bytes) -> str:
