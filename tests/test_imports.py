@@ -552,3 +552,52 @@ def test_an_unchanged_reimport_compares_the_source_bytes_and_encodes_no_page(pro
     plan = run_import("roboflow", export, None, project / "data" / "dataset_root", params.export, None, False,
                       False, Console(quiet=True))
     assert len(plan.unchanged) == 5 and not plan.added and not plan.changed
+
+
+@pytest.mark.parametrize(("name", "document"), [
+    ("vlcsnap-00211", "vlcsnap"), ("workshop-3", "workshop"), ("setup_12", "setup"),  # a p ending the name stays
+    ("algebra_p012", "algebra"), ("algebra-13", "algebra"), ("algebra page 3", "algebra"), ("algebra12", "algebra"),
+    ("UPSC_418", "UPSC"), ("1", "the export"), ("page_3", "the export"),
+])
+def test_a_page_number_and_its_marker_come_off_the_workbooks_name(name, document):
+    from qblock.imports.pages import document_of
+
+    assert document_of(name, "the export") == document
+
+
+@pytest.mark.parametrize(("file_name", "source"), [
+    ("0078ccf0-UPSC_418_jpg.rf.0123456789abcdef0123.jpg", "UPSC_418"),  # through Label Studio, then Roboflow
+    ("0078ccf0-1a2b3c4d-GRE_12_png.rf.0123456789abcdef0123.jpg", "GRE_12"),  # uploaded twice
+    ("rgb_0000_png_jpg.rf.0123456789abcdef0123.jpg", "rgb_0000"),  # a re-uploaded Universe set
+    ("scan.v2_png.rf.0123456789abcdef0123.jpg", "scan.v2"),
+])
+def test_a_roboflow_copys_source_loses_every_upload_id_and_extension_marker(file_name, source):
+    from qblock.imports.yolo_export import source_of
+
+    assert source_of(file_name) == (source, True)
+
+
+def test_a_class_mapped_to_null_is_dropped_and_counted(project, tmp_path):
+    params = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
+    params["export"]["class_map"] |= {"answer": None}
+    (project / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    export = tmp_path / "ul"
+    _ultralytics_export(export, {"algebra_p001": ("train", [(20, 30, 200, 80), (20, 150, 200, 60)])},
+                        rows=lambda size, boxes: yolo_rows(size, boxes[:1]) + yolo_rows(size, boxes[1:], cls=1))
+    (export / "data.yaml").write_text("names: [question, answer]\n")
+    done = qb(project, "import", "roboflow", str(export))
+    assert done.returncode == 0, done.stdout
+    assert "dropped 1 box of class 'answer' (export.class_map: answer: null)" in " ".join(done.stdout.split())
+    assert close(app_boxes(project)["algebra/algebra_p001"], [(20, 30, 200, 80)])
+
+
+def test_the_class_suggestion_lists_every_class_of_the_export(project, tmp_path):
+    export = tmp_path / "ul"
+    names = ["Question_Answer_Block", "Answer_Block", "Question_Paper_Area", "Figure", "Table"]
+    _ultralytics_export(export, {"algebra_p001": ("train", [(20, 30 + 40 * i, 200, 30) for i in range(5)])},
+                        rows=lambda size, boxes: "".join(yolo_rows(size, [b], cls=i + 1) for i, b in enumerate(boxes)))
+    (export / "data.yaml").write_text(f"names: [question, {', '.join(names)}]\n")
+    refused = qb(project, "import", "roboflow", str(export))
+    said = " ".join(refused.stdout.split())
+    assert refused.returncode == 1 and "or to null to drop its boxes" in said
+    assert all(f"'{name}': Question_Block" in said for name in names)

@@ -42,7 +42,7 @@ class Paths:
 class ExportParams:
     class_names: list[str]
     class_field: str | None
-    class_map: dict[str, str]
+    class_map: dict[str, str | None]  # a tool's class -> one of class_names; null drops its boxes
     max_overhang: float
     duplicate_boxes: str = field(metadata={"choices": ("warn", "error")})
 

@@ -28,8 +28,13 @@ from qblock.data.page_image import page_limits, size_problem
 from qblock.data.problems import write_json
 
 IMPORTED = "imported"  # the groups JSON key that marks a file written by `qblock import`
-_UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-(?=.)")  # Label Studio's upload id before the original name
-_PAGE_NUMBER = re.compile(r"^(?P<doc>.*?\D)[\s_.-]*(?:page|pg|p)?[\s_.-]*\d+$", re.IGNORECASE)
+# Label Studio's upload id before the original name; a file uploaded twice (or through Label Studio, then
+# Roboflow) has two
+_UPLOAD_PREFIX = re.compile(r"^(?:[0-9a-f]{8}-)+(?=.)")
+# a page number at the end, after a separator and an optional page/pg/p marker (algebra_p012, algebra-13,
+# algebra page 3), or straight after letters (algebra12); the marker needs the separator before it, so
+# vlcsnap-00211 stays vlcsnap and setup_12 setup
+_PAGE_NUMBER = re.compile(r"^(?P<doc>.*?\D)(?:[\s_.-]+(?:page|pg|p)[\s_.-]*|[\s_.-]*)\d+$", re.IGNORECASE)
 
 
 @dataclass
@@ -79,8 +84,12 @@ def as_dict(value: object) -> dict:
 def original_name(file_name: str) -> str:
     """A page name from an image file name: no folders, no extension, no Label Studio upload id."""
     stem = Path(file_name.replace("\\", "/")).name
-    stem = stem.rsplit(".", 1)[0] if "." in stem else stem
-    return _UPLOAD_PREFIX.sub("", stem)
+    return without_upload_ids(stem.rsplit(".", 1)[0] if "." in stem else stem)
+
+
+def without_upload_ids(name: str) -> str:
+    """``name`` without the Label Studio upload ids before it (``0078ccf0-UPSC_418`` -> ``UPSC_418``)."""
+    return _UPLOAD_PREFIX.sub("", name)
 
 
 def document_of(name: str, fallback: str) -> str:
@@ -113,6 +122,19 @@ def image_size(path: Path, source: str) -> tuple[int, int]:
     return read_image(path, source)[1]
 
 
+def drop_classes(pages: list[ImportedPage], params: ExportParams) -> list[str]:
+    """Take out the boxes of classes ``export.class_map`` maps to null; a note per class dropped."""
+    drop = {label for label, target in params.class_map.items() if target is None}
+    dropped: dict[str, int] = {}
+    for page in pages:
+        for box in page.boxes:
+            if box.label in drop:
+                dropped[box.label] = dropped.get(box.label, 0) + 1
+        page.boxes = [box for box in page.boxes if box.label not in drop]
+    return [f"dropped {count} box{'es' if count > 1 else ''} of class {label!r} (export.class_map: {label}: null)"
+            for label, count in sorted(dropped.items())]
+
+
 def check_classes(pages: list[ImportedPage], params: ExportParams) -> None:
     """Every class name the export uses must map to one of this project's classes: one error lists
     them all (with where each is first used), so one edit of ``export.class_map`` fixes the import."""
@@ -130,10 +152,11 @@ def check_classes(pages: list[ImportedPage], params: ExportParams) -> None:
         return
     listed = "; ".join(f"{label!r} ({count} box{'es' if count > 1 else ''}, first {where})"
                        for label, (count, where) in sorted(unknown.items()))
-    example = ", ".join(f"'{label}': {params.class_names[0]}" for label in sorted(unknown)[:3])  # quoted: YAML keys
+    example = ", ".join(f"'{label}': {params.class_names[0]}" for label in sorted(unknown))  # quoted: YAML keys
     raise UserError(f"{len(unknown)} class name(s) in this export are not this project's classes "
-                    f"({', '.join(params.class_names)}): {listed}. Map them in conf/config.yaml, e.g. "
-                    f"export.class_map: {{{example}}}, then `qblock params`. Nothing was written.")
+                    f"({', '.join(params.class_names)}): {listed}. Map each in conf/config.yaml to a class, or to "
+                    f"null to drop its boxes, e.g. export.class_map: {{{example}}}, then `qblock params`. "
+                    "Nothing was written.")
 
 
 def check_boxes(page: ImportedPage, params: ExportParams) -> None:
@@ -217,11 +240,12 @@ def plan(pages: list[ImportedPage], dataset_root: Path, tool: str, export: str, 
          into: str | None, fallback: str) -> Plan:
     """Name the pages, check their boxes and compare them with the app's folder; write nothing."""
     name_pages(pages, into, fallback)
+    dropped = drop_classes(pages, params)
     check_classes(pages, params)
     for page in pages:
         check_boxes(page, params)
     root = dataset_root.resolve()
-    result = Plan()
+    result = Plan(notes=dropped)
     held = imported_sources(root)
     for page in pages:
         where = held.get(page.source_digest(), [])

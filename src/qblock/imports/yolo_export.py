@@ -27,7 +27,7 @@ import yaml
 
 from qblock.core.errors import UserError
 from qblock.data.app_dataset import IMAGE_SUFFIXES
-from qblock.imports.pages import Box, ImportedPage, image_size, original_name
+from qblock.imports.pages import Box, ImportedPage, image_size, original_name, without_upload_ids
 
 SPLITS = ("train", "valid", "val", "test")
 _ROBOFLOW_COPY = re.compile(r"^(?P<source>.+)\.rf\.[A-Za-z0-9]{16,40}$")
@@ -181,8 +181,11 @@ def source_of(file_name: str) -> tuple[str, bool]:
     """The source image's name for a Roboflow copy (and True), else the file's own name (and False)."""
     stem = Path(file_name).stem
     match = _ROBOFLOW_COPY.match(stem)
-    if match:
-        return _EXTENSION_MARKER.sub("", match["source"]), True
+    if match:  # the original's extension marker, twice for a re-uploaded Universe set (rgb_0000_png_jpg)
+        source = match["source"]
+        while (bare := _EXTENSION_MARKER.sub("", source)) != source:
+            source = bare
+        return without_upload_ids(source), True  # and Label Studio's upload ids, when it went through it first
     return original_name(file_name), False
 
 

@@ -122,6 +122,8 @@ def class_of(group: dict, params: ExportParams, file: str, label: str, log: Prob
     if params.class_field is None:
         return 0
     value = group.get(params.class_field)
+    if str(value) in params.class_map and params.class_map[str(value)] is None:
+        return None  # a class this project drops (export.class_map: VALUE: null): not a question block
     name = params.class_map.get(str(value))
     if name is None or name not in params.class_names:
         log.error(file, f"{label}: {params.class_field}={value!r} has no class in export.class_map/class_names")
