@@ -34,7 +34,7 @@ _UPLOAD_PREFIX = re.compile(r"^(?:[0-9a-f]{8}-)+(?=.)")
 # a page number at the end, after a separator and an optional page/pg/p marker (algebra_p012, algebra-13,
 # algebra page 3), or straight after letters (algebra12); the marker needs the separator before it, so
 # vlcsnap-00211 stays vlcsnap and setup_12 setup
-_PAGE_NUMBER = re.compile(r"^(?P<doc>.*?\D)(?:[\s_.-]+(?:page|pg|p)[\s_.-]*|[\s_.-]*)\d+$", re.IGNORECASE)
+_PAGE_NUMBER = re.compile(r"^(?P<doc>.*?)(?:[\s_.-]+(?:page|pg|p)[\s_.-]*|(?<=\D)[\s_.-]*)\d+$", re.IGNORECASE)
 
 
 @dataclass
