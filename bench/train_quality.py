@@ -3,6 +3,7 @@
     python bench/train_quality.py                          # cpu preset and desktop proxy, 3 seeds each
     python bench/train_quality.py --runs 5 --run cpu --run "cpu 512=train=cpu,train.imgsz=512"
     python bench/train_quality.py --data typeset --cross   # train on typeset pages; also test on demo pages
+    python bench/train_quality.py --runs 2 --run cpu --new 7 --new 11 --new 23   # and on new workbooks
 
 A run is a name and Hydra overrides of conf/ (`NAME=OVERRIDE,OVERRIDE`); its training arguments
 are exactly what the train stage passes. Each run trains ``--runs`` times, with train.seed 0, 1,
@@ -22,6 +23,11 @@ Built-in runs:
 - `cpu`: conf/train/cpu.yaml;
 - `desktop_4070 proxy`: conf/train/desktop_4070.yaml's augmentation and nominal batch, scaled down
   to what a CPU can run (yolov8n from scratch, the cpu preset's imgsz, epochs and batch).
+
+With ``--new SEED`` (repeat it) each model is also scored on 3 new workbooks of 8 pages that
+`qblock demo-data --seed SEED` (or `--style typeset`) draws in styles of their own, and on the
+collection's own test split: at the threshold and snapping chosen on its val pages, as `qblock
+propose` would cut them. That is what a new workbook gets, beside val's figure, which was chosen on.
 
 Per run: seconds and epochs until val mAP50 first reaches 0.95, the final mAP50 and mAP50-95, and
 the crop rate (share of val questions cropped at IoU >= 0.9 at the threshold evaluate chooses)
@@ -67,7 +73,7 @@ def run_folder(work: Path, data: str, name: str, seed: int) -> Path:
 
 
 def train_once(work: Path, data: str, name: str, overrides: list[str] | None, seed: int, threads: int,
-               cross: bool) -> dict:
+               cross: bool, new: tuple[int, ...] = ()) -> dict:
     """One training of one run with one seed, scored on its own val pages (and the other source's)."""
     from ultralytics import YOLO
 
@@ -105,7 +111,64 @@ def train_once(work: Path, data: str, name: str, overrides: list[str] | None, se
     if cross:
         other = next(s for s in SOURCES if s != data)
         result["cross"] = {"pages": other, **crop_rates(weights, params, work / other, source, folder / "cross")}
+    if new:
+        result["new"] = new_workbook_rates(weights, params, work, data, new, result, folder)
     return result
+
+
+def new_workbooks(work: Path, data: str, seed: int) -> Path:
+    """3 new workbooks of 8 pages drawn with ``seed`` (styles of their own), exported; every page listed as val.
+    Their boxes are drawn by the training collection's labeler (the same margin round a question): the
+    person who labeled the training pages judges the new crops by their own convention."""
+    from rich.console import Console
+
+    from qblock.stages import export
+
+    folder = work / f"{data}-new-{seed}"
+    if (folder / "split" / "val.txt").is_file():
+        return folder
+    if data == "typeset":
+        from qblock.labeling.typeset_pages import write_typeset_dataset
+
+        write_typeset_dataset(folder / "app", 3, 8, seed=seed)
+    else:
+        from qblock.labeling.demo_data import write_demo_dataset
+
+        write_demo_dataset(folder / "app", 3, 8, seed=seed, labeler_seed=0)  # new looks, the same person's boxes
+    export.run(folder / "app", folder / "yolo", project_params().export, folder / "export.json",
+               Console(file=open(os.devnull, "w")))  # noqa: SIM115
+    listed = "".join(f"images/{p.name}\n" for p in sorted((folder / "yolo" / "images").iterdir()))
+    (folder / "split").mkdir(parents=True, exist_ok=True)
+    for side in ("train", "val"):  # train is there only because the dataset file wants one
+        (folder / "split" / f"{side}.txt").write_text(listed)
+    return folder
+
+
+def new_workbook_rates(weights: Path, params, work: Path, data: str, seeds: tuple[int, ...], chosen: dict,
+                       folder: Path) -> dict:
+    """The crop rate on the collection's test split and on new workbooks, with val's threshold and snapping."""
+    from qblock.data.yolo_folder import split_list
+    from qblock.model.yolo_env import ultralytics_dataset
+    from qblock.quality.crops import crop_metrics_at, load_val_pages, snap_pages
+    from qblock.quality.ink_snap import learn_from_folder
+    from qblock.stages.evaluate import measure
+
+    source = work / data
+    rule = learn_from_folder(source / "yolo", split_list(source / "split", "train") or []) \
+        if chosen["snapped"] else None
+    places = {f"seed {seed}": (new_workbooks(work, data, seed), "val") for seed in seeds}
+    if split_list(source / "split", "test"):
+        places["test split"] = (source, "test")
+    rates = {}
+    for label, (pages, side) in places.items():
+        out = folder / label.replace(" ", "-")
+        with ultralytics_dataset(pages / "yolo", pages / "split", out, test=side == "test") as data_yaml:
+            box = measure(weights, params, data_yaml, out, plots=False, split=side)
+        found = load_val_pages(pages / "yolo", split_list(pages / "split", side) or [], out / "predictions.json")
+        if rule is not None:
+            found = snap_pages(pages / "yolo", found, rule)
+        rates[label] = {"mAP50": round(float(box.map50), 5), **crop_metrics_at(found, chosen["conf_threshold"])}
+    return rates
 
 
 def crop_rates(weights: Path, params, pages: Path, trained_on: Path, out: Path) -> dict:
@@ -135,6 +198,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="seeds per run (0, 1, ...); the median is reported")
     parser.add_argument("--data", choices=SOURCES, default="demo", help="the pages to train and score on")
     parser.add_argument("--cross", action="store_true", help="also score each model on the other source's val pages")
+    parser.add_argument("--new", type=int, action="append", default=[], metavar="SEED",
+                        help="also score on 3 new workbooks drawn with this seed (repeat), and on the test split")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once (each gets cores / jobs threads)")
     parser.add_argument("--skip-done", action="store_true", help="with --work: keep the runs and seeds its results "
                         "file already has, train only the others")
@@ -168,7 +233,8 @@ def measure_runs(work: Path, runs: dict[str, list[str] | None], args) -> None:
     jobs = [(name, overrides, seed) for seed in range(args.runs) for name, overrides in runs.items()
             if (name, seed) not in done]
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(train_once, work, args.data, name, overrides, seed, threads, args.cross): (name, seed)
+        futures = {pool.submit(train_once, work, args.data, name, overrides, seed, threads, args.cross,
+                               tuple(args.new)): (name, seed)
                    for name, overrides, seed in jobs}
         for future, (name, seed) in futures.items():
             result = future.result()
@@ -226,6 +292,13 @@ def print_table(results: dict[str, list[dict]], work: Path, data: str) -> None:
         print(f"  crop rate {spread([r['crop_rate'] for r in seeds])}   unsnapped "
               f"{spread([r['crop_rate_unsnapped'] for r in seeds])}   threshold "
               f"{spread([r['conf_threshold'] for r in seeds], 2)}")
+        if all("new" in r for r in seeds):
+            for label in seeds[0]["new"]:
+                print(f"  {label}: crop rate {spread([r['new'][label]['crop_rate'] for r in seeds])}   mAP50 "
+                      f"{spread([r['new'][label]['mAP50'] for r in seeds])}")
+            every = [r["new"][label]["crop_rate"] for r in seeds for label in r["new"] if label.startswith("seed")]
+            print(f"  new workbooks, all seeds: crop rate {spread(every)} against val's "
+                  f"{spread([r['crop_rate'] for r in seeds])}")
         if all("cross" in r for r in seeds):
             other = seeds[0]["cross"]["pages"]
             print(f"  on {other} pages: crop rate {spread([r['cross']['crop_rate'] for r in seeds])}   mAP50 "

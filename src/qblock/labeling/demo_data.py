@@ -370,12 +370,16 @@ def document_ids(count: int) -> list[str]:
     ]
 
 
-def write_demo_dataset(root: Path, documents: int = 10, pages: int = 8, seed: int = 0) -> int:
-    """Write ``documents`` workbooks of ``pages`` pages under ``root``; return the page count."""
+def write_demo_dataset(root: Path, documents: int = 10, pages: int = 8, seed: int = 0,
+                       labeler_seed: int | None = None) -> int:
+    """Write ``documents`` workbooks of ``pages`` pages under ``root``; return the page count.
+    ``labeler_seed`` (default: ``seed``) picks the person who draws the boxes: another seed's pages
+    labeled by the same person share its margin round a question."""
     if documents < 1 or pages < 1:
         raise ValueError("documents and pages must be at least 1")
     written = 0
-    labeler_pad = random.Random(f"{seed}/labeler").uniform(3, 8)  # one person labels the collection
+    labeler = seed if labeler_seed is None else labeler_seed
+    labeler_pad = random.Random(f"{labeler}/labeler").uniform(3, 8)  # one person labels the collection
     for doc_index, doc_id in enumerate(document_ids(documents)):
         rng = random.Random(f"{seed}/{doc_index}")
         style = random_style(rng, labeler_pad)
