@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from tests.repos import published_laptop, sh
 
 pytestmark = pytest.mark.slow
@@ -96,3 +97,41 @@ def test_a_round_commits_only_what_it_wrote_and_never_pushes_a_secret(tmp_path):
     assert "refusing to push to git" in said and ".env line 1: a Telegram bot token" in said
     assert secret not in result.stdout + result.stderr
     assert sh(["git", "--git-dir", str(origin), "rev-parse", "HEAD"], laptop).stdout == before
+
+
+def test_with_an_app_folder_proposals_and_accepted_labels_live_there_and_survive_publish(tmp_path, trained_repo):
+    laptop, origin, _ = published_laptop(tmp_path)
+    app = tmp_path / "app"
+    first = sorted(app.glob("documents/*/pages/*.png"))[0]
+    new = app / "documents" / "new workbook" / "pages"
+    new.mkdir(parents=True)
+    for number in (1, 2):  # two pages nobody labeled yet (rescans: not byte for byte a labeled page)
+        with Image.open(first) as image:
+            rescan = image.convert("RGB")
+        rescan.putpixel((0, 0), (250, 250, 240 + number))
+        rescan.save(new / f"page_00{number}.png")
+    (laptop / "finder.pt").write_bytes((trained_repo["repo"] / "models" / "best.pt").read_bytes())
+
+    done = qb("propose", "new workbook", "--model", "finder.pt", "--conf", "0.01", cwd=laptop, check=True)
+    assert "2 page(s) proposed" in " ".join(done.stdout.split())
+    assert len(list((app / "documents" / "new workbook" / "proposals").glob("*_groups.json"))) == 2
+    assert not (laptop / "data" / "dataset_root" / "documents" / "new workbook").exists()  # not in the copy
+    qb("propose", "--accept", "new workbook/page_001", cwd=laptop, check=True)
+    accepted = app / "documents" / "new workbook" / "groups" / "page_001_groups.json"
+    assert accepted.is_file()
+    assert "new workbook" in qb("status", "--offline", cwd=laptop, check=True).stdout
+
+    # an older qblock accepted a page in the project's copy: publish copies it back, never deletes it
+    copy = laptop / "data" / "dataset_root" / "documents"
+    page = sorted(copy.glob("*/pages/*.png"))[-1]
+    label = page.parent.parent / "groups" / f"{page.stem}_groups.json"
+    in_app = app / "documents" / label.relative_to(copy)
+    in_app.unlink()  # the app has the page, not yet its label
+    label.write_text('{"groups": []}')
+    result = qb("publish", cwd=laptop, check=True)
+    said = " ".join(result.stdout.split())
+    assert "copied back into" in said and in_app.is_file() and label.is_file()
+    assert (copy / "new workbook" / "groups" / "page_001_groups.json").is_file()  # mirrored in and published
+    assert accepted.is_file()
+    pushed = sh(["git", "--git-dir", str(origin), "log", "-1", "--format=%s"], laptop).stdout
+    assert pushed.startswith("labels:")

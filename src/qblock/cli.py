@@ -114,7 +114,8 @@ def evaluate() -> None:
 
 @app.command()
 def status(
-    dataset_root: Annotated[Path | None, typer.Argument(help="the app's dataset_root [default: from params]")] = None,
+    dataset_root: Annotated[Path | None, typer.Argument(help="the app's dataset_root [default: the one `publish --app` "
+                                                            "remembered, else paths.dataset_root]")] = None,
     unlabeled: Annotated[int, typer.Option(help="unlabeled pages to list per document")] = 5,
     offline: Annotated[bool, typer.Option("--offline", help="do not ask the git origin whether a newer model "
                                                             "is there")] = False,
@@ -127,9 +128,12 @@ def status(
     in_project = (Path.cwd() / "params.yaml").is_file() and (Path.cwd() / ".git").exists()
     if dataset_root is None:  # the project's copy: when missing, say whether to pull it or where it comes from
         from qblock.data.app_dataset import check_pages_present
+        from qblock.sync.app_folder import labeling_root
 
-        dataset_root = Path(load_params().paths.dataset_root)
-        check_pages_present(Path.cwd(), dataset_root)
+        project_copy = Path(load_params().paths.dataset_root)
+        dataset_root = labeling_root(Path.cwd(), project_copy)  # the app's own folder, when publish --app named it
+        if dataset_root == project_copy:
+            check_pages_present(Path.cwd(), dataset_root)
     print_status(console, collect_status(dataset_root), unlabeled)
     if not in_project:  # an app folder looked at from elsewhere: no model to speak of
         return
@@ -159,9 +163,10 @@ def propose(
     from qblock.config.schema import load_params
     from qblock.data.problems import write_json
     from qblock.labeling import propose as proposals
+    from qblock.sync.app_folder import labeling_root
 
     params = load_params()
-    dataset_root = Path(params.paths.dataset_root)
+    dataset_root = labeling_root(Path.cwd(), Path(params.paths.dataset_root))  # the app's own folder when remembered
     if accept or preview:
         for target in accept or []:
             proposals.accept(dataset_root, target, console)
@@ -329,7 +334,8 @@ app.add_typer(import_app, name="import")
 _INTO = typer.Option(help="the document to put every page in [default: from the file names: algebra_p012 -> algebra]")
 _DRY_RUN = typer.Option(help="say what would be written; write nothing")
 _REPLACE = typer.Option(help="overwrite pages already in the app's folder that differ (a person's labels included)")
-_APP = typer.Option(help="the app's dataset_root [default: paths.dataset_root from params.yaml]")
+_APP = typer.Option(help="the app's dataset_root [default: the one `publish --app` remembered, else "
+                         "paths.dataset_root from params.yaml]")
 _ALLOW_EMPTY = typer.Option(help="let pages with no boxes in the export (no label file, or an empty one) replace "
                                  "pages that have boxes in the app's folder")
 
@@ -338,10 +344,11 @@ def _import(kind: str, path: Path, images: Path | None, into: str | None, dry_ru
             app: Path | None, allow_empty: bool) -> None:
     from qblock.config.schema import load_params
     from qblock.imports.importer import run_import
+    from qblock.sync.app_folder import labeling_root
 
     params = load_params()
-    run_import(kind, path, images, app or Path(params.paths.dataset_root), params.export, into, dry_run, replace,
-               console, allow_empty=allow_empty)
+    target = app or labeling_root(Path.cwd(), Path(params.paths.dataset_root))
+    run_import(kind, path, images, target, params.export, into, dry_run, replace, console, allow_empty=allow_empty)
 
 
 @import_app.command("roboflow")

@@ -6,6 +6,11 @@ on the laptop, another drive). `qblock publish --app PATH` remembers PATH for th
 publish: new and changed files are copied (by size and modification time), files the app
 deleted are deleted. When the app writes straight into `paths.dataset_root`, none of this is
 needed.
+
+With an app folder remembered, `qblock propose` (and `--accept`, `--preview`), `qblock status` and
+`qblock import` work in the app's folder, not in the copy. A label or proposal file that only the
+copy has while the app still has its page (one accepted in the copy by an older qblock, or edited
+there by hand) is a person's work: the mirror copies it back into the app's folder, never deletes it.
 """
 
 from __future__ import annotations
@@ -29,8 +34,37 @@ def remember(root: Path, app_root: Path) -> None:
     machine.remember(APP_ROOT_KEY, str(app_root.resolve()), root)
 
 
-def mirror(app_root: Path, target: Path) -> tuple[int, int]:
-    """Make ``target/documents`` equal ``app_root/documents``; return (files copied, files deleted)."""
+def labeling_root(root: Path, dataset_root: Path) -> Path:
+    """Where people's pages and labels are on this machine: the remembered app folder, else the project's
+    ``dataset_root``. propose, status and import read and write there."""
+    app = remembered(root)
+    return app if app is not None else dataset_root
+
+
+def _page_in(documents: Path, relative: Path) -> bool:
+    """Whether the app still has the page a ``DOC/groups|proposals/PAGE_groups.json`` file belongs to."""
+    from qblock.data.app_dataset import GROUPS_SUFFIX, IMAGE_SUFFIXES
+
+    if len(relative.parts) != 3 or relative.parts[1] not in ("groups", "proposals") \
+            or not relative.name.endswith(GROUPS_SUFFIX):
+        return False
+    page = relative.name[: -len(GROUPS_SUFFIX)]
+    return any((documents / relative.parts[0] / "pages" / f"{page}{suffix}").is_file() for suffix in IMAGE_SUFFIXES)
+
+
+def _copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    # A new file, then a rename: the old one may be a hard link into DVC's cache, which an in-place
+    # write would corrupt. copy2 keeps the modification time, so the next mirror skips the file.
+    tmp = dst.with_name(f".{dst.name}.qblock-tmp")
+    shutil.copy2(src, tmp)
+    files.replace(tmp, dst)
+
+
+def mirror(app_root: Path, target: Path, kept_back: list[str] | None = None) -> tuple[int, int]:
+    """Make ``target/documents`` equal ``app_root/documents``; return (files copied, files deleted).
+    A label or proposal only ``target`` has, for a page the app still has, is copied back into the app
+    (and named in ``kept_back``) instead."""
     source = app_root / "documents"
     if not source.is_dir():
         raise UserError(f"{app_root}: no documents/ folder; is this the app's dataset_root?")
@@ -49,18 +83,19 @@ def mirror(app_root: Path, target: Path) -> tuple[int, int]:
                 current = dst.stat()
                 if current.st_size == stat.st_size and current.st_mtime_ns == stat.st_mtime_ns:
                     continue
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            # A new file, then a rename: the old one may be a hard link into DVC's cache, which an in-place
-            # write would corrupt. copy2 keeps the modification time, so the next mirror skips the file.
-            tmp = dst.with_name(f".{dst.name}.qblock-tmp")
-            shutil.copy2(src, tmp)
-            files.replace(tmp, dst)
+            _copy(src, dst)
             copied += 1
     if (target / "documents").is_dir():
         for folder, _, names in os.walk(target / "documents"):
             relative = Path(folder).relative_to(target / "documents")
             for name in names:
-                if (relative / name).as_posix() not in wanted:  # the app deleted it (or a crashed copy's tmp)
-                    files.remove(Path(folder) / name)
-                    deleted += 1
+                if (relative / name).as_posix() in wanted:
+                    continue
+                if _page_in(source, relative / name):  # a person's label made in the copy: back to the app
+                    _copy(Path(folder) / name, source / relative / name)
+                    if kept_back is not None:
+                        kept_back.append((relative / name).as_posix())
+                    continue
+                files.remove(Path(folder) / name)  # the app deleted it (or a crashed copy's tmp)
+                deleted += 1
     return copied, deleted

@@ -195,8 +195,12 @@ def publish(root: Path, paths: Paths, console: Console, app_root: Path | None = 
     dataset_root = Path(paths.dataset_root)
     storage.apply_link_type(root, dataset_root, console)
     if app_root is not None:
-        copied, deleted = app_folder.mirror(app_root, root / dataset_root)
+        kept_back: list[str] = []
+        copied, deleted = app_folder.mirror(app_root, root / dataset_root, kept_back)
         console.print(f"publish: {app_root} -> {dataset_root}: {copied} files copied, {deleted} deleted")
+        if kept_back:
+            console.print(f"publish: {len(kept_back)} label or proposal file(s) were only in {dataset_root}, for pages "
+                          f"the app has; copied back into {app_root} rather than deleted: " + ", ".join(kept_back[:5]))
     if links := outside_links(root / dataset_root):  # `dvc add` would copy what they point at into the cache
         raise UserError(f"{len(links)} link(s) in {dataset_root} lead outside it; copy the files in instead:\n  "
                         + "\n  ".join(links[:20]))
