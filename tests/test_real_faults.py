@@ -135,3 +135,32 @@ def test_with_an_app_folder_proposals_and_accepted_labels_live_there_and_survive
     assert accepted.is_file()
     pushed = sh(["git", "--git-dir", str(origin), "log", "-1", "--format=%s"], laptop).stdout
     assert pushed.startswith("labels:")
+
+
+def test_a_damaged_model_is_one_line_in_propose_a_problem_in_doctor_and_replaced_by_pull_model(tmp_path, trained_repo):
+    from tests.repos import folder_nas, fork
+
+    repo = fork(trained_repo["repo"], tmp_path / "repo")
+    qb("remote", "set", str(folder_nas(tmp_path)), cwd=repo, check=True)
+    sh(["dvc", "push", "--remote", "nas"], repo)
+    sh(["git", "init", "-q", "--bare", str(tmp_path / "origin.git")], tmp_path)
+    sh(["git", "remote", "add", "origin", str(tmp_path / "origin.git")], repo)
+    sh(["git", "push", "-q", "-u", "origin", "HEAD"], repo)
+    model = repo / "models" / "best.pt"
+    whole = model.read_bytes()
+    model.unlink()  # it may be a link into DVC's cache: a new file, cut short as by a full disk
+    model.write_bytes(whole[: len(whole) // 2])
+    sorted((repo / "data" / "dataset_root").glob("documents/*/groups/*_groups.json"))[0].unlink()  # a page to propose
+
+    result = qb("propose", "--model", "models/best.pt", cwd=repo)
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+    assert "models/best.pt: damaged, or not a model" in said and "`qblock pull-model`" in said
+    assert len(result.stdout.strip().splitlines()) <= 4
+    doctor = " ".join(qb("doctor", cwd=repo).stdout.split())
+    assert "problem model: models/best.pt" in doctor and "is not the model dvc.lock records" in doctor
+
+    pulled = qb("pull-model", cwd=repo, check=True)
+    assert "replacing it with the NAS's copy" in " ".join(pulled.stdout.split())
+    assert model.read_bytes() == whole
+    assert "ok model: models/best.pt is the model dvc.lock records" in " ".join(qb("doctor", cwd=repo).stdout.split())

@@ -252,8 +252,22 @@ def load_model(choice: ModelChoice, params: Params, root: Path, console: Console
             return YOLO(str(copy.path), task="detect"), copy.imgsz, device, copy.format
         console.print(f"propose: running PyTorch on the CPU: no {cpu_model.DEFAULT_FORMAT} copy of this model yet; "
                       f"`qblock export-model` makes one, which runs faster")
-    model = YOLO(str(choice.weights))
+    model = open_weights(choice.weights)
     return model, cpu_model.trained_imgsz(model) or params.train.imgsz, device, "pytorch"
+
+
+def open_weights(weights: Path):
+    """ultralytics' model from a .pt file, or one line naming a damaged file (a copy cut short, a full disk)."""
+    from ultralytics import YOLO
+
+    if not weights.is_file():
+        raise UserError(f"{weights}: no such model file; `qblock pull-model` fetches the trained model")
+    try:
+        return YOLO(str(weights))
+    except Exception as exc:  # whatever torch says of a cut file, the answer is the same
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise UserError(f"{weights}: damaged, or not a model ({type(exc).__name__}: {reason}); "
+                        "`qblock pull-model` fetches the model again from the NAS") from None
 
 
 def propose(dataset_root: Path, documents: list[str] | None, choice: ModelChoice, conf: float, params: Params,

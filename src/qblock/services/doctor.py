@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from qblock.config.schema import read_yaml
 from qblock.core import secrets
 from qblock.core.errors import UserError
 from qblock.sync.commands import run, tools_env
@@ -43,6 +44,21 @@ def check_remote(root: Path) -> list[Check]:
     else:
         checks.append(Check("data pushed", True, "everything this commit needs is on the NAS"))
     return checks
+
+
+def check_model(root: Path) -> list[Check]:
+    """The model here is the one dvc.lock records (a file cut short reads as a model to nobody)."""
+    from qblock.sync.model_version import damaged
+
+    try:
+        model_file = Path(read_yaml(root / "params.yaml")["paths"]["model_dir"]) / "best.pt"
+    except (UserError, KeyError, TypeError):
+        return []
+    if not (root / model_file).is_file():
+        return []
+    if why := damaged(root, model_file):
+        return [Check("model", False, why, "qblock pull-model  (fetches the recorded model from the NAS again)")]
+    return [Check("model", True, f"{model_file} is the model dvc.lock records")]
 
 
 def check_git(root: Path) -> list[Check]:
@@ -281,7 +297,7 @@ def check_nas_content(root: Path, all_commits: bool, repair: bool) -> list[Check
 def run_doctor(root: Path, console: Console, deep: bool = False, all_commits: bool = False,
                repair: bool = False) -> bool:
     checks = (check_params(root) + check_secrets(root) + check_remote(root) + check_git(root) + check_cache(root)
-              + check_leftovers(root) + check_watcher(root))
+              + check_model(root) + check_leftovers(root) + check_watcher(root))
     if deep and not any(c.name == "NAS remote" and not c.ok for c in checks):
         checks += check_nas_content(root, all_commits, repair)
     for check in checks:

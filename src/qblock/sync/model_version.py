@@ -55,9 +55,28 @@ def recorded_md5(root: Path, revision: str, model_file: Path) -> str | None:
     shown = run(["git", "show", f"{revision}:dvc.lock"], root, "git show", check=False)
     if shown.returncode != 0:
         return None
+    return _md5_in_lock(shown.stdout, model_file)
+
+
+def damaged(root: Path, model_file: Path) -> str | None:
+    """Why ``model_file`` is not the model this checkout's `dvc.lock` records (cut short by a full disk or a
+    copy that stopped, or replaced by hand); None when it is, or when there is no file or no record."""
+    path, lock = root / model_file, root / "dvc.lock"
+    if not path.is_file() or not lock.is_file():
+        return None
+    recorded = _md5_in_lock(lock.read_text(encoding="utf-8"), model_file)
+    if recorded is None or file_md5(path) == recorded:
+        return None
+    return (f"{model_file} ({path.stat().st_size:,} bytes) is not the model dvc.lock records (md5 {recorded[:8]}...): "
+            "damaged, or replaced by hand")
+
+
+def _md5_in_lock(text: str, model_file: Path) -> str | None:
     try:
-        lock = yaml.safe_load(shown.stdout) or {}
+        lock = yaml.safe_load(text) or {}
     except yaml.YAMLError:
+        return None
+    if not isinstance(lock, dict):
         return None
     wanted = model_file.as_posix()
     for stage in (lock.get("stages") or {}).values():

@@ -299,9 +299,15 @@ def pull_model(root: Path, model_file: Path, metrics_file: Path, console: Consol
         if not state.newer_on_origin:
             console.print(f"pull-model: {model_file} is the newest (trained at commit {state.trained_at})")
             return False
+    from qblock.sync.model_version import damaged
+
     require_remote(root)
     run(["git", "pull", "--ff-only"], root, "git pull", "Resolve it by hand (`git status`), then rerun.")
-    run(["dvc", "pull", "--remote", REMOTE, str(model_file)], root, f"dvc pull {model_file}",
+    force = []
+    if why := damaged(root, model_file):  # DVC keeps a changed output; this one is broken, so it is replaced
+        console.print(f"pull-model: {why}; replacing it with the NAS's copy")
+        force = ["--force"]
+    run(["dvc", "pull", "--remote", REMOTE, *force, str(model_file)], root, f"dvc pull {model_file}",
         "Has the desktop pushed a trained model (`qblock desktop-run`)?")
     shown = ""
     if metrics_file.is_file():
