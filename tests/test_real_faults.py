@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from tests.repos import published_laptop, sh
+from tests.repos import git_identity, published_laptop, sh
 
 pytestmark = pytest.mark.slow
 
@@ -164,3 +164,19 @@ def test_a_damaged_model_is_one_line_in_propose_a_problem_in_doctor_and_replaced
     assert "replacing it with the NAS's copy" in " ".join(pulled.stdout.split())
     assert model.read_bytes() == whole
     assert "ok model: models/best.pt is the model dvc.lock records" in " ".join(qb("doctor", cwd=repo).stdout.split())
+
+
+def test_a_nas_that_leaves_during_the_desktops_pull_stops_it_before_training(tmp_path):
+    laptop, origin, nas = published_laptop(tmp_path)
+    desktop = tmp_path / "desktop"
+    sh(["git", "clone", "-q", str(origin), str(desktop)], tmp_path)
+    git_identity(desktop)
+    qb("remote", "set", str(nas), cwd=desktop, check=True)
+    gone = sorted(p for p in (nas / "files" / "md5").rglob("*.dir") if p.is_file())
+    for obj in gone:  # what the NAS never sent before it left: `dvc pull --allow-missing` still exits 0
+        obj.rename(tmp_path / obj.name)
+    result = qb("desktop-run", cwd=desktop)
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+    assert "are not all here: the NAS stopped answering" in said
+    assert "dvc repro" not in said and not (desktop / "models" / "best.pt").exists()

@@ -263,6 +263,7 @@ def _desktop_run(root: Path, paths: Paths, console: Console) -> None:
         run(["git", "pull", "--ff-only"], root, "git pull", "Resolve it by hand (`git status`), then rerun.")
     console.print("desktop-run: dvc pull ...")
     run(["dvc", "pull", "--remote", REMOTE, "--allow-missing"], root, "dvc pull")
+    _require_pulled(root, Path(paths.dataset_root))
     marker = root / RUN_MARKER
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({"commit": head(root)}), encoding="utf-8")
@@ -279,6 +280,23 @@ def _desktop_run(root: Path, paths: Paths, console: Console) -> None:
     marker.unlink(missing_ok=True)  # committed: a rerun only has the push left to do
     _push_data_then_commit(root, console, lambda: _origin_moved_while_training(root))
     console.print("desktop-run: done. The laptop can `qblock pull-model`.")
+
+
+def _require_pulled(root: Path, dataset_root: Path) -> None:
+    """This commit's labeled pages are all here after `dvc pull --allow-missing` (which also lets pass what
+    the NAS failed to send when it left halfway): else stop before training on part of them."""
+    snapshot = f"{dataset_root.as_posix()}.dvc"
+    if not (root / snapshot).is_file():
+        return
+    status = run(["dvc", "status", "--json", snapshot], root, "dvc status", check=False)
+    try:
+        missing = json.loads(status.stdout or "{}") if status.returncode == 0 else None
+    except ValueError:
+        missing = None
+    if missing is None or missing:
+        raise UserError(f"after `dvc pull`, this commit's pages ({dataset_root}) are not all here: the NAS stopped "
+                        "answering, or does not hold them all. Nothing was trained or committed; check the NAS "
+                        "(`qblock doctor`) and run desktop-run again.")
 
 
 def pull_model(root: Path, model_file: Path, metrics_file: Path, console: Console, if_newer: bool = False) -> bool:
