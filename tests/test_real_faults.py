@@ -180,3 +180,48 @@ def test_a_nas_that_leaves_during_the_desktops_pull_stops_it_before_training(tmp
     assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
     assert "are not all here: the NAS stopped answering" in said
     assert "dvc repro" not in said and not (desktop / "models" / "best.pt").exists()
+
+
+def test_laptop_and_desktop_both_changing_conf_are_told_the_way_out_and_nothing_is_moved(tmp_path):
+    laptop, origin, nas = published_laptop(tmp_path)
+    desktop = tmp_path / "desktop"
+    sh(["git", "clone", "-q", str(origin), str(desktop)], tmp_path)
+    git_identity(desktop)
+    qb("remote", "set", str(nas), cwd=desktop, check=True)
+
+    def edit_epochs(repo: Path, epochs: int, push: bool) -> None:
+        smoke = repo / "conf" / "train" / "smoke.yaml"
+        smoke.write_text("\n".join(f"epochs: {epochs}" if line.startswith("epochs:") else line
+                                   for line in smoke.read_text().splitlines()) + "\n")
+        qb("params", cwd=repo, check=True)
+        sh(["git", "commit", "-qam", f"{epochs} epochs"], repo)
+        if push:
+            sh(["git", "push", "-q"], repo)
+
+    edit_epochs(desktop, 3, push=True)  # the desktop's change reached the origin
+    edit_epochs(laptop, 4, push=False)  # the laptop's did not
+    relabel(tmp_path / "app")
+    result = qb("publish", cwd=laptop)
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+    assert "git push was refused" in said and "`git pull`" in said and "git checkout --theirs dvc.lock" in said
+    assert "rerun when git is reachable" not in said.lower()
+
+    assert sh(["git", "pull", "-q", "--no-rebase"], laptop, check=False).returncode != 0  # conflicts in conf/
+    doctor = qb("doctor", cwd=laptop)
+    told = " ".join(doctor.stdout.split())
+    assert doctor.returncode == 1 and "Traceback" not in doctor.stdout + doctor.stderr
+    assert "problem git merge: a git merge is in progress, with conflicts in" in told and "smoke.yaml" in told
+
+    # the desktop's own unpushed change, and the origin moved on: desktop-run moves nothing
+    edit_epochs(desktop, 5, push=False)
+    before = sh(["git", "rev-parse", "HEAD"], desktop).stdout
+    sh(["git", "merge", "--abort"], laptop)
+    sh(["git", "reset", "-q", "--hard", "@{upstream}"], laptop)
+    sh(["git", "commit", "-q", "--allow-empty", "-m", "labels: newer"], laptop)
+    sh(["git", "push", "-q"], laptop)
+    result = qb("desktop-run", cwd=desktop)
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 1 and "commits the origin lacks that desktop-run did not make" in said
+    assert "5 epochs" in said and sh(["git", "rev-parse", "HEAD"], desktop).stdout == before
+    assert "qblock/trained-" not in sh(["git", "--git-dir", str(origin), "branch", "-a"], desktop).stdout

@@ -294,11 +294,24 @@ def check_nas_content(root: Path, all_commits: bool, repair: bool) -> list[Check
                   fix)]
 
 
+def check_merge(root: Path) -> list[Check]:
+    """A git merge with conflicts stops every other check: the files they read may hold conflict markers."""
+    conflicted = run(["git", "diff", "--name-only", "--diff-filter=U"], root, "git diff", check=False).stdout.split()
+    merging = run(["git", "rev-parse", "-q", "--verify", "MERGE_HEAD"], root, "git rev-parse", check=False)
+    if not conflicted and merging.returncode != 0:
+        return []
+    detail = ("a git merge is in progress" + (f", with conflicts in {', '.join(conflicted[:8])}" if conflicted else "")
+              + "; the other checks wait until it is finished")
+    return [Check("git merge", False, detail, "resolve the files (`git status`; for dvc.lock take the origin's side: "
+                  "`git checkout --theirs dvc.lock`), `git add` them, `git commit`; then qblock doctor again")]
+
+
 def run_doctor(root: Path, console: Console, deep: bool = False, all_commits: bool = False,
                repair: bool = False) -> bool:
-    checks = (check_params(root) + check_secrets(root) + check_remote(root) + check_git(root) + check_cache(root)
-              + check_model(root) + check_leftovers(root) + check_watcher(root))
-    if deep and not any(c.name == "NAS remote" and not c.ok for c in checks):
+    merge = check_merge(root)
+    checks = merge or (check_params(root) + check_secrets(root) + check_remote(root) + check_git(root)
+                       + check_cache(root) + check_model(root) + check_leftovers(root) + check_watcher(root))
+    if deep and not merge and not any(c.name == "NAS remote" and not c.ok for c in checks):
         checks += check_nas_content(root, all_commits, repair)
     for check in checks:
         mark = "[green]ok     [/]" if check.ok else "[red]problem[/]"

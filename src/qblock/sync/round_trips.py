@@ -153,18 +153,37 @@ def _push_data_then_commit(root: Path, console: Console,
                         ".qblock/machine.yaml. The data is on the NAS.")
     console.print("push: the commit to git ...")
     pushed = run(["git", "push"], root, "git push", check=False)
-    if pushed.returncode and when_origin_moved and any(word in pushed.stderr for word in REJECTED):
+    rejected = pushed.returncode and any(word in pushed.stderr for word in REJECTED)
+    if rejected and when_origin_moved:
         when_origin_moved()
+    if rejected:
+        raise UserError("git push was refused: the origin has commits this checkout lacks (the other machine "
+                        "changed conf/ or trained). The data is on the NAS. To finish: `git pull` (a conflict in "
+                        "dvc.lock: take the origin's side, `git checkout --theirs dvc.lock`, then `git add dvc.lock`; "
+                        "in conf/: keep what you both want), `git commit`, then the same command again: it "
+                        "validates again and pushes.")
     if pushed.returncode:
         said = "\n  ".join(pushed.stderr.strip().splitlines()[-6:])
         raise UserError(f"git push failed (`git push`):\n  {said}\nThe data is on the NAS already; when git is "
                         "reachable, rerun the same command: it pushes this commit without committing again.")
 
 
+TRAINED = "train: "  # how desktop-run's own commits begin (their message is the new mAP)
+
+
 def _keep_aside_and_follow_the_origin(root: Path) -> str:
     """The origin moved on while the desktop trained (the laptop published again): this commit cannot go on top.
     It goes to a branch of its own on the origin (its data is on the NAS, and `qblock gc` keeps every branch),
-    and this checkout follows the origin, so a run trains the newer labels. Returns the branch."""
+    and this checkout follows the origin, so a run trains the newer labels. Returns the branch.
+
+    Only desktop-run's own training commits are set aside: a person's unpushed commit (a conf/ change) is
+    never moved off the branch; desktop-run stops and says how to bring it onto the origin."""
+    subjects = run(["git", "log", "--format=%h %s", "@{upstream}..HEAD"], root, "git log").stdout.splitlines()
+    if theirs := [line for line in subjects if not line.split(" ", 1)[-1].startswith(TRAINED)]:
+        raise UserError("this checkout has commits the origin lacks that desktop-run did not make, and the origin "
+                        "has moved on:\n  " + "\n  ".join(theirs[:5]) + "\nBring them onto the origin first: "
+                        "`git pull --rebase` (resolve any conflict; for dvc.lock take the origin's side: "
+                        "`git checkout --theirs dvc.lock`), `git push`, then desktop-run again. Nothing was changed.")
     commit = head(root)
     branch = f"qblock/trained-{commit[:7]}"
     run(["git", "push", "origin", f"HEAD:refs/heads/{branch}"], root, f"git push to {branch}")
@@ -274,7 +293,7 @@ def _desktop_run(root: Path, paths: Paths, console: Console) -> None:
 
     def message() -> str:
         metrics = json.loads((root / paths.metrics_file).read_text(encoding="utf-8"))
-        return f"train: mAP50 {metrics[names.MAP50]:.3f}, mAP50-95 {metrics[names.MAP50_95]:.3f}"
+        return f"{TRAINED}mAP50 {metrics[names.MAP50]:.3f}, mAP50-95 {metrics[names.MAP50_95]:.3f}"
 
     _commit_changes(root, message, console, "desktop-run", lambda files: pipeline_written(root, files))
     marker.unlink(missing_ok=True)  # committed: a rerun only has the push left to do
