@@ -225,3 +225,47 @@ def test_laptop_and_desktop_both_changing_conf_are_told_the_way_out_and_nothing_
     assert result.returncode == 1 and "commits the origin lacks that desktop-run did not make" in said
     assert "5 epochs" in said and sh(["git", "rev-parse", "HEAD"], desktop).stdout == before
     assert "qblock/trained-" not in sh(["git", "--git-dir", str(origin), "branch", "-a"], desktop).stdout
+
+
+SAVED_DURING_PUBLISH = '''
+import os, sys
+from pathlib import Path
+
+flag = Path(os.environ["QBLOCK_TEST_FLAG"])
+if sys.argv[1:2] == ["export"] and flag.is_file():  # the stage starts: DVC has checked its sources already
+    target = Path(flag.read_text())
+    saved = target.with_name(target.name + ".saving")  # the app finishes saving the page, as apps do
+    saved.write_text(os.environ["QBLOCK_TEST_WHOLE"])
+    os.replace(saved, target)
+    flag.unlink()
+'''
+
+
+def test_a_page_saved_while_publish_runs_is_snapshotted_again_not_pushed_half_written(tmp_path):
+    laptop, origin, nas = published_laptop(tmp_path)
+    app = tmp_path / "app"
+    groups = sorted(app.glob("documents/*/groups/*_groups.json"))[0]
+    whole = json.loads(groups.read_text(encoding="utf-8"))
+    whole["groups"][0]["combinedBbox"]["y"] += 2
+    text = json.dumps(whole)
+    groups.write_text(text[: len(text) // 2], encoding="utf-8")  # the app is halfway through saving
+    in_copy = laptop / "data" / "dataset_root" / groups.relative_to(app)
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SAVED_DURING_PUBLISH)
+    flag = tmp_path / "flag"
+    flag.write_text(str(in_copy))
+
+    result = sh([sys.executable, "-m", "qblock", "publish"], laptop, check=False,
+                env={"PYTHONPATH": str(hooks), "QBLOCK_TEST_FLAG": str(flag), "QBLOCK_TEST_WHOLE": text})
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not flag.exists(), "the app's save was never simulated"
+    assert "changed while publish ran" in said and "publish: done" in said
+    assert sh(["dvc", "status", "--json", "data/dataset_root.dvc"], laptop).stdout.strip() in ("{}", "")
+    desktop = tmp_path / "desktop"  # what went to the NAS is the whole file
+    sh(["git", "clone", "-q", str(origin), str(desktop)], tmp_path)
+    git_identity(desktop)
+    qb("remote", "set", str(nas), cwd=desktop, check=True)
+    sh(["dvc", "pull", "-q", "--remote", "nas", "data/dataset_root.dvc"], desktop)
+    assert json.loads((desktop / "data" / "dataset_root" / groups.relative_to(app)).read_text()) == whole

@@ -226,9 +226,20 @@ def publish(root: Path, paths: Paths, console: Console, app_root: Path | None = 
     # Snapshot first, then export: `dvc add` replaces each page with the file the cache keeps (a link to it,
     # or a copy), and the export must link to that file, not to one DVC has just let go (sync/storage.py).
     # A failed validation still stops publish before anything is committed or pushed.
-    run(["dvc", "add", str(dataset_root)], root, f"snapshotting {dataset_root} into DVC")
-    console.print("publish: validating the labels (export, split, validate) ...")
-    run(["dvc", "repro", "validate"], root, "validating the labels", "Fix the files named above, then publish again.")
+    for _ in range(SNAPSHOT_TRIES):
+        run(["dvc", "add", str(dataset_root)], root, f"snapshotting {dataset_root} into DVC")
+        console.print("publish: validating the labels (export, split, validate) ...")
+        run(["dvc", "repro", "validate"], root, "validating the labels",
+            "Fix the files named above, then publish again.")
+        # validate read the files as they are now; the snapshot must still be them (an app saving a page
+        # while publish ran leaves a half-written file in the snapshot and the whole one on disk)
+        if _snapshot_is_workspace(root, dataset_root):
+            break
+        console.print(f"publish: pages in {dataset_root} changed while publish ran (the app saved?); "
+                      "snapshotting and validating them again")
+    else:
+        raise UserError(f"the pages in {dataset_root} kept changing while publish ran ({SNAPSHOT_TRIES} tries): "
+                        "let the app finish (or close it) and publish again. Nothing was committed or pushed.")
 
     def message() -> str:
         stats = json.loads((root / paths.reports_dir / "data_stats.json").read_text(encoding="utf-8"))
@@ -299,6 +310,18 @@ def _desktop_run(root: Path, paths: Paths, console: Console) -> None:
     marker.unlink(missing_ok=True)  # committed: a rerun only has the push left to do
     _push_data_then_commit(root, console, lambda: _origin_moved_while_training(root))
     console.print("desktop-run: done. The laptop can `qblock pull-model`.")
+
+
+SNAPSHOT_TRIES = 3
+
+
+def _snapshot_is_workspace(root: Path, dataset_root: Path) -> bool:
+    """Whether the DVC snapshot of ``dataset_root`` is exactly what is on disk (`dvc status` says nothing)."""
+    status = run(["dvc", "status", "--json", f"{dataset_root.as_posix()}.dvc"], root, "dvc status", check=False)
+    try:
+        return status.returncode == 0 and not json.loads(status.stdout or "{}")
+    except ValueError:
+        return False
 
 
 def _require_pulled(root: Path, dataset_root: Path) -> None:
