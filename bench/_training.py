@@ -32,13 +32,13 @@ def prepare_demo(work: Path, export_dir: Path | None = None, split_dir: Path | N
 SOURCE_SIZES = {"demo": (10, 8), "typeset": (16, 6)}
 
 
-def prepare_source(folder: Path, source: str) -> None:
+def prepare_source(folder: Path, source: str, size: tuple[int, int] | None = None) -> None:
     """`qblock demo-data` pages (``source``: demo, drawn; or typeset) under ``folder/app``, exported,
     split and validated into ``folder/yolo`` and ``folder/split``; kept when already there (the same
-    seed gives the same pages)."""
+    seed gives the same pages). ``size``: (workbooks, pages each) instead of the source's own."""
     if (folder / "split" / "val.txt").is_file():
         return
-    documents, pages = SOURCE_SIZES[source]
+    documents, pages = size or SOURCE_SIZES[source]
     if not (folder / "app" / "documents").is_dir():
         if source == "typeset":
             from qblock.labeling.typeset_pages import write_typeset_dataset

@@ -198,6 +198,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="seeds per run (0, 1, ...); the median is reported")
     parser.add_argument("--data", choices=SOURCES, default="demo", help="the pages to train and score on")
     parser.add_argument("--cross", action="store_true", help="also score each model on the other source's val pages")
+    parser.add_argument("--size", type=int, nargs=2, metavar=("WORKBOOKS", "PAGES"),
+                        help="the collection trained on: this many workbooks of this many pages (default 10 8 for "
+                             "demo, 16 6 for typeset); use a new --work folder for each size")
     parser.add_argument("--new", type=int, action="append", default=[], metavar="SEED",
                         help="also score on 3 new workbooks drawn with this seed (repeat), and on the test split")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once (each gets cores / jobs threads)")
@@ -224,7 +227,7 @@ def measure_runs(work: Path, runs: dict[str, list[str] | None], args) -> None:
     prepare_ultralytics(work)
     for source in {args.data, *(SOURCES if args.cross else ())}:
         started = time.perf_counter()
-        prepare_source(work / source, source)
+        prepare_source(work / source, source, tuple(args.size) if args.size and source == args.data else None)
         print(f"{source} pages ready in {time.perf_counter() - started:.0f} s", flush=True)
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     results_file = work / f"train_quality_{args.data}.json"
