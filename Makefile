@@ -9,7 +9,7 @@ export YOLO_OFFLINE := 1
 # `qblock demo-data --style typeset`: XeLaTeX with Korean (kotex), TikZ, a Nanum font, and pdftoppm
 TEX_PACKAGES := texlive-xetex texlive-lang-korean texlive-pictures texlive-latex-extra fonts-nanum poppler-utils
 
-.PHONY: help setup demo test test-fast test-tools ui lint clean-outputs constraints
+.PHONY: help setup demo test test-fast test-tools ui lint docs clean-outputs constraints
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -44,9 +44,14 @@ test-fast: setup  ## the tests without the slow end-to-end ones
 ui: setup  ## the MLflow UI on the configured store (http://127.0.0.1:5000)
 	$(BIN)/qblock ui
 
-lint: setup  ## ruff and mypy (CI runs both)
+lint: setup  ## ruff, mypy and a strict build of the docs site (CI runs them)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+docs: setup  ## the docs site (docs/ -> site/), then serve it at http://127.0.0.1:8000
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 clean-outputs:  ## remove pipeline outputs and the MLflow store (not the demo data)
 	rm -rf data/yolo data/split models runs plots reports metrics.json mlflow.db mlartifacts .qblock dvc.lock
