@@ -123,6 +123,7 @@ def test_mlflow_holds_one_run_with_params_epochs_metrics_and_model(trained_repo)
     assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == ["model/best.pt"]
     tags = run.data.tags
     assert tags["hydra.overrides"] == "none" and tags["qblock.device"].startswith("cpu (")
+    assert re.fullmatch(r"(AdamW|SGD), lr [0-9.e-]+(, momentum [0-9.]+)?", tags["qblock.optimizer"])  # what it took
     assert tags["versions.ultralytics"][0].isdigit() and tags["versions.torch"].startswith("2.")
     assert len(tags["qblock.dataset_hash"]) == 16 and len(tags["qblock.val_hash"]) == 16
     assert tags["champion.decision"] == "promoted" and tags["champion.reason"] == "no champion yet"

@@ -88,10 +88,10 @@ def start_run(params: Params, dataset_hash: str) -> str:
         tags["hydra.overrides"] = f"unknown ({exc})"[:500]
     run = mlflow.start_run(experiment_id=experiment_id, run_name=run_name(params, tags), tags=tags,
                            log_system_metrics=params.train.system_metrics)
-    logged = {k: v for k, v in flatten(asdict(params)).items()
-              if not k.startswith(("paths.", "mlflow.")) and k != "notify.webhook_url"}
-    logged["notify.webhook_host"] = secrets.host(secrets.webhook_url(params.notify.webhook_url))  # never the URL
+    logged = {k: v for k, v in flatten(asdict(params)).items()  # what trains and judges a model, not where
+              if not k.startswith(("paths.", "mlflow.", "notify."))}  # files go or who is told
     mlflow.log_params({k: str(v)[:500] for k, v in logged.items()})
+    mlflow.set_tag("qblock.webhook_host", secrets.host(secrets.webhook_url(params.notify.webhook_url)))  # never the URL
     return run.info.run_id
 
 
@@ -199,14 +199,29 @@ def epoch_logger(run_id: str) -> Callable[[Any], None]:
 
 
 def device_tagger(run_id: str) -> Callable[[Any], None]:
-    """An ultralytics callback that tags the run with the device it trains on, once."""
+    """An ultralytics callback that tags the run, once, with the device it trains on and the optimizer and
+    learning rate it really took (`optimizer: auto` picks its own and ignores `train.lr0`)."""
     import mlflow
 
     def on_train_epoch_start(trainer) -> None:
         if trainer.epoch == trainer.start_epoch:
-            mlflow.MlflowClient().set_tag(run_id, "qblock.device", device_name(trainer.device))
+            client = mlflow.MlflowClient()
+            client.set_tag(run_id, "qblock.device", device_name(trainer.device))
+            if (used := optimizer_used(trainer)) is not None:
+                client.set_tag(run_id, "qblock.optimizer", used)
 
     return on_train_epoch_start
+
+
+def optimizer_used(trainer) -> str | None:
+    """'AdamW, lr 0.002, momentum 0.9': the optimizer ultralytics built, at its starting rate."""
+    optimizer = getattr(trainer, "optimizer", None)
+    if optimizer is None or not optimizer.param_groups:
+        return None
+    group = optimizer.param_groups[0]
+    rate = group.get("initial_lr", group.get("lr"))
+    momentum = group.get("momentum", (group.get("betas") or (None,))[0])
+    return f"{type(optimizer).__name__}, lr {rate:g}" + (f", momentum {momentum:g}" if momentum is not None else "")
 
 
 def logged_steps(run_id: str, metric: str) -> set[int]:
