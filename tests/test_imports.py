@@ -601,3 +601,33 @@ def test_the_class_suggestion_lists_every_class_of_the_export(project, tmp_path)
     said = " ".join(refused.stdout.split())
     assert refused.returncode == 1 and "or to null to drop its boxes" in said
     assert all(f"'{name}': Question_Block" in said for name in names)
+
+
+def test_pages_whose_names_show_no_workbook_are_said_and_can_each_be_a_document(project, tmp_path):
+    export = tmp_path / "numbers"
+    _ultralytics_export(export, {str(n): ("train", [(20, 30, 100 + n, 80)]) for n in range(1, 5)})
+    said = " ".join(qb(project, "import", "roboflow", str(export), "--dry-run").stdout.split())
+    assert "4 of 4 page(s) have names that show no workbook (1, 2, 3 ...)" in said and "--document-per-page" in said
+    done = qb(project, "import", "roboflow", str(export), "--document-per-page")
+    assert done.returncode == 0, done.stdout
+    assert sorted(app_boxes(project)) == ["1/1", "2/2", "3/3", "4/4"]
+    assert "show no workbook" not in done.stdout
+
+
+def test_pages_missing_from_the_split_lists_are_one_line(tmp_path, console):
+    from tests.conftest import params_of
+
+    from qblock.labeling.demo_data import write_demo_dataset
+    from qblock.stages import export, split, validate
+
+    write_demo_dataset(tmp_path / "app", documents=3, pages=3, seed=2)
+    export.run(tmp_path / "app", tmp_path / "yolo", params_of("export"), tmp_path / "export.json", console)
+    split.run(tmp_path / "yolo", tmp_path / "split", params_of("split"), console)
+    for side in ("train", "val"):  # a split list older than the export: most pages in none
+        (tmp_path / "split" / f"{side}.txt").write_text("".join((tmp_path / "split" / f"{side}.txt").read_text()
+                                                               .splitlines(keepends=True)[:1]))
+    with pytest.raises(Exception, match="validate"):
+        validate.run(tmp_path / "yolo", tmp_path / "split", tmp_path / "reports", 0, console, tmp_path / "v.json")
+    problems = json.loads((tmp_path / "reports" / "validate.json").read_text())["problems"]
+    (said,) = [p["message"] for p in problems if "split list" in p["message"]]
+    assert said.startswith("7 exported pages are in no split list (") and "run the split stage again" in said

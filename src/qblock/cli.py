@@ -336,19 +336,22 @@ _DRY_RUN = typer.Option(help="say what would be written; write nothing")
 _REPLACE = typer.Option(help="overwrite pages already in the app's folder that differ (a person's labels included)")
 _APP = typer.Option(help="the app's dataset_root [default: the one `publish --app` remembered, else "
                          "paths.dataset_root from params.yaml]")
+_PER_PAGE = typer.Option("--document-per-page", help="every page a document of its own (photos, frames: pages "
+                                                     "that belong to no workbook)")
 _ALLOW_EMPTY = typer.Option(help="let pages with no boxes in the export (no label file, or an empty one) replace "
                                  "pages that have boxes in the app's folder")
 
 
 def _import(kind: str, path: Path, images: Path | None, into: str | None, dry_run: bool, replace: bool,
-            app: Path | None, allow_empty: bool) -> None:
+            app: Path | None, allow_empty: bool, per_page: bool = False) -> None:
     from qblock.config.schema import load_params
     from qblock.imports.importer import run_import
     from qblock.sync.app_folder import labeling_root
 
     params = load_params()
     target = app or labeling_root(Path.cwd(), Path(params.paths.dataset_root))
-    run_import(kind, path, images, target, params.export, into, dry_run, replace, console, allow_empty=allow_empty)
+    run_import(kind, path, images, target, params.export, into, dry_run, replace, console, allow_empty=allow_empty,
+               per_page=per_page)
 
 
 @import_app.command("roboflow")
@@ -359,9 +362,10 @@ def import_roboflow(
     replace: Annotated[bool, _REPLACE] = False,
     app: Annotated[Path | None, _APP] = None,
     allow_empty: Annotated[bool, _ALLOW_EMPTY] = False,
+    per_page: Annotated[bool, _PER_PAGE] = False,
 ) -> None:
     """Import a Roboflow export: one copy per source page (augmented copies skipped), boxes in pixels."""
-    _import("roboflow", path, None, into, dry_run, replace, app, allow_empty)
+    _import("roboflow", path, None, into, dry_run, replace, app, allow_empty, per_page)
 
 
 @import_app.command("label-studio")
@@ -373,9 +377,10 @@ def import_label_studio(
     replace: Annotated[bool, _REPLACE] = False,
     app: Annotated[Path | None, _APP] = None,
     allow_empty: Annotated[bool, _ALLOW_EMPTY] = False,
+    per_page: Annotated[bool, _PER_PAGE] = False,
 ) -> None:
     """Import a Label Studio export of rectangles: one annotation per task, boxes in pixels."""
-    _import("label-studio", export, images, into, dry_run, replace, app, allow_empty)
+    _import("label-studio", export, images, into, dry_run, replace, app, allow_empty, per_page)
 
 
 @app.command()

@@ -32,16 +32,17 @@ def _read(kind: str, path: Path, images: Path | None) -> Iterator[tuple[list[pag
 
 def run_import(kind: str, path: Path, images: Path | None, dataset_root: Path, params: ExportParams,
                into: str | None, dry_run: bool, replace: bool, console: Console, *,
-               allow_empty: bool = False) -> pages.Plan:
+               allow_empty: bool = False, per_page: bool = False) -> pages.Plan:
     if kind not in KINDS:
         raise UserError(f"unknown export kind {kind!r}: {', '.join(KINDS)}")
     with _read(kind, path, images) as (found, notes):
-        return _import(kind, path, found, notes, dataset_root, params, into, dry_run, replace, console, allow_empty)
+        return _import(kind, path, found, notes, dataset_root, params, into, dry_run, replace, console, allow_empty,
+                       per_page)
 
 
 def _import(kind: str, path: Path, found: list[pages.ImportedPage], notes: list[str], dataset_root: Path,
             params: ExportParams, into: str | None, dry_run: bool, replace: bool, console: Console,
-            allow_empty: bool = False) -> pages.Plan:
+            allow_empty: bool = False, per_page: bool = False) -> pages.Plan:
     fallback = path.stem
     if not found:
         raise UserError(f"{path}: no labeled pages in this export")
@@ -50,7 +51,9 @@ def _import(kind: str, path: Path, found: list[pages.ImportedPage], notes: list[
                         f"annotations (rectangles, not only the images)? Nothing was written.")
     tool = kind
     notes = notes + pages.identical_images(found)
-    plan = pages.plan(found, dataset_root, tool, path.name, params, into, fallback)
+    if into and per_page:
+        raise UserError("--into and --document-per-page say different things: choose one")
+    plan = pages.plan(found, dataset_root, tool, path.name, params, into, fallback, per_page)
     documents = sorted({p.document for p in found})
     boxes = sum(len(p.boxes) for p in found)
     console.print(f"import: {len(found)} page(s), {boxes} box(es) from {kind} export {path.name} into "

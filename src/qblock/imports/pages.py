@@ -223,29 +223,38 @@ def _read_json(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def name_pages(pages: list[ImportedPage], into: str | None, fallback: str) -> None:
-    """Each page's document and page name (file-name safe); one page per name in a document."""
+def name_pages(pages: list[ImportedPage], into: str | None, fallback: str, per_page: bool = False) -> list[str]:
+    """Each page's document and page name (file-name safe); one page per name in a document. ``per_page``:
+    every page a document of its own. Returns notes (pages whose names show no workbook)."""
     seen: dict[tuple[str, str], str] = {}
+    unnamed = [p.name for p in pages if not into and not per_page and document_of(p.name, "\0") == "\0"]
     for page in pages:
-        page.document = safe_name(into or document_of(page.name, fallback))
+        page.document = safe_name(page.name if per_page else into or document_of(page.name, fallback))
         page.page = safe_name(page.name)
         key = (page.document.casefold(), page.page.casefold())
         if key in seen:
             raise UserError(f"{page.source} and {seen[key]} would both become page {page.page} of document "
                             f"{page.document}: the export has the same page twice")
         seen[key] = page.source
+    if not unnamed:
+        return []
+    shown = ", ".join(unnamed[:3]) + (" ..." if len(unnamed) > 3 else "")
+    return [f"{len(unnamed)} of {len(pages)} page(s) have names that show no workbook ({shown}); they all go to "
+            f"one document, {safe_name(fallback)!r}, which train, val and test cannot share. If they are pages "
+            "of different workbooks, import each workbook with `--into NAME`; if every page stands alone "
+            "(photos, frames), `--document-per-page`"]
 
 
 def plan(pages: list[ImportedPage], dataset_root: Path, tool: str, export: str, params: ExportParams,
-         into: str | None, fallback: str) -> Plan:
+         into: str | None, fallback: str, per_page: bool = False) -> Plan:
     """Name the pages, check their boxes and compare them with the app's folder; write nothing."""
-    name_pages(pages, into, fallback)
+    naming = name_pages(pages, into, fallback, per_page)
     dropped = drop_classes(pages, params)
     check_classes(pages, params)
     for page in pages:
         check_boxes(page, params)
     root = dataset_root.resolve()
-    result = Plan(notes=dropped)
+    result = Plan(notes=naming + dropped)
     held = imported_sources(root)
     for page in pages:
         where = held.get(page.source_digest(), [])

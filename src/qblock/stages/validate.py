@@ -482,9 +482,13 @@ def check_split_lists(lists: dict[str, list[str]], export_dir: Path, split_dir: 
             owner[entry] = split
             if entry not in existing:
                 log.error(split_dir / f"{split}.txt", f"lists {entry}, which does not exist")
-    for name in names:
-        if f"images/{name}" not in owner:
-            log.error(export_dir / "images" / name, "is in no split list")
+    unlisted = [name for name in names if f"images/{name}" not in owner]
+    if len(unlisted) == 1:
+        log.error(export_dir / "images" / unlisted[0], "is in no split list")
+    elif unlisted:  # one line for them all: a split older than the export, not one fault per page
+        shown = ", ".join(unlisted[:5]) + (f" and {len(unlisted) - 5} more" if len(unlisted) > 5 else "")
+        log.error(split_dir, f"{len(unlisted)} exported pages are in no split list ({shown}): run the split "
+                  "stage again (`dvc repro` does)")
 
 
 def box_statistics(rows: dict[str, int], boxes: list[Any]) -> dict:
