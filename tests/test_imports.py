@@ -631,3 +631,18 @@ def test_pages_missing_from_the_split_lists_are_one_line(tmp_path, console):
     problems = json.loads((tmp_path / "reports" / "validate.json").read_text())["problems"]
     (said,) = [p["message"] for p in problems if "split list" in p["message"]]
     assert said.startswith("7 exported pages are in no split list (") and "run the split stage again" in said
+
+
+def test_a_new_version_of_an_export_updates_the_pages_it_imported_before(project, tmp_path):
+    """Pages whose names show no workbook go to a document named after the export; Roboflow's next version
+    (`.v2i.`) is the same export, so a corrected box is a change, not a page skipped as seen."""
+    pages = {"1": ("train", [(20, 30, 200, 80)]), "2": ("valid", [(40, 50, 150, 90)])}
+    _ultralytics_export(tmp_path / "scans.v1i.yolov8", pages)
+    assert qb(project, "import", "roboflow", str(tmp_path / "scans.v1i.yolov8")).returncode == 0
+    assert sorted(app_boxes(project)) == ["scans/1", "scans/2"]
+    pages["2"] = ("valid", [(40, 50, 160, 90)])  # a box corrected in Roboflow
+    _ultralytics_export(tmp_path / "scans.v2i.yolov8", pages)
+    done = qb(project, "import", "roboflow", str(tmp_path / "scans.v2i.yolov8"))
+    said = " ".join(done.stdout.split())
+    assert done.returncode == 0 and "changed 1" in said and "added 0" in said, said
+    assert close(app_boxes(project)["scans/2"], [(40, 50, 160, 90)])

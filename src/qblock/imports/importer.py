@@ -3,6 +3,7 @@ only then write (or, with ``dry_run``, say what would be written)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,21 @@ from qblock.core.errors import UserError
 from qblock.imports import coco_export, label_studio, pages, yolo_export
 
 KINDS = ("roboflow", "label-studio")
+# The versions of one export: Roboflow's `workbooks.v3i.yolov8(.zip)`, Label Studio's `project-3-at-2026-11-02-...`
+_ROBOFLOW_VERSION = re.compile(r"^(?P<name>.+?)\.v\d+i?(?:\.[A-Za-z0-9]+)*$")
+_LABEL_STUDIO_VERSION = re.compile(r"^(?P<name>project-\d+)-at-\d{4}-\d{2}-\d{2}.*$")
+
+
+def export_family(path: Path) -> str:
+    """The export's name without its version and format (the same for v2 and v3 of one project), for the
+    document of pages whose names show no workbook: a new version then updates those pages."""
+    name = path.name
+    for suffix in (".zip", ".json"):
+        name = name.removesuffix(suffix)
+    for pattern in (_ROBOFLOW_VERSION, _LABEL_STUDIO_VERSION):
+        if match := pattern.match(name):
+            return match["name"]
+    return name
 
 
 @contextmanager
@@ -43,7 +59,7 @@ def run_import(kind: str, path: Path, images: Path | None, dataset_root: Path, p
 def _import(kind: str, path: Path, found: list[pages.ImportedPage], notes: list[str], dataset_root: Path,
             params: ExportParams, into: str | None, dry_run: bool, replace: bool, console: Console,
             allow_empty: bool = False, per_page: bool = False) -> pages.Plan:
-    fallback = path.stem
+    fallback = export_family(path)
     if not found:
         raise UserError(f"{path}: no labeled pages in this export")
     if not any(p.boxes for p in found):
