@@ -646,3 +646,17 @@ def test_a_new_version_of_an_export_updates_the_pages_it_imported_before(project
     said = " ".join(done.stdout.split())
     assert done.returncode == 0 and "changed 1" in said and "added 0" in said, said
     assert close(app_boxes(project)["scans/2"], [(40, 50, 160, 90)])
+
+
+@pytest.mark.parametrize("suffix", ["jpg", "png"])
+def test_an_images_size_comes_from_its_header_turned_as_its_exif_says(tmp_path, suffix):
+    from qblock.imports.pages import image_size, read_image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate a quarter turn to show it upright
+    path = tmp_path / f"scan.{suffix}"
+    Image.new("RGB", (300, 200), "white").save(path, exif=exif)
+    assert image_size(path, "scan") == read_image(path, "scan")[1] == (200, 300)
+    plain = tmp_path / f"plain.{suffix}"
+    Image.new("RGB", (300, 200), "white").save(plain)
+    assert image_size(plain, "plain") == (300, 200)
