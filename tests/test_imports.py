@@ -660,3 +660,20 @@ def test_an_images_size_comes_from_its_header_turned_as_its_exif_says(tmp_path, 
     plain = tmp_path / f"plain.{suffix}"
     Image.new("RGB", (300, 200), "white").save(plain)
     assert image_size(plain, "plain") == (300, 200)
+
+
+def test_a_zip_that_is_not_a_yolo_export_is_named_with_what_to_do(project, tmp_path):
+    archive = tmp_path / "project-7-at-2026-11-02.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("result.json", "[]")
+    refused = qb(project, "import", "roboflow", str(archive))
+    said = " ".join(refused.stdout.split())
+    assert refused.returncode == 1 and str(archive) in said and "qblock-import-" not in said
+    assert "not a YOLO export" in said and "qblock import label-studio" in said
+
+
+def test_a_dry_run_of_a_big_export_names_a_few_pages_and_counts_the_rest(project, tmp_path):
+    export = tmp_path / "big"
+    _ultralytics_export(export, {f"algebra_p{n:03d}": ("train", [(20, 30, 100, 40)]) for n in range(1, 31)})
+    said = qb(project, "import", "roboflow", str(export), "--dry-run").stdout
+    assert said.count("would add") == 11 and "would add 20 more page(s): algebra 20" in " ".join(said.split())

@@ -15,6 +15,7 @@ from qblock.core.errors import UserError
 from qblock.imports import coco_export, label_studio, pages, yolo_export
 
 KINDS = ("roboflow", "label-studio")
+DRY_RUN_SHOWN = 10  # pages a dry run names one by one, of each kind of change
 # The versions of one export: Roboflow's `workbooks.v3i.yolov8(.zip)`, Label Studio's `project-3-at-2026-11-02-...`
 _ROBOFLOW_VERSION = re.compile(r"^(?P<name>.+?)\.v\d+i?(?:\.[A-Za-z0-9]+)*$")
 _LABEL_STUDIO_VERSION = re.compile(r"^(?P<name>project-\d+)-at-\d{4}-\d{2}-\d{2}.*$")
@@ -88,9 +89,16 @@ def _import(kind: str, path: Path, found: list[pages.ImportedPage], notes: list[
         console.print(f"  no longer in the export (left in place): {', '.join(plan.removed[:10])}")
     if dry_run:
         for label, group in (("add", plan.added), ("change", plan.changed), ("replace", plan.conflicts)):
-            for page in group:
+            for page in group[:DRY_RUN_SHOWN]:  # a few of each, then one line per document: not 2,000 lines
                 console.print(f"  would {label} {page.document}/{page.page} ({len(page.boxes)} boxes) "
                               f"from {page.source}")
+            if len(group) > DRY_RUN_SHOWN:
+                by_document: dict[str, int] = {}
+                for page in group[DRY_RUN_SHOWN:]:
+                    by_document[page.document] = by_document.get(page.document, 0) + 1
+                shown = ", ".join(f"{d} {n}" for d, n in sorted(by_document.items())[:12])
+                console.print(f"  would {label} {len(group) - DRY_RUN_SHOWN} more page(s): {shown}"
+                              + (" ..." if len(by_document) > 12 else ""))
         console.print("import: dry run, nothing written")
         return plan
     written = pages.apply(plan, dataset_root, tool, path.name, params, replace, allow_empty)

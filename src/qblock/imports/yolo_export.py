@@ -14,6 +14,7 @@ the page (Roboflow may have resized it: its README says so), so boxes and pixels
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -56,6 +57,9 @@ def opened(path: Path) -> Iterator[Path]:
         yield folder
     except zipfile.BadZipFile as exc:
         raise UserError(f"{path}: damaged zip file ({exc})") from None
+    except UserError as exc:  # name the zip the person gave, not the temporary folder it was unpacked into
+        inside = str(exc).replace(f"{folder}{os.sep}", f"{path} > ").replace(str(folder), str(path))
+        raise UserError(inside) from None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -94,7 +98,10 @@ def class_names(root: Path) -> tuple[list[str], Path]:
     if (root / "classes.txt").is_file():
         found.append((_names_from_txt(root / "classes.txt"), root / "classes.txt"))
     if not found:
-        raise UserError(f"{root}: no data.yaml, dataset.yaml or classes.txt naming the classes")
+        raise UserError(f"{root}: no data.yaml, dataset.yaml or classes.txt naming the classes, so this "
+                        "is not a YOLO export (images/ and labels/ beside a data.yaml). Export it again in YOLO or "
+                        "COCO format; a Label Studio JSON export is imported with `qblock import label-studio "
+                        "FILE.json --images FOLDER`. Nothing was written.")
     if len(found) == 2 and found[0][0] != found[1][0]:
         (a, file_a), (b, file_b) = found
         raise UserError(f"{file_a.name} names the classes {', '.join(a)} but {file_b.name} names {', '.join(b)}: "
