@@ -60,15 +60,22 @@ def parse_clean(text: str) -> list[LabelRow]:
             for f in map(str.split, text.splitlines()) if f]
 
 
+MAX_NAME_BYTES = 60  # of a document's or a page's part of a flat name, before the hash
+
+
 @lru_cache(maxsize=65536)  # page names (page_001, ...) repeat in every document
 def safe_name(text: str) -> str:
     """A file-name-safe form of an id: letters of any script, digits, '.', '-', '_'.
 
     When the id had to change (spaces, slashes, a leading dot), a short hash of the original is
-    appended so two ids never map to one name; the result never leaves its folder.
+    appended so two ids never map to one name; the result never leaves its folder. A long id is
+    cut to MAX_NAME_BYTES of UTF-8 (Korean letters take 3) with the same hash: a page's flat name,
+    document and page, stays well inside a file system's 255 bytes and Windows' 260-character paths.
     """
     text = unicodedata.normalize("NFC", text)
     safe = re.sub(r"[^\w.-]+", "_", text).strip("._") or "_"
+    if len(safe.encode("utf-8")) > MAX_NAME_BYTES:
+        safe = safe.encode("utf-8")[:MAX_NAME_BYTES].decode("utf-8", errors="ignore").rstrip("._-") or "_"
     if safe != text:
         safe = f"{safe}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:6]}"
     return safe
