@@ -35,3 +35,17 @@ def test_the_app_folder_is_remembered_per_machine(tmp_path):
     app_folder.remember(tmp_path, tmp_path / "app")
     assert app_folder.remembered(tmp_path) == (tmp_path / "app").resolve()
     assert (tmp_path / ".qblock" / "machine.yaml").is_file()  # .qblock/ is git-ignored
+
+
+def test_a_link_in_the_apps_folder_leading_outside_it_is_refused_not_mirrored(tmp_path):
+    app, repo_copy = tmp_path / "app", tmp_path / "repo" / "data" / "dataset_root"
+    write_page(app, "수학 1", "page_001", [bbox(0, 0, 10, 10)])
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "tax_return.png").write_bytes(b"not a page")
+    (app / "documents" / "수학 1" / "pages" / "page_002.png").symlink_to(private / "tax_return.png")
+    (app / "documents" / "elsewhere").symlink_to(private, target_is_directory=True)
+    with pytest.raises(UserError, match=r"2 link\(s\) in .* lead outside it") as refused:
+        app_folder.mirror(app, repo_copy)
+    assert "page_002.png" in str(refused.value) and "elsewhere" in str(refused.value)
+    assert not repo_copy.exists()  # nothing copied

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from qblock.core import files, machine
 from qblock.core.errors import UserError
+from qblock.data.app_dataset import outside_links
 
 APP_ROOT_KEY = "app_dataset_root"
 
@@ -68,6 +69,9 @@ def mirror(app_root: Path, target: Path, kept_back: list[str] | None = None) -> 
     source = app_root / "documents"
     if not source.is_dir():
         raise UserError(f"{app_root}: no documents/ folder; is this the app's dataset_root?")
+    if links := outside_links(app_root):  # copied, another folder's files would go to the NAS as pages
+        raise UserError(f"{len(links)} link(s) in {app_root} lead outside it; copy the files in instead. Nothing "
+                        "was copied:\n  " + "\n  ".join(links[:20]))
     if target.resolve() == app_root.resolve():
         return 0, 0
     copied = deleted = 0
