@@ -70,7 +70,9 @@ def read_groups(path: Path, rel: str, log: ProblemLog) -> list | None:
         log.error(rel, "not a groups file: JSON nested too deeply to read")
         return None
     except ValueError as exc:  # Python's limit on the digits of an integer, for one
-        log.error(rel, f"not a groups file: {exc}")
+        digits = re.search(r"value has (\d+) digits", str(exc))
+        log.error(rel, f"not a groups file: a number of {digits[1]} digits (no box has one)" if digits
+                  else f"not a groups file: {str(exc).split(';')[0]}")
         return None
     if not isinstance(data, dict) or "groups" not in data:
         log.error(rel, "no `groups` list at the top level")
