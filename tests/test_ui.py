@@ -135,6 +135,8 @@ def test_the_ui_answers_the_names_other_machines_use_and_refuses_others(tmp_path
         assert status(f"{socket.gethostname()}:{port}") == 200
         assert status(f"desktop:{port}") == 200
         assert status("192.168.1.20") == 200  # the desktop's address on the LAN
+        assert status(f"100.101.102.103:{port}") == 200 and status("desktop.tail1234.ts.net") == 200  # Tailscale
+        assert status(f"[fe80::1c2b:3aff:fe4d:5e6f]:{port}") == 200  # IPv6 link-local
         assert status("attacker.example") == 403
     finally:
         os.killpg(server.pid, signal.SIGTERM)

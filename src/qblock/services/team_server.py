@@ -53,9 +53,11 @@ def artifacts_uri(given: str | None) -> str:
 
 def allowed_hosts(port: int, extra: list[str]) -> str:
     """The Host headers the server answers: this machine's names and private addresses (MLflow's DNS-rebinding
-    guard otherwise refuses http://desktop:5000)."""
+    guard otherwise refuses http://desktop:5000): the LAN's, Tailscale's (100.64.0.0/10 and its *.ts.net
+    names) and IPv6 link-local and unique-local ones ([fe80::...], [fd..::...]), as fnmatch patterns."""
     name = socket.gethostname()
-    hosts = ["localhost", "127.0.0.1", name, f"{name}.local", f"{name}.lan", *extra, "10.*", "172.*", "192.168.*"]
+    hosts = ["localhost", "127.0.0.1", "[::1]", name, f"{name}.local", f"{name}.lan", *extra, "10.*", "172.*",
+             "192.168.*", "100.*", "*.ts.net", "[[]fe80:*", "[[]fd*"]
     with_ports = [h for host in hosts for h in (host, f"{host}:{port}")]
     return ",".join(dict.fromkeys(with_ports))
 
