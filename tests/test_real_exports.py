@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pytest
+import yaml
 from PIL import Image, ImageDraw
 from tests.conftest import REPO, RecordingConsole, params_of
 from tests.test_imports import app_boxes, through_the_pipeline
@@ -370,3 +373,29 @@ def test_an_image_of_another_shape_than_the_one_labeled_is_refused(tmp_path):
         run("label-studio", export, tmp_path / "project", classes, images=tmp_path / "images")
     assert f"task {first['id']}" in str(error.value) and "300x300" in str(error.value)
     assert nothing_written(tmp_path / "project")
+
+
+def test_hilex_pages_become_their_exam_papers_and_unwanted_classes_are_dropped(tmp_path):
+    """HiLEx (tests/data/hilex_subset): names with two upload ids, a paper on all three sides of its own
+    split, six nested classes. The whole item is a workbook's question; the rest is dropped and counted."""
+    from qblock.config.compose import compose_params
+
+    data = compose_params(REPO)
+    data["export"]["class_map"] = {"Question_Answer_Block": "Question_Block", "Question_Block": None,
+                                   "Answer_Block": None, "Question_Paper_Area": None, "Description": None,
+                                   "Instruction": None}
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "params.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    source = REPO / "tests" / "data" / "hilex_subset"
+    done = subprocess.run([sys.executable, "-m", "qblock", "import", "roboflow", str(source)], cwd=project,
+                          capture_output=True, text=True, timeout=120)
+    said = " ".join(done.stdout.split())
+    assert done.returncode == 0 and "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
+    documents = sorted(p.name for p in (project / "data" / "dataset_root" / "documents").iterdir())
+    assert documents == ["GATE_CS2023", "Kaplan-GMAT-Practice-Questions", "sat-practice-test-9"]
+    assert "dropped" in said and "of class 'Question_Paper_Area'" in said
+    kept = sum(1 for p in source.rglob("labels/*.txt") for line in p.read_text().splitlines()
+               if line.split()[:1] == ["3"])  # Question_Answer_Block
+    groups = [json.loads(p.read_text()) for p in (project / "data" / "dataset_root").rglob("*_groups.json")]
+    assert sum(len(g["groups"]) for g in groups) == kept > 0
