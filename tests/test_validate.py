@@ -233,3 +233,19 @@ def test_a_rerun_checks_again_only_the_documents_whose_files_changed(exported, c
     with pytest.raises(StageFailed):
         run_validate(exported, console)
     assert [i for i, _ in asked if i] == [image.name] and f"{image}: corrupt or truncated image" in console.text
+
+
+def test_boxes_of_one_class_nested_inside_each_other_are_a_warning(tmp_path):
+    """HiLEx's item, question and choices all mapped to one class: each question sits inside its item."""
+    from qblock.data.problems import ProblemLog
+    from qblock.stages.validate import check_labels
+
+    label = tmp_path / "page.txt"
+    label.write_text("0 0.5 0.3 0.8 0.2\n"      # the whole item
+                     "0 0.5 0.25 0.7 0.05\n"    # its question, inside it
+                     "0 0.5 0.7 0.8 0.2\n"      # the next item, beside nothing
+                     "1 0.5 0.7 0.3 0.05\n")    # another class inside it: not a nesting of one class
+    log = ProblemLog()
+    assert check_labels(label, 2, log) is not None  # a warning, not an error: the rows are kept
+    assert [(p.severity, p.message.split(",")[0]) for p in log.problems] == [
+        ("warning", "line 2 lies inside line 1")]
