@@ -22,3 +22,13 @@ def test_the_threshold_is_the_one_with_the_best_crop_f1():
     assert score_at([page], 0.3).rate == 1.0 and score_at([page], 0.3).crops == 3
     best = choose_threshold([page])
     assert best.conf == pytest.approx(0.6) and best.rate == 1.0 and best.crops == 2
+
+
+def test_precision_and_recall_are_of_the_crops_made_at_the_threshold_propose_uses():
+    from qblock.quality.crops import ValPage, found_at
+
+    page = ValPage("images/p.png", (100, 100), truth=[(0, 0, 10, 10), (0, 50, 10, 60), (50, 50, 60, 60)],
+                   predicted=[((0, 0, 10, 10), 0.9), ((0, 52, 10, 62), 0.6), ((80, 80, 90, 90), 0.4),
+                              ((50, 50, 60, 60), 0.1)])
+    assert found_at([page], 0.5) == {"precision": 1.0, "recall": round(2 / 3, 5)}  # two crops, both questions
+    assert found_at([page], 0.3) == {"precision": round(2 / 3, 5), "recall": round(2 / 3, 5)}

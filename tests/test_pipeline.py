@@ -378,8 +378,8 @@ def test_the_headline_is_a_test_split_of_whole_documents_that_no_choice_reads(tr
     train_pages = set((repo / "data" / "split" / "train.txt").read_text().split())
     assert len(test_pages) == 2 and not train_pages & set(test_pages)
     metrics = json.loads((repo / "metrics.json").read_text())
-    assert list(metrics)[:5] == ["test_crop_rate", "test_mAP50", "test_mAP50-95", "test_false_crops_per_page",
-                                 "test_pages"]
+    assert list(metrics)[:7] == ["test_crop_rate", "test_mAP50", "test_mAP50-95", "test_false_crops_per_page",
+                                 "test_precision", "test_recall", "test_pages"]
     assert metrics["test_pages"] == 2
 
     mlflow.set_tracking_uri(f"sqlite:///{(repo / 'mlflow.db').as_posix()}")

@@ -2,8 +2,8 @@
 
 MAP50 = "mAP50"
 MAP50_95 = "mAP50-95"
-PRECISION = "precision"
-RECALL = "recall"
+PRECISION = "precision"  # of the crops made at CONF_THRESHOLD, a question found at IoU >= 0.5
+RECALL = "recall"  # the same, the share of questions found
 VAL_PAGES = "val_pages"
 CROP_RATE = "crop_rate"  # share of true questions cropped at IoU >= 0.9, at CONF_THRESHOLD, as propose crops
 CROP_RATE_UNSNAPPED = "crop_rate_unsnapped"  # the same, with the model's own edges (no ink snapping)

@@ -140,3 +140,12 @@ def crop_metrics_at(pages: list[ValPage], conf: float) -> dict[str, float]:
         "crop_rate": round(score.rate, 5),
         "false_crops_per_page": round((score.crops - score.good) / len(pages), 4) if pages else 0.0,
     }
+
+
+def found_at(pages: list[ValPage], conf: float, threshold: float = 0.5) -> dict[str, float]:
+    """Precision and recall of the crops made at ``conf`` (the threshold propose uses), a question found when a
+    crop overlaps it at IoU >= ``threshold`` (0.5, as mAP50 counts): what a person sees, not ultralytics'
+    figures at a threshold of its own."""
+    score = score_at(pages, conf, threshold)
+    return {"precision": round(score.good / score.crops, 5) if score.crops else 0.0,
+            "recall": round(score.rate, 5)}

@@ -32,7 +32,7 @@ from qblock.model import champion, registry, run_log
 from qblock.model.champion import Decision
 from qblock.model.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads, without_coco_eval_notes
 from qblock.quality import ink_snap
-from qblock.quality.crops import ValPage, crop_metrics, crop_metrics_at, load_val_pages, snap_pages
+from qblock.quality.crops import ValPage, crop_metrics, crop_metrics_at, found_at, load_val_pages, snap_pages
 from qblock.quality.ink_snap import SnapRule
 from qblock.quality.worst_pages import draw_worst
 
@@ -141,6 +141,7 @@ def measure_test(model_file: Path, params: Params, data_yaml: Path, test_images:
         names.TEST + names.MAP50: round(float(box.map50), 5),
         names.TEST + names.MAP50_95: round(float(box.map), 5),
         names.TEST + names.FALSE_CROPS: crops[names.FALSE_CROPS],
+        **{names.TEST + name: value for name, value in found_at(pages, conf).items()},
         names.TEST_PAGES: len(pages),
     }
 
@@ -150,13 +151,13 @@ def write_reports(box, params: Params, pages: list[ValPage], eval_dir: Path, uns
     """metrics.json (a DVC metric: test's figures first), the PR curve (a DVC plot), the worst val pages;
     return the metrics."""
     paths = params.paths
+    crops = crop_metrics(pages)
     metrics = {
         **tested,
         names.MAP50: round(float(box.map50), 5),
         names.MAP50_95: round(float(box.map), 5),
-        names.PRECISION: round(float(box.mp), 5),
-        names.RECALL: round(float(box.mr), 5),
-        **crop_metrics(pages),
+        **found_at(pages, crops[names.CONF_THRESHOLD]),  # at the threshold propose uses, not ultralytics' own
+        **crops,
         names.CROP_RATE_UNSNAPPED: unsnapped[names.CROP_RATE],
         names.VAL_PAGES: len(pages),
     }
