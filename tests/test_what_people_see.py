@@ -84,3 +84,23 @@ def test_a_runs_description_holds_its_headline_metrics_and_the_verdict():
     assert line == ("mAP50 0.961 · mAP50-95 0.780 · crop_rate 0.846 on 16 val pages · v4 champion: "
                     "mAP50-95 0.7800 beats champion v3's 0.7100")
     assert "\n" not in line
+
+
+def test_page_pictures_are_read_at_100_percent_and_a_doubled_question_shows_two_colours():
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from qblock.data.contact_sheet import PROPOSED, TILE_HEIGHT, draw_box, page_tile
+
+    page = Image.new("RGB", (1240, 1754), "white")  # A4 at 150 dpi
+    tile, scale = page_tile(page)
+    assert tile.height == TILE_HEIGHT and abs(scale - TILE_HEIGHT / 1754) < 1e-9
+    draw = ImageDraw.Draw(tile)
+    for number, box in enumerate([(100, 100, 600, 300), (110, 110, 590, 290)]):  # two boxes on one question
+        draw_box(draw, box, PROPOSED[number % 2], f"q{number + 1:02d} 0.91")
+    pixels = np.asarray(tile)
+    for colour in PROPOSED:
+        assert (pixels == colour).all(axis=-1).any(), colour  # each box in a colour of its own
+    label = (pixels == PROPOSED[0]).all(axis=-1)[100:160, 100:300]  # the first label's filled background
+    rows = np.flatnonzero(label.sum(axis=1) > 10)
+    assert rows.size and rows[-1] - rows[0] >= 16  # a label at least 16 px high: read without zooming

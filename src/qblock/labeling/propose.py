@@ -34,7 +34,7 @@ from qblock.config.schema import Params
 from qblock.core.errors import UserError
 from qblock.core.progress import track
 from qblock.data.app_dataset import GROUPS_SUFFIX, IMAGE_SUFFIXES
-from qblock.data.contact_sheet import save_contact_sheet
+from qblock.data.contact_sheet import PROPOSED, caption, draw_box, page_tile, save_contact_sheet
 from qblock.data.page_image import as_page, page_limits, size_problem
 from qblock.data.problems import write_json
 from qblock.quality.crop_page import crop_page
@@ -338,16 +338,15 @@ def draw_preview(dataset_root: Path, document_name: str, out: Path, count: int =
         if image is None:
             continue
         with Image.open(image) as opened:
-            canvas = as_page(ImageOps.exif_transpose(opened))
+            canvas, scale = page_tile(as_page(ImageOps.exif_transpose(opened)))
         draw = ImageDraw.Draw(canvas)
-        width = max(2, canvas.width // 250)
-        for number, group in enumerate(json.loads(proposal.read_text(encoding="utf-8"))["groups"], start=1):
+        groups = json.loads(proposal.read_text(encoding="utf-8"))["groups"]
+        for number, group in enumerate(groups, start=1):
             b = group["combinedBbox"]
-            draw.rectangle((b["x"], b["y"], b["x"] + b["width"], b["y"] + b["height"]), outline=(220, 30, 30),
-                           width=width)
-            draw.text((b["x"] + 4, b["y"] + 2), f"q{number:02d} {group['confidence']:.2f}", fill=(220, 30, 30))
-        draw.text((8, 8), f"{document.name}/{page_name}: proposals", fill=(0, 0, 0))
-        tiles.append(canvas.resize((max(1, int(canvas.width * 520 / canvas.height)), 520)))
+            box = (b["x"] * scale, b["y"] * scale, (b["x"] + b["width"]) * scale, (b["y"] + b["height"]) * scale)
+            draw_box(draw, box, PROPOSED[number % 2], f"q{number:02d} {group['confidence']:.2f}")
+        caption(draw, f"{document.name}/{page_name}: {len(groups)} proposed")
+        tiles.append(canvas)
     if not tiles:
         raise UserError(f"{document / PROPOSALS}: no proposals to draw; run `qblock propose {document.name}` first")
     save_contact_sheet(tiles, out)

@@ -12,11 +12,9 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from qblock.data.contact_sheet import save_contact_sheet
+from qblock.data.contact_sheet import PROPOSED, TRUTH, caption, draw_box, page_tile, save_contact_sheet
 from qblock.data.page_image import as_page
 from qblock.quality.crops import Box, ValPage, match
-
-TRUE, PREDICTED = (30, 160, 60), (220, 30, 30)
 
 
 def page_errors(truth: list[Box], predicted: list[Box], threshold: float = 0.5) -> tuple[int, int]:
@@ -37,18 +35,18 @@ def draw_worst(export_dir: Path, pages: list[ValPage], out: Path, conf: float = 
     return [errors for errors, _ in scored]
 
 
-def _tile(image: Path, errors: dict, page: ValPage, conf: float, height: int = 520) -> Image.Image:
+def _tile(image: Path, errors: dict, page: ValPage, conf: float) -> Image.Image:
     with Image.open(image) as source:
-        canvas = as_page(source)
+        canvas, scale = page_tile(as_page(source))
     draw = ImageDraw.Draw(canvas)
-    width = max(2, canvas.width // 250)
+
+    def scaled(box: Box) -> Box:
+        return box[0] * scale, box[1] * scale, box[2] * scale, box[3] * scale
+
     for box in page.truth:
-        draw.rectangle(box, outline=TRUE, width=width)
+        draw_box(draw, scaled(box), TRUTH, width=5)
     scores = [score for _, score in page.predicted if score >= conf]
-    for box, score in zip(page.crops(conf), scores, strict=True):  # the crops as propose makes them
-        draw.rectangle(box, outline=PREDICTED, width=width)
-        draw.text((box[0] + 4, box[1] + 2), f"{score:.2f}", fill=PREDICTED)
-    draw.text((8, 8), f"{image.name}: {errors['missed']} missed, {errors['false']} false "
-                      "(green: true, red: predicted)", fill=(0, 0, 0))
-    scale = height / canvas.height
-    return canvas.resize((max(1, int(canvas.width * scale)), height))
+    for number, (box, score) in enumerate(zip(page.crops(conf), scores, strict=True)):  # as propose crops them
+        draw_box(draw, scaled(box), PROPOSED[number % 2], f"{score:.2f}", width=2)
+    caption(draw, f"{image.name}: {errors['missed']} missed, {errors['false']} false (blue: true; orange: predicted)")
+    return canvas
