@@ -72,9 +72,14 @@ def test_an_unreachable_ssh_remote_fails_within_10_s_and_keeps_the_old_one(tmp_p
 
 def test_doctor_names_each_problem_with_its_fix(tmp_path):
     repo = copy_repo(tmp_path / "repo")
-    result = qblock("doctor", cwd=repo)
+    result = qblock("doctor", cwd=repo)  # one machine, no NAS, no origin: nothing wrong
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 0 and "doctor: all good" in said, result.stdout
+    assert "ok NAS remote: no remote on this machine: it works on its own" in said
+    assert "ok commits pushed: this branch has no upstream: one machine on its own" in said
+    (repo / ".dvc" / "config.local").write_text('[core]\n    remote = nas\n[\'remote "nas"\']\n    url = /nowhere\n')
+    result = qblock("doctor", cwd=repo)  # a NAS named: now the missing origin is a problem
     assert result.returncode == 1
-    assert "no remote on this machine" in result.stdout and "qblock remote set" in result.stdout
     assert "no upstream" in result.stdout and "git push -u origin HEAD" in result.stdout
     params = repo / "params.yaml"
     epochs = yaml.safe_load(params.read_text())["train"]["epochs"]

@@ -27,8 +27,9 @@ class Check:
 
 def check_remote(root: Path) -> list[Check]:
     url = remote_url(root)
-    if url is None:
-        return [Check("NAS remote", False, "no remote on this machine", "qblock remote set PATH_OR_SSH_URL")]
+    if url is None:  # one machine on its own: nothing to share, nothing wrong
+        return [Check("NAS remote", True, "no remote on this machine: it works on its own (to share through a NAS: "
+                      "`qblock remote set PATH_OR_SSH_URL`)")]
     try:
         probe(root, url)
     except UserError as exc:
@@ -64,6 +65,9 @@ def check_model(root: Path) -> list[Check]:
 def check_git(root: Path) -> list[Check]:
     ahead = run(["git", "rev-list", "--count", "@{upstream}..HEAD"], root, "git rev-list", check=False)
     if ahead.returncode != 0:
+        if remote_url(root) is None:  # one machine: no origin is no fault
+            return [Check("commits pushed", True, "this branch has no upstream: one machine on its own (with an "
+                          "origin: `git push -u origin HEAD`)")]
         return [Check("commits pushed", False, "this branch has no upstream", "git push -u origin HEAD")]
     count = int(ahead.stdout.strip() or 0)
     if count:
