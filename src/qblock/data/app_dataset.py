@@ -123,9 +123,23 @@ def name_problems(sources: list[PageSource], log: ProblemLog) -> None:
             folder, _, file = path.rpartition("/")  # documents/{document}/{groups|pages}/{file}
             folded = f"{folded_document}/{folder.rpartition('/')[2]}/{_folded(file)}"
             if folded in seen and seen[folded] != path:
-                log.error(path, f"differs from {seen[folded]} only by letter case or Unicode form: on the Windows "
-                          f"desktop (and in the export) they are one file. Rename one in the app")
+                log.error(path, f"differs from {seen[folded]} only by {how_they_differ(path, seen[folded])}: on the "
+                          f"Windows desktop (and in the export) they are one file. Rename one in the app")
             seen.setdefault(folded, path)
+
+
+def unicode_form(name: str) -> str:
+    """'NFC', 'NFD' or 'mixed': how a name writes its composed letters (macOS writes Korean in NFD)."""
+    nfc, nfd = unicodedata.normalize("NFC", name), unicodedata.normalize("NFD", name)
+    return "NFC" if name == nfc else "NFD" if name == nfd else "mixed"
+
+
+def how_they_differ(one: str, other: str) -> str:
+    """How two names that fold together differ, so the two, which print alike, can be told apart."""
+    if unicodedata.normalize("NFC", one) == unicodedata.normalize("NFC", other):
+        return (f"Unicode form (this one is written {unicode_form(one)}, the other {unicode_form(other)}: "
+                "they print alike)")
+    return "letter case"
 
 
 def folded_together(documents: list[str]) -> set[str]:
