@@ -141,3 +141,5 @@ def test_the_ui_answers_the_names_other_machines_use_and_refuses_others(tmp_path
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+    said = server.stdout.read().decode(errors="replace")
+    assert "experiments/search" not in said, said[-2000:]  # no line per request: the console stays readable

@@ -66,7 +66,8 @@ def mlflow_server_command(store: str, artifacts: list[str], host: str, port: int
     """`mlflow server` on ``store`` with ``artifacts`` options, answering this machine's names (and
     ``extra_hosts``) past MLflow's DNS-rebinding guard: the one builder of `qblock ui` and `qblock server`."""
     return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store, *artifacts, "--host", host,
-            "--port", str(port), "--allowed-hosts", allowed_hosts(port, extra_hosts)]
+            "--port", str(port), "--allowed-hosts", allowed_hosts(port, extra_hosts),
+            "--uvicorn-opts", "--no-access-log"]  # a line per request (hundreds an hour) buries what matters
 
 
 def server_command(db: str, artifacts: str, host: str, port: int, extra_hosts: list[str]) -> list[str]:
