@@ -46,6 +46,19 @@ def prepare_ultralytics(root: Path) -> None:
     if any(SETTINGS.get(k) != v for k, v in wanted.items()):
         SETTINGS.update(wanted)
     _restore_pil_open()
+    logger = logging.getLogger("ultralytics")
+    if _not_ours not in logger.filters:
+        logger.addFilter(_not_ours)
+
+
+# Warnings ultralytics prints about qblock's own choices, which hold here: the cpu preset caches pages in RAM
+# with no dataloader workers, and its runs repeat to the digit on one machine (docs/benchmarks.md)
+_NOT_OURS = ("cache='ram' may produce non-deterministic",)
+
+
+def _not_ours(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not any(words in message for words in _NOT_OURS)
 
 
 def _restore_pil_open() -> None:
