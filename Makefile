@@ -9,7 +9,7 @@ export YOLO_OFFLINE := 1
 # `qblock demo-data --style typeset`: XeLaTeX with Korean (kotex), TikZ, a Nanum font, and pdftoppm
 TEX_PACKAGES := texlive-xetex texlive-lang-korean texlive-pictures texlive-latex-extra fonts-nanum poppler-utils
 
-.PHONY: help setup demo test test-fast test-tools ui lint docs clean-outputs constraints
+.PHONY: help setup demo test test-fast test-tools ui lint docs bench-tables clean-outputs constraints
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -47,7 +47,11 @@ ui: setup  ## the MLflow UI on the configured store (http://127.0.0.1:5000)
 lint: setup  ## ruff, mypy and a strict build of the docs site (CI runs them)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+	$(BIN)/python bench/render.py --check
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+bench-tables: setup  ## the benchmarks page's tables from the benches' result files (bench/results/*.json)
+	$(BIN)/python bench/render.py
 
 docs: setup  ## the docs site (docs/ -> site/), then serve it at http://127.0.0.1:8000
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict

@@ -48,7 +48,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from _harness import project_params, work_folder
-from _training import EpochClock, prepare_source
+from _training import SOURCE_SIZES, EpochClock, prepare_source
 
 TARGET_MAP50 = 0.95
 SOURCES = ("demo", "typeset")
@@ -201,6 +201,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, nargs=2, metavar=("WORKBOOKS", "PAGES"),
                         help="the collection trained on: this many workbooks of this many pages (default 10 8 for "
                              "demo, 16 6 for typeset); use a new --work folder for each size")
+    parser.add_argument("--save", metavar="NAME", help="also write bench/results/train_quality-NAME.json, which "
+                        "`make bench-tables` renders into docs/benchmarks.md")
     parser.add_argument("--new", type=int, action="append", default=[], metavar="SEED",
                         help="also score on 3 new workbooks drawn with this seed (repeat), and on the test split")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once (each gets cores / jobs threads)")
@@ -248,6 +250,28 @@ def measure_runs(work: Path, runs: dict[str, list[str] | None], args) -> None:
             results_file.write_text(json.dumps(results, indent=1))
     print_table({n: [r for r in results[n] if r["seed"] < args.runs] for n in runs}, work, args.data)
     print(f"all figures: {results_file}")
+    if args.save:
+        saved = save_results(args.save, {n: [r for r in results[n] if r["seed"] < args.runs] for n in runs}, args)
+        print(f"saved for the benchmarks page: {saved} (then `make bench-tables`)")
+
+
+def save_results(name: str, figures: dict, args) -> Path:
+    """bench/results/train_quality-NAME.json: the figures with the command, commit, machine and date."""
+    import platform
+    import subprocess
+    import sys
+
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()
+    size = tuple(args.size) if args.size else SOURCE_SIZES[args.data]
+    out = Path(__file__).parent / "results" / f"train_quality-{name}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({
+        "bench": "train_quality", "command": "python bench/train_quality.py " + " ".join(sys.argv[1:]),
+        "commit": commit, "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU",
+        "date": time.strftime("%Y-%m-%d"), "collection": f"{args.data}: {size[0]} workbooks x {size[1]} pages",
+        "figures": figures}, indent=1), encoding="utf-8")
+    return out
 
 
 def rescore(work: Path, cross: bool) -> None:

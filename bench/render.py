@@ -1,0 +1,98 @@
+"""The benchmarks page's tables, made from the benches' own result files (`bench/results/*.json`).
+
+    python bench/render.py           # rewrites the tables in docs/benchmarks.md (make bench-tables)
+    python bench/render.py --check   # exits 1 when docs/benchmarks.md is not what the result files say
+
+A result file is what a bench wrote with `--save NAME`: the command that made it, the commit, the
+machine, the date, and the bench's own figures. Each table lives between `<!-- results:KIND -->` and
+`<!-- /results:KIND -->` in docs/benchmarks.md; the text around it is written by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+PAGE = HERE.parent / "docs" / "benchmarks.md"
+
+
+def spread(values: list[float], digits: int = 3) -> str:
+    """The median, and the range when the values differ: '0.877 (0.723-0.885)'."""
+    if not values:
+        return "-"
+    middle = statistics.median(values)
+    if max(values) - min(values) < 0.5 * 10 ** -digits:
+        return f"{middle:.{digits}f}"
+    return f"{middle:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def settle(epochs: list[dict]) -> float:
+    """How far the last 10 epochs' val mAP50 fell below the best epoch's: 0 is a training that stays put."""
+    values = [e["mAP50"] for e in epochs]
+    return max(values) - min(values[-10:]) if values else 0.0
+
+
+def train_quality_rows(result: dict) -> list[str]:
+    rows = []
+    for name, seeds in result["figures"].items():
+        new = [r["new"][label]["crop_rate"] for r in seeds for label in r.get("new", {}) if label.startswith("seed")]
+        new_map = [r["new"][label]["mAP50"] for r in seeds for label in r.get("new", {}) if label.startswith("seed")]
+        test = [r["new"]["test split"]["crop_rate"] for r in seeds if "test split" in r.get("new", {})]
+        rows.append(" | ".join([
+            f"`{name}`", result.get("collection", ""), str(len(seeds)),
+            spread([r["crop_rate"] for r in seeds]), spread(test), spread(new), spread([r["mAP50"] for r in seeds]),
+            spread(new_map), spread([settle(r["epochs"]) for r in seeds], 2),
+            f"{statistics.median(r['seconds'] for r in seeds):.0f} s",
+        ]))
+    return rows
+
+
+def train_quality_table(results: list[dict]) -> str:
+    lines = ["| run | trained on | seeds | val crop rate | test split crop rate | new workbooks crop rate | "
+             "val mAP50 | new workbooks mAP50 | last 10 epochs below best (mAP50) | training |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for result in results:
+        lines += [f"| {row} |" for row in train_quality_rows(result)]
+    lines.append("")
+    for result in results:
+        lines.append(f"- `{result['command']}`: commit `{result['commit'][:7]}`, {result['machine']}, "
+                     f"{result['date']}")
+    return "\n".join(lines)
+
+
+TABLES = {"train_quality": train_quality_table}
+
+
+def rendered(page: str) -> str:
+    results = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(RESULTS.glob("*.json"))]
+    for kind, table in TABLES.items():
+        mine = [r for r in results if r.get("bench") == kind]
+        pattern = re.compile(rf"(<!-- results:{kind} -->).*?(<!-- /results:{kind} -->)", re.S)
+        page = pattern.sub(lambda m, mine=mine, table=table: f"{m[1]}\n{table(mine)}\n{m[2]}", page)
+    return page
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only say whether the page is up to date")
+    args = parser.parse_args()
+    page = PAGE.read_text(encoding="utf-8")
+    new = rendered(page)
+    if args.check:
+        if new != page:
+            print(f"{PAGE}: its tables differ from bench/results/; run `make bench-tables`")
+            sys.exit(1)
+        print(f"{PAGE}: up to date")
+        return
+    PAGE.write_text(new, encoding="utf-8")
+    print(f"{PAGE}: tables written from {len(list(RESULTS.glob('*.json')))} result file(s)")
+
+
+if __name__ == "__main__":
+    main()
