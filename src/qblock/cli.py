@@ -82,34 +82,25 @@ def params(
         console.print(f"params: composed conf/ -> {write_params(root).name}")
 
 
-@app.command()
-def export() -> None:
-    """Stage: the app's groups JSON + page images -> a flat YOLO folder."""
-    _run_stage("export")
+STAGES = {  # the dvc.yaml stages, each `qblock NAME` (dvc.yaml's cmd)
+    "export": "Stage: the app's groups JSON + page images -> a flat YOLO folder.",
+    "split": "Stage: assign documents to train, val and test, stable as the collection grows.",
+    "validate": "Stage: the gate; corrupt images or bad labels stop the pipeline here.",
+    "train": "Stage: train the YOLO detector, logging to MLflow.",
+    "evaluate": "Stage: mAP, the crop rate and its threshold on val, then the test split -> metrics.json, MLflow.",
+}
 
 
-@app.command()
-def split() -> None:
-    """Stage: assign documents to train/val(/test), stable as the collection grows."""
-    _run_stage("split")
+def _stage_command(name: str, help_text: str) -> None:
+    def command() -> None:
+        _run_stage(name)
+
+    command.__doc__ = help_text
+    app.command(name)(command)
 
 
-@app.command()
-def validate() -> None:
-    """Stage: the gate; corrupt images or bad labels stop the pipeline here."""
-    _run_stage("validate")
-
-
-@app.command()
-def train() -> None:
-    """Stage: train the YOLO detector, logging to MLflow."""
-    _run_stage("train")
-
-
-@app.command()
-def evaluate() -> None:
-    """Stage: mAP, precision, recall and the PR curve on val -> metrics.json, MLflow."""
-    _run_stage("evaluate")
+for _name, _help in STAGES.items():
+    _stage_command(_name, _help)
 
 
 @app.command()
