@@ -379,3 +379,16 @@ def test_a_new_document_folding_into_an_unchanged_one_is_refused(tmp_path, conso
         run_export(root, tmp_path, console)
     assert "documents/algebra/groups/page_001_groups.json: differs from documents/Algebra/groups/page_001_groups.json" \
         in " ".join(console.text.split())
+
+
+def test_a_file_is_written_whole_or_not_at_all(tmp_path):
+    from qblock.core import files
+
+    target = tmp_path / "deep" / "state.json"
+    files.write_text(target, "first")
+    with pytest.raises(RuntimeError), files.written(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("the power goes")
+    assert target.read_text() == "first" and sorted(p.name for p in target.parent.iterdir()) == ["state.json"]
+    files.write_bytes(target, b"second")
+    assert target.read_bytes() == b"second"

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from qblock.config.schema import PARAMS_FILE, Params, parse_params, read_yaml
+from qblock.core import files
 from qblock.core.errors import UserError
 
 CONF_DIR = "conf"
@@ -67,9 +68,7 @@ def write_params(root: Path) -> Path:
     data = compose_params(root)
     checked(root, data)
     path = root / PARAMS_FILE
-    tmp = path.with_suffix(".yaml.tmp")
-    tmp.write_text(PARAMS_HEADER + yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    tmp.replace(path)
+    files.write_text(path, PARAMS_HEADER + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     return path
 
 

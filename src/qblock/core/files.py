@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -37,3 +39,30 @@ def remove(path: Path) -> None:
     except PermissionError:
         _writable(path)
         os.unlink(path)
+
+
+@contextmanager
+def written(target: Path) -> Iterator[Path]:
+    """A new file beside ``target`` to write, renamed over ``target`` when the block ends well and removed
+    when it does not: a crash or an error leaves the old file whole, never half a new one. The name carries
+    the process id, so two processes writing one file never share it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(target: Path, text: str) -> None:
+    """``text`` (UTF-8) into ``target`` whole or not at all (``written``)."""
+    with written(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_bytes(target: Path, data: bytes) -> None:
+    """``data`` into ``target`` whole or not at all (``written``)."""
+    with written(target) as tmp:
+        tmp.write_bytes(data)

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from qblock.core import files
 from qblock.core.errors import UserError
 
 MACHINE_FILE = Path(".qblock") / "machine.yaml"
@@ -39,8 +40,4 @@ def setting(key: str, root: Path | None = None) -> Any:
 
 def remember(key: str, value: Any, root: Path | None = None) -> None:
     path = (root or project_root()) / MACHINE_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = settings(root) | {key: value}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    tmp.replace(path)
+    files.write_text(path, yaml.safe_dump(settings(root) | {key: value}, allow_unicode=True))

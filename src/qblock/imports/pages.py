@@ -21,6 +21,7 @@ from pathlib import Path
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from qblock.config.schema import ExportParams
+from qblock.core import files
 from qblock.core.errors import UserError
 from qblock.data.app_dataset import GROUPS_SUFFIX
 from qblock.data.labels import safe_name
@@ -352,9 +353,7 @@ def apply(result: Plan, dataset_root: Path, tool: str, export: str, params: Expo
         image_file = folder / "pages" / f"{page.page}.png"
         data = _png_bytes(page.image, page.source)
         if not image_file.is_file() or image_file.read_bytes() != data:
-            tmp = image_file.with_name(image_file.name + ".tmp")
-            tmp.write_bytes(data)
-            tmp.replace(image_file)
+            files.write_bytes(image_file, data)
         write_json(folder / "groups" / f"{page.page}{GROUPS_SUFFIX}", groups_document(page, tool, export, params))
         written += 1
     return written

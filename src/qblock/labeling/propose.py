@@ -31,6 +31,7 @@ from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 from rich.console import Console
 
 from qblock.config.schema import Params
+from qblock.core import files
 from qblock.core.errors import UserError
 from qblock.core.progress import track
 from qblock.data.app_dataset import GROUPS_SUFFIX, IMAGE_SUFFIXES
@@ -201,9 +202,8 @@ def _write_page(job: PageJob, page: Image.Image, boxes: list[tuple[Box, float]],
     groups = []
     for number, ((x0, y0, x1, y1), score) in enumerate(boxes, start=1):
         target = crops / f"{job.page}_q{number:02d}.png"
-        tmp = target.with_name(target.name + ".tmp")
-        page.crop((x0, y0, x1, y1)).save(tmp, format="PNG", compress_level=1)  # lossless; level 6 cost 1.5x the time
-        tmp.replace(target)
+        with files.written(target) as tmp:
+            page.crop((x0, y0, x1, y1)).save(tmp, format="PNG", compress_level=1)  # lossless; level 6: 1.5x the time
         groups.append({"combinedBbox": {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0},
                        "confidence": round(score, 4)})
     for stale in crops.glob(f"{job.page}_q*.png"):  # from an earlier proposal with more questions

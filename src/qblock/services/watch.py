@@ -36,7 +36,7 @@ from typing import Any
 
 from rich.console import Console
 
-from qblock.core import notify
+from qblock.core import files, notify
 from qblock.core.errors import UserError
 from qblock.sync import model_version
 from qblock.sync.commands import run, tools_env
@@ -72,10 +72,7 @@ def read_state(root: Path) -> dict[str, Any]:
 
 def write_state(root: Path, state: dict[str, Any]) -> None:
     path = root / STATE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(state, indent=1, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
+    files.write_text(path, json.dumps(state, indent=1, ensure_ascii=False))
 
 
 def running_watcher(root: Path) -> dict[str, Any] | None:
