@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def prepare_demo(work: Path, export_dir: Path | None = None, split_dir: Path | None = None) -> tuple[Path, Path]:
-    """The built-in demo collection (`qblock demo-data`: 10 workbooks x 8 pages) through export, split and validate."""
+    """The built-in demo collection (`qblock demo-data`: 20 workbooks x 4 pages) through export, split and validate."""
     from _harness import project_params
     from rich.console import Console
 
@@ -29,7 +29,7 @@ def prepare_demo(work: Path, export_dir: Path | None = None, split_dir: Path | N
 
 # workbooks x pages per source: the demo's 80 pages (as make demo), and 96 typeset ones (16 workbooks, so that
 # the split by workbook puts more than one in val)
-SOURCE_SIZES = {"demo": (10, 8), "typeset": (16, 6)}
+SOURCE_SIZES = {"demo": (20, 4), "typeset": (16, 6)}
 
 
 def prepare_source(folder: Path, source: str, size: tuple[int, int] | None = None) -> None:

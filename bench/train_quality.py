@@ -12,7 +12,7 @@ CPU's kernels sum in another order) or another library version takes training do
 as another seed does; so a preset is judged on the median over seeds, never on its best run, and
 the spread is printed beside it.
 
-The pages: ``--data demo`` (default) is `qblock demo-data` (10 workbooks x 8 pages drawn by qblock,
+The pages: ``--data demo`` (default) is `qblock demo-data` (20 workbooks x 4 pages drawn by qblock,
 the labeler's convention: a margin, working space owned); ``--data typeset`` is `qblock demo-data
 --style typeset` (10 workbooks x 8 pages typeset by XeLaTeX, boxes tight to the ink). With
 ``--cross`` each model is also scored on the other source's val pages (the snapping rule still

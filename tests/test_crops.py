@@ -15,13 +15,22 @@ def test_a_crop_counts_only_at_iou_09_and_only_once():
     assert match(truth, [(0, 0, 100, 300)], 0.9) == 0  # two questions in one crop
 
 
-def test_the_threshold_is_the_one_with_the_best_crop_f1():
+def test_the_threshold_is_the_one_with_the_best_crop_f_score_recall_weighted_twice():
     truth = [(0, 0, 100, 100), (0, 200, 100, 300)]
     page = ValPage("images/p.png", (100, 300), truth,
                    [((0, 0, 100, 100), 0.9), ((0, 200, 100, 300), 0.6), ((0, 120, 100, 180), 0.3)])
     assert score_at([page], 0.3).rate == 1.0 and score_at([page], 0.3).crops == 3
     best = choose_threshold([page])
     assert best.conf == pytest.approx(0.6) and best.rate == 1.0 and best.crops == 2
+    # a third question found only at 0.3, with two false crops above it: F1 stops at 0.8 (two of three),
+    # F2 goes down to 0.3 and crops all three (a box to delete costs less than one to draw)
+    truth = [(0, 0, 100, 100), (0, 200, 100, 300), (0, 400, 100, 500)]
+    page = ValPage("images/p.png", (100, 600), truth,
+                   [((0, 0, 100, 100), 0.9), ((0, 200, 100, 300), 0.8), ((0, 520, 100, 580), 0.35),
+                    ((0, 120, 100, 180), 0.32), ((0, 400, 100, 500), 0.3)])
+    assert choose_threshold([page], beta=1).conf == pytest.approx(0.8)
+    best = choose_threshold([page])
+    assert best.conf == pytest.approx(0.3) and best.rate == 1.0 and best.crops == 5
 
 
 def test_precision_and_recall_are_of_the_crops_made_at_the_threshold_propose_uses():

@@ -39,8 +39,8 @@ class PageStyle(StrEnum):
 @app.command("demo-data")
 def demo_data(
     directory: Annotated[Path, typer.Argument(help="where to write the app-style dataset_root")],
-    documents: Annotated[int, typer.Option(min=1, help="number of workbooks")] = 10,
-    pages: Annotated[int, typer.Option(min=1, help="pages per workbook")] = 8,
+    documents: Annotated[int, typer.Option(min=1, help="number of workbooks")] = 20,
+    pages: Annotated[int, typer.Option(min=1, help="pages per workbook")] = 4,
     seed: Annotated[int, typer.Option(help="same seed, same pages")] = 0,
     style: Annotated[PageStyle, typer.Option(
         help="drawn: pages drawn by qblock (fast, no tools); typeset: pages typeset by XeLaTeX (needs TeX Live and "

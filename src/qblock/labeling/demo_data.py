@@ -370,7 +370,7 @@ def document_ids(count: int) -> list[str]:
     ]
 
 
-def write_demo_dataset(root: Path, documents: int = 10, pages: int = 8, seed: int = 0,
+def write_demo_dataset(root: Path, documents: int = 20, pages: int = 4, seed: int = 0,
                        labeler_seed: int | None = None) -> int:
     """Write ``documents`` workbooks of ``pages`` pages under ``root``; return the page count.
     ``labeler_seed`` (default: ``seed``) picks the person who draws the boxes: another seed's pages
