@@ -216,7 +216,7 @@ def main() -> None:
     if args.rescore:
         if args.work is None:
             parser.error("--rescore needs the --work folder of an earlier run")
-        rescore(args.work.resolve(), args.cross)
+        rescore(args.work.resolve(), args.cross, args)
         return
     runs = dict(parse_run(r) for r in args.run) if args.run else {n: BUILT_IN[n] for n in DEFAULT_RUNS}
     with work_folder(args.work, "qblock-train-quality-") as work:
@@ -274,7 +274,7 @@ def save_results(name: str, figures: dict, args) -> Path:
     return out
 
 
-def rescore(work: Path, cross: bool) -> None:
+def rescore(work: Path, cross: bool, args) -> None:
     from qblock.model.yolo_env import prepare_ultralytics
 
     prepare_ultralytics(work)
@@ -291,8 +291,14 @@ def rescore(work: Path, cross: bool) -> None:
                     other = next(s for s in SOURCES if s != data)
                     result["cross"] = {"pages": other, **crop_rates(weights, params, work / other, work / data,
                                                                     folder / "cross")}
+                if "new" in result:  # the new workbooks again, at the threshold today's rule chooses on val
+                    seeds_drawn = tuple(int(label.split()[1]) for label in result["new"] if label.startswith("seed"))
+                    result["new"] = new_workbook_rates(weights, params, work, data, seeds_drawn, result, folder)
         print_table(results, work, data)
         results_file.write_text(json.dumps(results, indent=1))
+        if args.save:
+            args.data = data
+            print(f"saved for the benchmarks page: {save_results(args.save, results, args)}")
 
 
 def spread(values: list[float], digits: int = 3) -> str:
