@@ -44,8 +44,9 @@ def train_quality_rows(result: dict) -> list[str]:
         new = [r["new"][label]["crop_rate"] for r in seeds for label in r.get("new", {}) if label.startswith("seed")]
         new_map = [r["new"][label]["mAP50"] for r in seeds for label in r.get("new", {}) if label.startswith("seed")]
         test = [r["new"]["test split"]["crop_rate"] for r in seeds if "test split" in r.get("new", {})]
+        label = f"`{name}`" + (f", {result['note']}" if result.get("note") else "")
         rows.append(" | ".join([
-            f"`{name}`", result.get("collection", ""), str(len(seeds)),
+            label, result.get("collection", ""), str(len(seeds)),
             spread([r["crop_rate"] for r in seeds]), spread(test), spread(new), spread([r["mAP50"] for r in seeds]),
             spread(new_map), spread([settle(r["epochs"]) for r in seeds], 2),
             f"{statistics.median(r['seconds'] for r in seeds):.0f} s",
@@ -61,8 +62,8 @@ def train_quality_table(results: list[dict]) -> str:
         lines += [f"| {row} |" for row in train_quality_rows(result)]
     lines.append("")
     for result in results:
-        lines.append(f"- `{result['command']}`: commit `{result['commit'][:7]}`, {result['machine']}, "
-                     f"{result['date']}")
+        lines.append(f"- {result.get('collection', '')}, {result.get('note', '')}: `{result['command']}`, commit "
+                     f"`{result['commit'][:7]}`, {result['machine']}, {result['date']}")
     return "\n".join(lines)
 
 

@@ -270,6 +270,7 @@ def save_results(name: str, figures: dict, args) -> Path:
         "bench": "train_quality", "command": "python bench/train_quality.py " + " ".join(sys.argv[1:]),
         "commit": commit, "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU",
         "date": time.strftime("%Y-%m-%d"), "collection": f"{args.data}: {size[0]} workbooks x {size[1]} pages",
+        "note": "the same models scored again (--rescore)" if getattr(args, "rescore", False) else "",
         "figures": figures}, indent=1), encoding="utf-8")
     return out
 
