@@ -104,3 +104,21 @@ def test_page_pictures_are_read_at_100_percent_and_a_doubled_question_shows_two_
     label = (pixels == PROPOSED[0]).all(axis=-1)[100:160, 100:300]  # the first label's filled background
     rows = np.flatnonzero(label.sum(axis=1) > 10)
     assert rows.size and rows[-1] - rows[0] >= 16  # a label at least 16 px high: read without zooming
+
+
+def test_a_problem_with_a_line_break_in_its_name_prints_on_one_line():
+    from io import StringIO
+
+    import pytest
+    from rich.console import Console
+
+    from qblock.core.errors import StageFailed
+    from qblock.data.problems import ProblemLog
+
+    log = ProblemLog()
+    log.error("documents/수학\n2권/groups/page_001_groups.json", "malformed JSON:\tline 1")
+    out = StringIO()
+    with pytest.raises(StageFailed):
+        log.report(Console(file=out, width=400), "export")
+    (line,) = [line for line in out.getvalue().splitlines() if line.startswith("error: documents")]
+    assert line == "error: documents/수학\\n2권/groups/page_001_groups.json: malformed JSON:\\tline 1"

@@ -52,14 +52,22 @@ class ProblemLog:
         ordered = self.errors + self.warnings
         for problem in ordered[:limit]:
             style = "red" if problem.severity == "error" else "yellow"
-            console.print(f"[{style}]{problem.severity}[/]: {escape(problem.file)}: {escape(problem.message)}",
-                          highlight=False)
+            console.print(f"[{style}]{problem.severity}[/]: {escape(one_line(problem.file))}: "
+                          f"{escape(one_line(problem.message))}", highlight=False)
         if len(ordered) > limit:
             console.print(f"... and {len(ordered) - limit} more (all of them are in the report file)")
         if self.errors:
             raise StageFailed(
                 f"{stage}: {len(self.errors)} error(s), {len(self.warnings)} warning(s); fix the files named above"
             )
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks and other control characters written out (``\\n``): a problem stays
+    one `error:` line, which publish and desktop-run relay whole, however a document id was typed."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def write_json(path: Path, data: object, compact: bool = False) -> None:
