@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from tests.repos import git_identity, published_laptop, sh
+from tests.repos import published_laptop, sh
+from tests.test_round_trip import clone
 
 pytestmark = pytest.mark.slow
 
@@ -168,10 +169,7 @@ def test_a_damaged_model_is_one_line_in_propose_a_problem_in_doctor_and_replaced
 
 def test_a_nas_that_leaves_during_the_desktops_pull_stops_it_before_training(tmp_path):
     laptop, origin, nas = published_laptop(tmp_path)
-    desktop = tmp_path / "desktop"
-    sh(["git", "clone", "-q", str(origin), str(desktop)], tmp_path)
-    git_identity(desktop)
-    qb("remote", "set", str(nas), cwd=desktop, check=True)
+    desktop = clone(origin, tmp_path / "desktop", [str(nas)])
     gone = sorted(p for p in (nas / "files" / "md5").rglob("*.dir") if p.is_file())
     for obj in gone:  # what the NAS never sent before it left: `dvc pull --allow-missing` still exits 0
         obj.rename(tmp_path / obj.name)
@@ -184,10 +182,7 @@ def test_a_nas_that_leaves_during_the_desktops_pull_stops_it_before_training(tmp
 
 def test_laptop_and_desktop_both_changing_conf_are_told_the_way_out_and_nothing_is_moved(tmp_path):
     laptop, origin, nas = published_laptop(tmp_path)
-    desktop = tmp_path / "desktop"
-    sh(["git", "clone", "-q", str(origin), str(desktop)], tmp_path)
-    git_identity(desktop)
-    qb("remote", "set", str(nas), cwd=desktop, check=True)
+    desktop = clone(origin, tmp_path / "desktop", [str(nas)])
 
     def edit_epochs(repo: Path, epochs: int, push: bool) -> None:
         smoke = repo / "conf" / "train" / "smoke.yaml"
@@ -263,9 +258,6 @@ def test_a_page_saved_while_publish_runs_is_snapshotted_again_not_pushed_half_wr
     assert not flag.exists(), "the app's save was never simulated"
     assert "changed while publish ran" in said and "publish: done" in said
     assert sh(["dvc", "status", "--json", "data/dataset_root.dvc"], laptop).stdout.strip() in ("{}", "")
-    desktop = tmp_path / "desktop"  # what went to the NAS is the whole file
-    sh(["git", "clone", "-q", str(origin), str(desktop)], tmp_path)
-    git_identity(desktop)
-    qb("remote", "set", str(nas), cwd=desktop, check=True)
+    desktop = clone(origin, tmp_path / "desktop", [str(nas)])  # what went to the NAS is the whole file
     sh(["dvc", "pull", "-q", "--remote", "nas", "data/dataset_root.dvc"], desktop)
     assert json.loads((desktop / "data" / "dataset_root" / groups.relative_to(app)).read_text()) == whole
