@@ -316,7 +316,8 @@ SNAPSHOT_TRIES = 3
 
 
 def _snapshot_is_workspace(root: Path, dataset_root: Path) -> bool:
-    """Whether the DVC snapshot of ``dataset_root`` is exactly what is on disk (`dvc status` says nothing)."""
+    """Whether the DVC snapshot of ``dataset_root`` is exactly what is on disk: `dvc status` of its .dvc file
+    answers, and says nothing (a page missing, changed or not in the cache is something)."""
     status = run(["dvc", "status", "--json", f"{dataset_root.as_posix()}.dvc"], root, "dvc status", check=False)
     try:
         return status.returncode == 0 and not json.loads(status.stdout or "{}")
@@ -327,15 +328,7 @@ def _snapshot_is_workspace(root: Path, dataset_root: Path) -> bool:
 def _require_pulled(root: Path, dataset_root: Path) -> None:
     """This commit's labeled pages are all here after `dvc pull --allow-missing` (which also lets pass what
     the NAS failed to send when it left halfway): else stop before training on part of them."""
-    snapshot = f"{dataset_root.as_posix()}.dvc"
-    if not (root / snapshot).is_file():
-        return
-    status = run(["dvc", "status", "--json", snapshot], root, "dvc status", check=False)
-    try:
-        missing = json.loads(status.stdout or "{}") if status.returncode == 0 else None
-    except ValueError:
-        missing = None
-    if missing is None or missing:
+    if (root / f"{dataset_root.as_posix()}.dvc").is_file() and not _snapshot_is_workspace(root, dataset_root):
         raise UserError(f"after `dvc pull`, this commit's pages ({dataset_root}) are not all here: the NAS stopped "
                         "answering, or does not hold them all. Nothing was trained or committed; check the NAS "
                         "(`qblock doctor`) and run desktop-run again.")
