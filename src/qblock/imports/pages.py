@@ -120,17 +120,26 @@ def read_image(path: Path, source: str) -> tuple[Image.Image, tuple[int, int]]:
 
 
 ROTATED = (5, 6, 7, 8)  # EXIF orientations that turn the image a quarter: width and height swap
+PNG_TAIL = 1 << 20  # bytes read from a PNG's end for an eXIf chunk after its pixels (it sits just before IEND)
+
+
+def _exif_after_pixels(path: Path) -> bool:
+    """Whether a PNG has an eXIf chunk after its pixels, where Pillow sees it only once they are decoded."""
+    with path.open("rb") as handle:
+        handle.seek(max(0, path.stat().st_size - PNG_TAIL))
+        return b"eXIf" in handle.read()
 
 
 def image_size(path: Path, source: str) -> tuple[int, int]:
     """The size the labeling tools showed (EXIF orientation applied), from the file's header: a 40-megapixel
-    scan is not decoded to learn its size (370 ms against about 1). A PNG's EXIF may follow its pixels, so
-    one that has an eXIf chunk is decoded, as `read_image` does."""
+    scan is not decoded to learn its size (370 ms against about 1). A PNG's EXIF may follow its pixels
+    (Pillow sees it there only after decoding them): one whose last megabyte holds an eXIf chunk is decoded,
+    as `read_image` does."""
     try:
         with page_limits(), Image.open(path) as opened:
             if problem := size_problem(opened.size):
                 raise UserError(f"{source}: {path}: {problem}")
-            if opened.format == "PNG" and b"eXIf" in path.read_bytes():
+            if opened.format == "PNG" and "exif" not in opened.info and _exif_after_pixels(path):
                 return read_image(path, source)[1]
             width, height = opened.size
             orientation = opened.getexif().get(0x0112, 1)
