@@ -146,12 +146,11 @@ def measure_test(model_file: Path, params: Params, data_yaml: Path, test_images:
     }
 
 
-def write_reports(box, params: Params, pages: list[ValPage], eval_dir: Path, unsnapped: dict,
+def write_reports(box, params: Params, pages: list[ValPage], eval_dir: Path, unsnapped: dict, crops: dict,
                   tested: dict) -> dict:
     """metrics.json (a DVC metric: test's figures first), the PR curve (a DVC plot), the worst val pages;
-    return the metrics."""
+    return the metrics. ``crops``: the val pages' crop metrics and threshold."""
     paths = params.paths
-    crops = crop_metrics(pages)
     metrics = {
         **tested,
         names.MAP50: round(float(box.map50), 5),
@@ -236,10 +235,10 @@ def run(params: Params, console: Console) -> dict:
         write_json(eval_dir / "ink_snap.json", {"kept": snapping, "unsnapped": unsnapped,
                                                  "rule": json.loads(rule.to_json())})
         # the choices are made; now, and only now, the pages nothing chose on
+        crops = crop_metrics(pages)  # the threshold propose will use, chosen on val
         tested = measure_test(model_file, params, data_yaml, test_images, eval_dir / "test",
-                              crop_metrics(pages)[names.CONF_THRESHOLD], rule if snapping else None) \
-            if test_images else {}
-        metrics = write_reports(box, params, pages, eval_dir, unsnapped, tested)
+                              crops[names.CONF_THRESHOLD], rule if snapping else None) if test_images else {}
+        metrics = write_reports(box, params, pages, eval_dir, unsnapped, crops, tested)
 
         def rescore(champion_run: str) -> float:
             console.print("evaluate: the champion was measured on other val data; measuring it again")
