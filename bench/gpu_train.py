@@ -51,7 +51,7 @@ params = load_params(root)
 prepare_ultralytics(root)
 from ultralytics import YOLO
 with ultralytics_dataset(Path(params.paths.export_dir), Path(params.paths.split_dir), root) as data_yaml:
-    model = YOLO(model_source(params.model))
+    model = YOLO(model_source(params.model)[0])
     use_cpu_threads(model, params.train.cpu_threads)
     model.train(**train_arguments(params, data_yaml, root / "bare"))
 print("BATCH", model.trainer.batch_size)

@@ -95,7 +95,7 @@ def train_once(work: Path, data: str, name: str, overrides: list[str] | None, se
             params = project_params(*overrides, f"train.seed={seed}")
             if "desktop_4070 proxy" in name:  # scaled to the CPU: the cpu preset's size and length
                 params.train.imgsz, params.train.epochs = cpu.train.imgsz, cpu.train.epochs
-            model = YOLO(model_source(params.model))
+            model = YOLO(model_source(params.model)[0])
             arguments = train_arguments(params, data_yaml, folder / "train")
         params.train.cpu_threads = threads
         use_cpu_threads(model, threads)

@@ -63,7 +63,7 @@ def test_every_preset_composes_and_trains_one_batch_on_the_cpu(preset, tiny_data
         arguments |= {"device": "cpu", "workers": 0, "plots": False, "verbose": False}
         if arguments["batch"] < 1 or arguments["imgsz"] > 512:
             arguments["batch"] = 2
-        model = YOLO(model_source(params.model))
+        model = YOLO(model_source(params.model)[0])
         use_cpu_threads(model, params.train.cpu_threads)
         model.add_callback("on_train_batch_end", stop_after_one_batch)
         with pytest.raises(FirstBatchDone):

@@ -319,6 +319,46 @@ def weights_fetch(
     fetch(name, Path.cwd(), console, release)
 
 
+pretrain_app = typer.Typer(help="The base model's recipe: its stages, run by `dvc repro` in pretrain/.",
+                           no_args_is_help=True)
+app.add_typer(pretrain_app, name="pretrain")
+
+
+@pretrain_app.command("hilex")
+def pretrain_hilex(
+    out: Annotated[Path, typer.Option(help="where HiLEx's export goes, pages reshaped")] = Path("data/hilex"),
+) -> None:
+    """Stage: HiLEx's YOLO export at the recipe's pinned commit, pages stretched back to portrait."""
+    from qblock.pretrain.hilex import get
+    from qblock.pretrain.recipe import load_recipe
+
+    get(load_recipe().hilex, out, console)
+
+
+@pretrain_app.command("pages")
+def pretrain_pages(
+    hilex: Annotated[Path, typer.Option(help="HiLEx's export, from `qblock pretrain hilex`")] = Path("data/hilex"),
+) -> None:
+    """Stage: HiLEx through `qblock import` (one paper one document, capped) plus demo workbooks."""
+    from qblock.config.schema import load_params
+    from qblock.pretrain.pages import collect
+    from qblock.pretrain.recipe import load_recipe
+
+    collect(hilex, load_params(), load_recipe().pages, console)
+
+
+@pretrain_app.command("ship")
+def pretrain_ship(
+    to: Annotated[Path, typer.Option(help="the main project's weights folder")] = Path("../weights"),
+) -> None:
+    """Copy the recipe's model (as dvc.lock records it) to weights/qblock-base-<model>.pt, with its provenance."""
+    from qblock.config.schema import load_params
+    from qblock.pretrain.recipe import load_recipe
+    from qblock.pretrain.ship import ship
+
+    ship(load_params(), load_recipe(), to, console)
+
+
 import_app = typer.Typer(help="Bring labels in from Roboflow or Label Studio exports, as pages of the app's folder.",
                         no_args_is_help=True)
 app.add_typer(import_app, name="import")

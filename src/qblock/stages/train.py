@@ -25,17 +25,24 @@ from qblock.model import checkpoints, mlflow_store, run_log
 from qblock.model.yolo_env import average_weights_over, prepare_ultralytics, ultralytics_dataset, use_cpu_threads
 
 CHECKPOINTS = ".qblock/checkpoints"
+BASE_PREFIX = "qblock-base-"  # weights/qblock-base-<model>.pt: the base model pretrain/ makes
 WEIGHTS_DIR = "weights"  # pretrained .pt files (`qblock weights fetch`), DVC-tracked; a dependency of this stage
 
-def model_source(params: ModelParams) -> str:
-    """The weights file to start from, or the architecture to build from scratch.
+def model_source(params: ModelParams) -> tuple[str, str]:
+    """The weights file to start from, or the architecture to build from scratch, and why (one line).
 
-    ``weights: auto`` means weights/<name>.pt when it is there (`qblock weights fetch <name>`), else
-    from scratch; a path means that file, and it must be there.
+    ``weights: auto`` means weights/<name>.pt when it is there (`qblock weights fetch <name>`: COCO),
+    else qblock's base model weights/qblock-base-<name>.pt (pretrain/: exam pages and demo workbooks),
+    else from scratch; a path means that file, and it must be there.
     """
     if params.weights == "auto":
-        pretrained = Path(WEIGHTS_DIR) / f"{params.name}.pt"
-        return str(pretrained) if pretrained.is_file() else params.architecture
+        coco, base = Path(WEIGHTS_DIR) / f"{params.name}.pt", Path(WEIGHTS_DIR) / f"{BASE_PREFIX}{params.name}.pt"
+        if coco.is_file():
+            return str(coco), "pretrained (model.weights: auto found COCO weights)"
+        if base.is_file():
+            return str(base), "qblock's base model: exam and workbook pages, weights/README.md"
+        return params.architecture, (f"from scratch: neither {coco.as_posix()} nor {base.as_posix()} is here; "
+                                     f"a few labeled pages then teach much less")
     if params.weights:
         weights = Path(params.weights)
         if not weights.is_file():
@@ -45,8 +52,8 @@ def model_source(params: ModelParams) -> str:
                 f"on a machine with internet, put it at {weights} and run `dvc add {weights}`; or set "
                 f"model.weights=null to train from scratch."
             )
-        return str(weights)
-    return params.architecture
+        return str(weights), "model.weights"
+    return params.architecture, "from scratch (model.weights: null)"
 
 
 def dataset_fingerprint(export_dir: Path, split_dir: Path) -> str:
@@ -77,7 +84,7 @@ def checkpoint_dir(params: Params, dataset_hash: str) -> Path:
     training is still there for the next run to continue; any change of params or data means
     another folder, so a resumed training is always the same training.
     """
-    key = json.dumps({"model": asdict(params.model), "start": model_source(params.model),
+    key = json.dumps({"model": asdict(params.model), "start": model_source(params.model)[0],
                       "train": asdict(params.train), "data": dataset_hash}, sort_keys=True)
     return Path(CHECKPOINTS) / hashlib.sha256(key.encode()).hexdigest()[:12]
 
@@ -126,9 +133,8 @@ def run(params: Params, console: Console) -> Path:
                           f"{params.train.epochs} ({last}); params and data are unchanged")
         else:
             shutil.rmtree(save_dir, ignore_errors=True)
-            source = model_source(params.model)
-            console.print(f"train: starting from {source}" + (" (pretrained)" if source.endswith(".pt") else
-                          " (from scratch; `qblock weights fetch` brings pretrained weights)"))
+            source, why = model_source(params.model)
+            console.print(f"train: starting from {source} ({why})")
             model = YOLO(source)
             run_id = run_log.start_run(params, dataset_hash)
             train_pages = split_list(split_dir, "train") or []

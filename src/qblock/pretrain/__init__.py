@@ -1,0 +1,1 @@
+"""The base model's recipe (`pretrain/dvc.yaml`): real exam pages and demo pages in many styles."""
