@@ -18,8 +18,11 @@ def test_missing_pretrained_weights_say_where_to_put_them(tmp_path):
     assert "yolov8n.pt not found" in message and "dvc add" in message and "never downloads" in message
 
 
-def test_from_scratch_uses_the_architecture():
-    assert train.model_source(params_of("model")) == "yolov8n.yaml"
+def test_from_scratch_uses_the_architecture(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no weights/ here: neither COCO weights nor the base model
+    assert train.model_source(params_of("model"))[0] == "yolov8n.yaml"
+    scratch = ("yolov8n.yaml", "from scratch (model.weights: null)")
+    assert train.model_source(params_of("model", weights=None)) == scratch
 
 
 def test_evaluate_without_a_model_is_a_clear_error(tmp_path, console, monkeypatch):

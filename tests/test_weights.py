@@ -122,14 +122,21 @@ def test_offline_the_error_says_where_to_put_the_file(repo):
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_weights_auto_starts_from_the_fetched_file_when_it_is_there(tmp_path, monkeypatch):
+def test_weights_auto_starts_from_coco_then_the_base_model_then_scratch(tmp_path, monkeypatch):
+    """`auto`: COCO weights when fetched, else qblock's base model, else from scratch; each said in one line."""
     from qblock.config.schema import ModelParams
     from qblock.stages.train import model_source
 
     monkeypatch.chdir(tmp_path)
     auto = ModelParams(name="yolov8m", architecture="yolov8m.yaml", weights="auto")
-    assert model_source(auto) == "yolov8m.yaml"
+    source, why = model_source(auto)
+    assert source == "yolov8m.yaml" and "from scratch" in why and "weights/qblock-base-yolov8m.pt" in why
     (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "qblock-base-yolov8m.pt").write_bytes(b"base")
+    source, why = model_source(auto)
+    assert source == str(Path("weights") / "qblock-base-yolov8m.pt") and "base model" in why
     (tmp_path / "weights" / "yolov8m.pt").write_bytes(b"pretrained")
-    assert model_source(auto) == str(Path("weights") / "yolov8m.pt")
-    assert model_source(ModelParams(name="yolov8m", architecture="yolov8m.yaml", weights=None)) == "yolov8m.yaml"
+    source, why = model_source(auto)
+    assert source == str(Path("weights") / "yolov8m.pt") and "COCO" in why
+    assert model_source(ModelParams(name="yolov8m", architecture="yolov8m.yaml", weights=None))[0] == "yolov8m.yaml"
+    assert "\n" not in "".join(model_source(auto))

@@ -22,7 +22,8 @@ from qblock.core.errors import UserError
 from qblock.pretrain.recipe import Recipe
 from qblock.stages.train import BASE_PREFIX
 
-KEPT_METRICS = ("test_crop_rate", "test_mAP50", "test_mAP50-95", "test_pages", "crop_rate", "mAP50", "mAP50-95")
+KEPT_METRICS = ("test_crop_rate", "test_mAP50", "test_mAP50-95", "test_pages", "crop_rate", "mAP50", "mAP50-95",
+                "conf_threshold")
 
 
 def base_file(weights_dir: Path, model: str) -> Path:
