@@ -36,6 +36,9 @@ class Recipe:
     pages: PagesParams
 
 
+_TYPES: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "float": (int, float)}
+
+
 def _section(kind: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise UserError(f"{where}: expected a mapping")
@@ -46,7 +49,7 @@ def _section(kind: type, data: Any, where: str) -> Any:
             ([f"unknown key(s) {', '.join(unknown)}"] if unknown else [])
             + ([f"missing key(s) {', '.join(missing)}"] if missing else [])))
     for name, kind_name in names.items():
-        want = {"str": str, "int": int, "float": (int, float)}[str(kind_name)]
+        want = _TYPES[str(kind_name)]
         if not isinstance(data[name], want) or isinstance(data[name], bool):
             raise UserError(f"{where}.{name}: {data[name]!r} is not a {kind_name}")
     return kind(**data)
