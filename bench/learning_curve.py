@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from _harness import project_params, work_folder
+from _training import EpochClock
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES_PER_WORKBOOK = 4
@@ -130,8 +131,9 @@ def score(weights: Path, params, folder: Path, split: Path, out: Path, chosen: d
             **crop_metrics_at(test, chosen["conf_threshold"]), "test_pages": len(test)}
 
 
-def train(folder: Path, split: Path, start: str, seed: int, out: Path) -> tuple[Path, float]:
-    """The cpu preset from ``start`` on the split's train pages: best.pt (chosen on val) and seconds."""
+def train(folder: Path, split: Path, start: str, seed: int, out: Path) -> tuple[Path, float, list[dict]]:
+    """The cpu preset from ``start`` on the split's train pages: best.pt (chosen on val), seconds, and each
+    epoch's val mAP (how far the last epochs fall below the best: whether training stays put)."""
     from ultralytics import YOLO
 
     from qblock.model.yolo_env import average_weights_over, prepare_ultralytics, ultralytics_dataset, use_cpu_threads
@@ -143,9 +145,11 @@ def train(folder: Path, split: Path, start: str, seed: int, out: Path) -> tuple[
         model = YOLO(model_source(params.model)[0])
         use_cpu_threads(model, params.train.cpu_threads)
         average_weights_over(model, params.train.ema_tau)
+        clock = EpochClock()
+        clock.attach(model)
         started = time.perf_counter()
         model.train(**train_arguments(params, data_yaml, out / "train") | {"plots": False, "verbose": False})
-    return out / "train" / "weights" / "best.pt", time.perf_counter() - started
+    return out / "train" / "weights" / "best.pt", time.perf_counter() - started, clock.epochs
 
 
 def base_threshold(start: str) -> dict:
@@ -164,10 +168,11 @@ def run_one(work: Path, style: str, pages: int, start: str, seed: int) -> dict:
     out = work / "runs" / style / f"{pages}-{start}-seed{seed}"
     params = project_params("train=cpu")
     if pages == 0:
-        weights, seconds = Path(start_weights(start) or ""), 0.0
+        weights = Path(start_weights(start) or "")
         return {"seed": seed, "seconds": 0.0, **score(weights, params, folder, split, out, base_threshold(start))}
-    weights, seconds = train(folder, split, start, seed, out)
-    return {"seed": seed, "seconds": round(seconds, 1), **score(weights, params, folder, split, out, None)}
+    weights, seconds, epochs = train(folder, split, start, seed, out)
+    return {"seed": seed, "seconds": round(seconds, 1), "epochs": epochs,
+            **score(weights, params, folder, split, out, None)}
 
 
 def spread(values: list[float], digits: int = 3) -> str:
@@ -182,11 +187,14 @@ def print_table(results: dict, style: str) -> None:
           f"(range), this machine\n")
     for key in sorted(results, key=lambda k: (int(k.split()[0]), k)):
         runs = results[key]
+        fall = [max(e["mAP50"] for e in r["epochs"]) - min(e["mAP50"] for e in r["epochs"][-10:])
+                for r in runs if r.get("epochs")]
         print(f"N = {key}: crop rate {spread([r['crop_rate'] for r in runs])}  "
               f"mAP50 {spread([r['mAP50'] for r in runs])}  mAP50-95 {spread([r['mAP50-95'] for r in runs])}  "
               f"false crops/page "
               f"{spread([r['false_crops_per_page'] for r in runs], 2)}  training "
-              f"{statistics.median(r['seconds'] for r in runs) / 60:.1f} min ({len(runs)} seeds)")
+              f"{statistics.median(r['seconds'] for r in runs) / 60:.1f} min ({len(runs)} seeds)"
+              + (f"  last 10 epochs below best (val mAP50) {spread(fall, 2)}" if fall else ""))
 
 
 def save(name: str, style: str, results: dict, args) -> Path:

@@ -67,7 +67,31 @@ def train_quality_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"train_quality": train_quality_table}
+def learning_curve_table(results: list[dict]) -> str:
+    """One row per style and labeled-page count; a column group per start (scratch, base, coco)."""
+    starts = [s for s in ("scratch", "base", "coco") if any(k.endswith(f" {s}") for r in results for k in r["figures"])]
+    lines = ["| style | labeled pages | " + " | ".join(f"{s}: test crop rate | {s}: mAP50 | {s}: mAP50-95"
+                                                     for s in starts) + " | seeds | training (min) |",
+             "| --- | --- | " + " | ".join("--- | --- | ---" for _ in starts) + " | --- | --- |"]
+    for result in results:
+        counts = sorted({int(k.split()[0]) for k in result["figures"]})
+        for n in counts:
+            cells, seeds, minutes = [], [], []
+            for start in starts:
+                runs = result["figures"].get(f"{n} {start}", [])
+                cells += [spread([r[k] for r in runs]) for k in ("crop_rate", "mAP50", "mAP50-95")]
+                seeds += [len(runs)] if runs else []
+                minutes += [r["seconds"] / 60 for r in runs]
+            lines.append(f"| {result['style']} | {n} | " + " | ".join(cells) + f" | {max(seeds, default=0)} | "
+                         + (f"{statistics.median(minutes):.1f}" if any(minutes) else "-") + " |")
+    lines.append("")
+    for result in results:
+        lines.append(f"- {result['style']} ({result['collection']}): `{result['command']}`, commit "
+                     f"`{result['commit'][:7]}`, {result['machine']}, {result['date']}")
+    return "\n".join(lines)
+
+
+TABLES = {"train_quality": train_quality_table, "learning_curve": learning_curve_table}
 
 
 def rendered(page: str) -> str:

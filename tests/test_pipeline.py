@@ -178,6 +178,10 @@ def test_each_run_registers_a_version_and_the_better_one_is_champion(two_runs):
     second = versions[1].tags
     assert second["champion.decision"] == ("promoted" if better else "not promoted")
     assert "on the same val data" in second["champion.reason"]
+    status = " ".join(sh([sys.executable, "-m", "qblock", "status", "--offline"], two_runs["repo"]).stdout.split())
+    said = f"model: registered as question-block-detector v{versions[1].version}, " + \
+        ("the champion" if better else f"a challenger; the champion is v{versions[0].version}")
+    assert said in status, status  # the workspace's model is the second run's
 
     model = mlflow.pyfunc.load_model("models:/question-block-detector@champion")
     page = sorted((two_runs["repo"] / "data" / "yolo" / "images").iterdir())[0]

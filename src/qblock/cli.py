@@ -128,9 +128,17 @@ def status(
     print_status(console, collect_status(dataset_root), unlabeled)
     if not in_project:  # an app folder looked at from elsewhere: no model to speak of
         return
-    model_file = Path(load_params().paths.model_dir) / "best.pt"
+    params = load_params()
+    model_file = Path(params.paths.model_dir) / "best.pt"
     for line in describe(model_state(Path.cwd(), model_file, ask_origin=not offline), model_file):
         console.print(escape(line), highlight=False)
+    run_file = Path(params.paths.model_dir) / "run.json"
+    if model_file.is_file() and run_file.is_file():
+        from qblock.history.runs import registered_as
+        from qblock.model.run_log import read_run_file
+
+        if said := registered_as(params.mlflow, read_run_file(run_file)):
+            console.print(escape(f"model: {said}"), highlight=False)
 
 
 @app.command()

@@ -55,3 +55,30 @@ def runs_to_compare(params: MlflowParams, run_id: str | None) -> list[tuple[str,
     if previous is not None and (champion is None or previous.info.run_id != champion[1].info.run_id):
         found.append(("previous", previous.info.run_name, previous.data.metrics))
     return found
+
+
+def registered_as(params: MlflowParams, run_id: str) -> str | None:
+    """What the registry says of the model a run made, for `qblock status`: its version and whether it is
+    the champion (and which is, when not); None without a store or a registered version."""
+    from mlflow.exceptions import MlflowException
+
+    existing = existing_experiment(params)
+    if existing is None:
+        return None
+    client, _ = existing
+    try:
+        versions = client.search_model_versions(f"name='{REGISTERED_MODEL}' and run_id='{run_id}'")
+    except MlflowException:
+        return None
+    if not versions:
+        return None
+    try:
+        champion = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
+    except MlflowException:
+        champion = None
+    version = str(max(int(v.version) for v in versions))
+    if champion is not None and str(champion.version) == version:
+        return f"registered as {REGISTERED_MODEL} v{version}, the champion (propose's default)"
+    other = f"; the champion is v{champion.version}, which propose uses unless told `--model {version}`" \
+        if champion is not None else "; there is no champion yet"
+    return f"registered as {REGISTERED_MODEL} v{version}, a challenger{other}"
