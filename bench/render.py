@@ -1,11 +1,12 @@
 """The benchmarks page's tables, made from the benches' own result files (`bench/results/*.json`).
 
-    python bench/render.py           # rewrites the tables in docs/benchmarks.md (make bench-tables)
-    python bench/render.py --check   # exits 1 when docs/benchmarks.md is not what the result files say
+    python bench/render.py           # rewrites the tables in docs/*.md (make bench-tables)
+    python bench/render.py --check   # exits 1 when a page is not what the result files say
 
 A result file is what a bench wrote with `--save NAME`: the command that made it, the commit, the
 machine, the date, and the bench's own figures. Each table lives between `<!-- results:KIND -->` and
-`<!-- /results:KIND -->` in docs/benchmarks.md; the text around it is written by hand.
+`<!-- /results:KIND -->` in a page of docs/ (benchmarks.md, pretraining.md); the text around it is
+written by hand.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-PAGE = HERE.parent / "docs" / "benchmarks.md"
+DOCS = HERE.parent / "docs"
 
 
 def spread(values: list[float], digits: int = 3) -> str:
@@ -107,16 +108,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only say whether the page is up to date")
     args = parser.parse_args()
-    page = PAGE.read_text(encoding="utf-8")
-    new = rendered(page)
+    stale = []
+    for path in sorted(DOCS.glob("*.md")):
+        page = path.read_text(encoding="utf-8")
+        new = rendered(page)
+        if new == page:
+            continue
+        stale.append(path)
+        if not args.check:
+            path.write_text(new, encoding="utf-8")
+            print(f"{path}: tables written from {len(list(RESULTS.glob('*.json')))} result file(s)")
+    if args.check and stale:
+        print(f"{', '.join(map(str, stale))}: tables differ from bench/results/; run `make bench-tables`")
+        sys.exit(1)
     if args.check:
-        if new != page:
-            print(f"{PAGE}: its tables differ from bench/results/; run `make bench-tables`")
-            sys.exit(1)
-        print(f"{PAGE}: up to date")
-        return
-    PAGE.write_text(new, encoding="utf-8")
-    print(f"{PAGE}: tables written from {len(list(RESULTS.glob('*.json')))} result file(s)")
+        print(f"{DOCS}: every table is up to date")
 
 
 if __name__ == "__main__":
