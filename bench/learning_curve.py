@@ -3,6 +3,7 @@
     python bench/learning_curve.py --style typeset                    # N = 0 8 16 32 64, 2 seeds, both starts
     python bench/learning_curve.py --style demo --pages 64 --seeds 2 --save demo-64
     python bench/learning_curve.py --style typeset --pages 0 16 64 --seeds 1 --work /tmp/lc
+    python bench/learning_curve.py --style papers                     # the base model on held-out exam papers
 
 For a page style, one collection is drawn once: a pool of 16 workbooks of 4 pages to label from, 3
 val workbooks (where the epoch, the threshold and snapping are chosen, as evaluate chooses them)
@@ -16,8 +17,9 @@ N = 0 is the start alone (the base model's own threshold, no snapping): what a f
 
 Styles: ``typeset`` pages (XeLaTeX, boxes tight to the ink) are kept out of the base model's
 pages, so they are the new style a user brings; ``demo`` pages (drawn by qblock) are in it, with
-other seeds and other labelers. Each figure is a median over seeds with its range, and the
-training's minutes.
+other seeds and other labelers; ``papers`` is the base model alone on the HiLEx exam papers its
+recipe held out (run the recipe in pretrain/ first). Each figure is a median over seeds with its
+range, and the training's minutes.
 """
 
 from __future__ import annotations
@@ -162,7 +164,27 @@ def base_threshold(start: str) -> dict:
     return {"conf_threshold": 0.25, "snapped": False}
 
 
+def held_out_papers(work: Path) -> tuple[Path, Path]:
+    """The exam papers the base model's recipe held out (its test split, demo workbooks left out), as a
+    split of the recipe's own export (``pretrain/data``: run the recipe here first)."""
+    recipe = REPO / "pretrain" / "data"
+    listed = recipe / "split" / "test.txt"
+    if not listed.is_file():
+        raise SystemExit(f"{listed}: not here; run `dvc repro` in pretrain/ first")
+    papers = [e for e in listed.read_text(encoding="utf-8").split() if not Path(e).name.startswith("demo-")]
+    split = work / "papers" / "split-0"
+    split.mkdir(parents=True, exist_ok=True)
+    for side in ("train", "val", "test"):  # train and val only because the dataset file wants them
+        (split / f"{side}.txt").write_text("".join(f"{e}\n" for e in papers), encoding="utf-8")
+    return recipe, split
+
+
 def run_one(work: Path, style: str, pages: int, start: str, seed: int) -> dict:
+    if style == "papers":  # HiLEx's held-out exam papers: the base model alone
+        folder, split = held_out_papers(work)
+        out = work / "runs" / style / f"0-{start}"
+        return {"seed": 0, "seconds": 0.0, **score(Path(start_weights(start) or ""), project_params("train=cpu"),
+                                                   folder, split, out, base_threshold(start))}
     folder = work / style
     split = split_for(folder, pages)
     out = work / "runs" / style / f"{pages}-{start}-seed{seed}"
@@ -216,7 +238,8 @@ def save(name: str, style: str, results: dict, args) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--style", choices=("typeset", "demo"), default="typeset")
+    parser.add_argument("--style", choices=("typeset", "demo", "papers"), default="typeset",
+                        help="papers: HiLEx's exam papers the base model's recipe held out (N = 0 only)")
     parser.add_argument("--pages", type=int, nargs="+", default=list(DEFAULT_PAGES),
                         help="labeled pages N (multiples of 4, at most 64)")
     parser.add_argument("--start", action="append", choices=STARTS, help="default: scratch and base (coco too "
@@ -229,13 +252,16 @@ def main() -> None:
     if any(n % PAGES_PER_WORKBOOK or not 0 <= n <= GROUPS["pool"][0] * PAGES_PER_WORKBOOK for n in args.pages):
         parser.error(f"--pages: multiples of {PAGES_PER_WORKBOOK} from 0 to {GROUPS['pool'][0] * PAGES_PER_WORKBOOK}")
     starts = args.start or ["scratch", "base"] + (["coco"] if (REPO / "weights" / "yolov8n.pt").is_file() else [])
+    if args.style == "papers":
+        args.pages, starts = [0], ["base"]
     for start in starts:
         start_weights(start)  # every start's file is here before hours of training begin
     with work_folder(args.work, "qblock-learning-curve-") as work:
         from qblock.model.yolo_env import prepare_ultralytics
 
         prepare_ultralytics(work)
-        prepare(work, args.style)
+        if args.style != "papers":
+            prepare(work, args.style)
         results_file = work / f"learning_curve_{args.style}.json"
         results: dict = json.loads(results_file.read_text()) if results_file.is_file() else {}
         for pages in args.pages:
