@@ -7,6 +7,8 @@ TORCH := torch==2.14.1 torchvision==0.29.1
 export PATH := $(abspath $(BIN)):$(PATH)
 export YOLO_OFFLINE := 1
 # `qblock demo-data --style typeset`: XeLaTeX with Korean (kotex), TikZ, a Nanum font, and pdftoppm
+# what `make demo` commits: the pipeline's record of the run (the model itself is in DVC's cache)
+DEMO_RESULT := dvc.lock metrics.json plots reports
 TEX_PACKAGES := texlive-xetex texlive-lang-korean texlive-pictures texlive-latex-extra fonts-nanum poppler-utils
 
 .PHONY: help setup demo test test-fast test-tools ui lint docs bench-tables clean-outputs constraints
@@ -22,10 +24,14 @@ $(BIN)/qblock: pyproject.toml constraints.txt
 
 setup: $(BIN)/qblock  ## create .venv with qblock, torch, ultralytics, dvc, mlflow
 
-demo: setup  ## demo data -> dvc repro (cpu preset) -> metrics and how to open MLflow
+demo: setup  ## demo data -> dvc repro (cpu preset) -> metrics and how to open MLflow; commits the result
 	@test -d data/dataset_root/documents || $(BIN)/qblock demo-data data/dataset_root
 	$(BIN)/dvc repro
 	@$(BIN)/qblock show
+	@git add -- $(DEMO_RESULT) && { git diff --cached --quiet -- $(DEMO_RESULT) || \
+	  { git commit -q -m "demo: the cpu preset on the demo pages (make demo)" -- $(DEMO_RESULT) && \
+	    echo "make demo: committed (dvc.lock, metrics); after a \`dvc exp run\`, \`git checkout . && dvc checkout\` brings this model back"; } } || \
+	  echo "make demo: not committed (git needs user.name and user.email); commit $(DEMO_RESULT) yourself to come back to it"
 
 test: setup test-tools  ## the whole test suite (includes a real dvc repro with the smoke preset), a worker per core
 	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist loadgroup
