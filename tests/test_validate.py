@@ -235,6 +235,20 @@ def test_a_rerun_checks_again_only_the_documents_whose_files_changed(exported, c
     assert [i for i, _ in asked if i] == [image.name] and f"{image}: corrupt or truncated image" in console.text
 
 
+def test_a_document_carried_over_from_the_cache_says_its_warnings_again(exported, console):
+    """The report is the same from a cold cache and a warm one (a warning is not lost on the second run)."""
+    label = sorted((exported / "yolo" / "labels").iterdir())[0]
+    rows = label.read_text().splitlines()
+    first = rows[0].split()
+    inner = f"0 {first[1]} {first[2]} {float(first[3]) / 2:.6f} {float(first[4]) / 2:.6f}"
+    label.write_text("\n".join([*rows, inner]) + "\n")  # a box inside another of its class: a warning
+    reports = []
+    for _ in range(2):
+        run_validate(exported, console)
+        reports.append(json.loads((exported / "reports" / "validate.json").read_text())["problems"])
+    assert reports[0] == reports[1] and any("lies inside" in p["message"] for p in reports[1])
+
+
 def test_boxes_of_one_class_nested_inside_each_other_are_a_warning(tmp_path):
     """HiLEx's item, question and choices all mapped to one class: each question sits inside its item."""
     from qblock.data.problems import ProblemLog

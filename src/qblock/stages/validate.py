@@ -110,7 +110,8 @@ class CheckCache:
 
     The index (``path``, JSON) has a document's ``fp`` (a fingerprint of its exported files' names, sizes and
     times, and the class count), and what the statistics and the duplicate check need of its pages: their
-    image ``names`` and content ``digests`` (each a string of them all), label ``rows`` and ``boxes`` count.
+    image ``names`` and content ``digests`` (each a string of them all), label ``rows`` and ``boxes`` count,
+    and the ``warnings`` its pages drew (said again when it is carried over: the report is the same either way).
     Every box's width and height sit in ``path``.npy, a document's after the one before it; each document's
     per-page stamps (image name -> [size, mtime_ns, width, height]) in a file of its own, read only when it
     changed. At 100,000 pages this reads a few MB and a few objects per page, not millions of numbers.
@@ -119,7 +120,7 @@ class CheckCache:
     belongs to the code that filled it (``code``): other code checks every page again.
     """
 
-    VERSION = 3
+    VERSION = 4
 
     def __init__(self, path: Path) -> None:
         import numpy as np
@@ -401,6 +402,8 @@ def check_files(export_dir: Path, class_count: int, cache: CheckCache, log: Prob
             checked.digests.update(zip(names, map(digests.__getitem__, _digest_slices(len(names))), strict=True))
             cache.fresh[document], cache.fresh_boxes[document] = known, cache.carried(document)
             checked.boxes.append(cache.fresh_boxes[document])
+            for file, message in known.get("warnings", []):  # a document carried over says what it said
+                log.warning(file, message)
             continue
         before = cache.stamps(document) if document is not None and known is not None else {}
         digest_of = {name: known["digests"][i * DIGEST_CHARS : (i + 1) * DIGEST_CHARS]
@@ -417,6 +420,7 @@ def check_files(export_dir: Path, class_count: int, cache: CheckCache, log: Prob
     for (document, fingerprint, image_name, image_stamp, facts), result in zip(
             pending, map_pages(check_page, jobs, "validate"), strict=True):
         log.problems.extend(result.problems)
+        said = [[p.file, p.message] for p in result.problems if p.severity == "warning"]
         if facts is None and result.size is not None:
             facts = [*image_stamp, *result.size, result.digest or ""]
         if facts is None or result.labels is None:
@@ -424,7 +428,8 @@ def check_files(export_dir: Path, class_count: int, cache: CheckCache, log: Prob
             continue
         values = result.labels.split()
         entry = fresh.setdefault(document, {"fp": fingerprint, "names": [], "digests": [], "rows": [], "wh": [],
-                                            "stamps": {}})
+                                            "stamps": {}, "warnings": []})
+        entry["warnings"].extend(said)
         entry["names"].append(image_name)
         entry["digests"].append(facts[4])
         entry["rows"].append(len(values) // 5)
@@ -437,7 +442,8 @@ def check_files(export_dir: Path, class_count: int, cache: CheckCache, log: Prob
         checked.boxes.append(boxes)
         if document is not None and document not in broken:
             cache.fresh[document] = {"fp": entry["fp"], "names": "\n".join(entry["names"]),
-                                     "digests": "".join(entry["digests"]), "rows": entry["rows"], "boxes": len(boxes)}
+                                     "digests": "".join(entry["digests"]), "rows": entry["rows"], "boxes": len(boxes),
+                                     **({"warnings": entry["warnings"]} if entry["warnings"] else {})}
             cache.fresh_boxes[document], cache.fresh_stamps[document] = boxes, entry["stamps"]
     return checked
 
