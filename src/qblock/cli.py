@@ -28,7 +28,20 @@ app = typer.Typer(
 def _run_stage(name: str) -> None:
     from qblock.stages import run_stage
 
+    if name in ("train", "evaluate"):  # the stages that write runs: into this project's folder, wherever it is now
+        _follow_moved_store()
     run_stage(name, console)
+
+
+def _follow_moved_store() -> None:
+    from qblock.config.schema import load_params
+    from qblock.history.store_location import follow_move
+    from qblock.model.mlflow_store import artifact_root
+
+    params = load_params().mlflow
+    if old := follow_move(params):
+        console.print(f"mlflow: the project moved; its store kept run files in {old}, now in "
+                      f"{artifact_root(params)}", highlight=False)
 
 
 class PageStyle(StrEnum):
@@ -216,6 +229,7 @@ def ui(
     from qblock.services.ui_auth import auth_environment
 
     params = load_params()
+    _follow_moved_store()
     experiment = connect(params.mlflow)
     command = mlflow_server_command(tracking_uri(params.mlflow), ["--default-artifact-root",
                                                                    artifact_root(params.mlflow)],

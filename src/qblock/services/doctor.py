@@ -62,6 +62,25 @@ def check_model(root: Path) -> list[Check]:
     return [Check("model", True, f"{model_file} is the model dvc.lock records")]
 
 
+def check_mlflow_store(root: Path) -> list[Check]:
+    """A project-local store whose run files are in another folder (moved or copied without them)."""
+    from qblock.config.schema import load_params
+    from qblock.history.store_location import moved_from
+    from qblock.model.mlflow_store import artifact_root
+
+    try:
+        params = load_params(root).mlflow
+    except UserError:
+        return []
+    old = moved_from(params)
+    if old is None:
+        return []
+    return [Check("MLflow store", False, f"its runs' files are in {old}, not in this project's {artifact_root(params)} "
+                  f"(the project was moved or copied without its mlartifacts folder)",
+                  "copy that folder here (as the folder named above); the next train, evaluate or `qblock ui` then "
+                  "points the store at it")]
+
+
 def check_git(root: Path) -> list[Check]:
     ahead = run(["git", "rev-list", "--count", "@{upstream}..HEAD"], root, "git rev-list", check=False)
     if ahead.returncode != 0:
@@ -314,7 +333,8 @@ def run_doctor(root: Path, console: Console, deep: bool = False, all_commits: bo
                repair: bool = False) -> bool:
     merge = check_merge(root)
     checks = merge or (check_params(root) + check_secrets(root) + check_remote(root) + check_git(root)
-                       + check_cache(root) + check_model(root) + check_leftovers(root) + check_watcher(root))
+                       + check_cache(root) + check_model(root) + check_mlflow_store(root) + check_leftovers(root)
+                       + check_watcher(root))
     if deep and not merge and not any(c.name == "NAS remote" and not c.ok for c in checks):
         checks += check_nas_content(root, all_commits, repair)
     for check in checks:
