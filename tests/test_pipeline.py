@@ -49,6 +49,7 @@ def test_repro_runs_every_stage_and_writes_metrics(trained_repo):
     repo, log = trained_repo["repo"], trained_repo["first"]
     for stage in ("export", "split", "validate", "train", "evaluate"):
         assert f"Running stage '{stage}'" in log
+    assert "train: starting from weights/qblock-base-yolov8n.pt (qblock's base model" in log  # weights: auto, one line
     metrics = json.loads((repo / "metrics.json").read_text())
     assert set(metrics) >= {"mAP50", "mAP50-95", "precision", "recall"}
     assert all(0.0 <= metrics[k] <= 1.0 for k in ("mAP50", "mAP50-95", "precision", "recall"))
