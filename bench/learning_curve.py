@@ -122,7 +122,8 @@ def score(weights: Path, params, folder: Path, split: Path, out: Path, chosen: d
         val = load_val_pages(export_dir, split_list(split, "val") or [], out / "val" / "predictions.json")
         learned = learn_from_folder(export_dir, split_list(split, "train") or [])
         pages, snapped, _ = choose_snapping(export_dir, val, learned)
-        chosen = {"conf_threshold": crop_metrics(pages)["conf_threshold"], "snapped": snapped}
+        on_val = crop_metrics(pages)
+        chosen = {"conf_threshold": on_val["conf_threshold"], "snapped": snapped, "val_crop_rate": on_val["crop_rate"]}
         rule = learned if snapped else None
     with ultralytics_dataset(export_dir, split, out / "test", test=True) as data_yaml:
         box = measure(weights, params, data_yaml, out / "test", plots=False, split="test")
