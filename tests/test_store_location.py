@@ -6,6 +6,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import pytest
 from tests.conftest import params_of
 from tests.repos import sh
 
@@ -18,6 +19,13 @@ with mlflow.start_run(experiment_id=experiment) as run:
     mlflow.log_text("hello", "note.txt")
 print(run.info.run_id)
 """
+
+
+@pytest.fixture(autouse=True)
+def this_projects_store(monkeypatch):
+    """The store the project's own folder names (another test's MLflow URI or DVC root may be in the environment)."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
 
 
 def log_a_run(project) -> str:
