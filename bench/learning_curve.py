@@ -232,7 +232,8 @@ def save(name: str, style: str, results: dict, args) -> Path:
         "bench": "learning_curve", "command": "python bench/learning_curve.py " + " ".join(sys.argv[1:]),
         "commit": commit, "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU",
         "date": time.strftime("%Y-%m-%d"), "style": style,
-        "collection": f"pool {GROUPS['pool'][0]}, val {GROUPS['val'][0]}, test {GROUPS['test'][0]} workbooks of "
+        "collection": "the HiLEx exam papers in pretrain/'s test split" if style == "papers" else
+                      f"pool {GROUPS['pool'][0]}, val {GROUPS['val'][0]}, test {GROUPS['test'][0]} workbooks of "
                       f"{PAGES_PER_WORKBOOK} pages", "figures": results}, indent=1), encoding="utf-8")
     return out
 
