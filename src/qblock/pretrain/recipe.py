@@ -6,8 +6,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from qblock.config.schema import read_yaml
 from qblock.core.errors import UserError
 
 RECIPE_FILE = "recipe.yaml"
@@ -57,13 +56,8 @@ def _section(kind: type, data: Any, where: str) -> Any:
 
 def load_recipe(root: Path | None = None) -> Recipe:
     path = (root or Path.cwd()) / RECIPE_FILE
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: not found; the base-model commands run in pretrain/ (`cd pretrain`)") from None
-    except yaml.YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected the sections hilex and pages")
+    if not path.is_file():
+        raise UserError(f"{path}: not found; the base-model commands run in pretrain/ (`cd pretrain`)")
+    data = read_yaml(path)
     return Recipe(_section(HilexParams, data.get("hilex"), f"{path.name}: hilex"),
                   _section(PagesParams, data.get("pages"), f"{path.name}: pages"))
