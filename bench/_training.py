@@ -51,6 +51,33 @@ def prepare_source(folder: Path, source: str, size: tuple[int, int] | None = Non
     prepare_demo(folder, folder / "yolo", folder / "split")
 
 
+def train_as_qblock(params, export_dir: Path, split_dir: Path, folder: Path, threads: int | None = None,
+                    model=None, arguments: dict | None = None) -> tuple[Path, float, list[dict]]:
+    """One training as `qblock train` runs it (its start from model.weights, its EMA, its arguments), quiet and
+    without plots, into ``folder/train``: best.pt, the training's seconds, and each epoch's val mAP.
+    ``model`` and ``arguments``: another model and arguments (ultralytics' own defaults, say) instead."""
+    from ultralytics import YOLO
+
+    from qblock.model.yolo_env import average_weights_over, prepare_ultralytics, ultralytics_dataset, use_cpu_threads
+    from qblock.stages.train import model_source, train_arguments
+
+    prepare_ultralytics(folder)
+    if threads is not None:
+        params.train.cpu_threads = threads
+    clock = EpochClock()
+    with ultralytics_dataset(export_dir, split_dir, folder) as data_yaml:
+        if model is None:
+            model = YOLO(model_source(params.model)[0])
+            average_weights_over(model, params.train.ema_tau)
+            arguments = train_arguments(params, data_yaml, folder / "train")
+        use_cpu_threads(model, params.train.cpu_threads)
+        clock.attach(model)
+        started = time.perf_counter()
+        model.train(**(arguments or {}) | {"data": str(data_yaml), "plots": False, "verbose": False})
+        seconds = time.perf_counter() - started
+    return folder / "train" / "weights" / "best.pt", seconds, clock.epochs
+
+
 class EpochClock:
     """ultralytics callbacks recording, per epoch, seconds since training started and val mAP."""
 

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from _harness import project_params, work_folder
-from _training import EpochClock
+from _training import train_as_qblock
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES_PER_WORKBOOK = 4
@@ -58,6 +58,8 @@ def start_weights(start: str, model: str = "yolov8n") -> str | None:
 def write_group(app: Path, style: str, group: str) -> None:
     """One group's workbooks under ``app/documents`` as ``<group>-<name>``; demo pages all by one labeler."""
     workbooks, seed = GROUPS[group]
+    from qblock.data.app_folder import AppFolder
+
     with tempfile.TemporaryDirectory(prefix="qblock-curve-") as work:
         if style == "typeset":
             from qblock.labeling.typeset_pages import write_typeset_dataset
@@ -67,8 +69,9 @@ def write_group(app: Path, style: str, group: str) -> None:
             from qblock.labeling.demo_data import write_demo_dataset
 
             write_demo_dataset(Path(work), workbooks, PAGES_PER_WORKBOOK, seed=seed, labeler_seed=0)
-        for document in sorted((Path(work) / "documents").iterdir()):
-            shutil.move(str(document), app / "documents" / f"{group}-{document.name}")
+        drawn = AppFolder(Path(work))
+        for document in drawn.document_names():
+            shutil.move(drawn.document(document), AppFolder(app).document(f"{group}-{document}"))
 
 
 def prepare(work: Path, style: str) -> Path:
@@ -137,22 +140,8 @@ def score(weights: Path, params, folder: Path, split: Path, out: Path, chosen: d
 def train(folder: Path, split: Path, start: str, seed: int, out: Path) -> tuple[Path, float, list[dict]]:
     """The cpu preset from ``start`` on the split's train pages: best.pt (chosen on val), seconds, and each
     epoch's val mAP (how far the last epochs fall below the best: whether training stays put)."""
-    from ultralytics import YOLO
-
-    from qblock.model.yolo_env import average_weights_over, prepare_ultralytics, ultralytics_dataset, use_cpu_threads
-    from qblock.stages.train import model_source, train_arguments
-
     params = project_params("train=cpu", f"model.weights={start_weights(start) or 'null'}", f"train.seed={seed}")
-    prepare_ultralytics(out)
-    with ultralytics_dataset(folder / "yolo", split, out) as data_yaml:
-        model = YOLO(model_source(params.model)[0])
-        use_cpu_threads(model, params.train.cpu_threads)
-        average_weights_over(model, params.train.ema_tau)
-        clock = EpochClock()
-        clock.attach(model)
-        started = time.perf_counter()
-        model.train(**train_arguments(params, data_yaml, out / "train") | {"plots": False, "verbose": False})
-    return out / "train" / "weights" / "best.pt", time.perf_counter() - started, clock.epochs
+    return train_as_qblock(params, folder / "yolo", split, out)
 
 
 def base_threshold(start: str) -> dict:

@@ -48,7 +48,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from _harness import project_params, work_folder
-from _training import SOURCE_SIZES, EpochClock, prepare_source
+from _training import SOURCE_SIZES, prepare_source, train_as_qblock
 
 TARGET_MAP50 = 0.95
 SOURCES = ("demo", "typeset")
@@ -77,36 +77,22 @@ def train_once(work: Path, data: str, name: str, overrides: list[str] | None, se
     """One training of one run with one seed, scored on its own val pages (and the other source's)."""
     from ultralytics import YOLO
 
-    from qblock.model.yolo_env import average_weights_over, prepare_ultralytics, ultralytics_dataset, use_cpu_threads
-    from qblock.stages.train import model_source, train_arguments
-
     folder = run_folder(work, data, name, seed)
-    prepare_ultralytics(folder)
     cpu = project_params("train=cpu")
-    clock = EpochClock()
     source = work / data
-    with ultralytics_dataset(source / "yolo", source / "split", folder) as data_yaml:
-        if overrides is None:
-            model = YOLO("yolov8n.yaml")
-            arguments = {"data": str(data_yaml), "epochs": cpu.train.epochs, "imgsz": cpu.train.imgsz,
-                         "device": "cpu", "seed": seed, "project": str(folder), "name": "train", "exist_ok": True}
-            params = cpu
-        else:
-            params = project_params(*overrides, f"train.seed={seed}")
-            if "desktop_4070 proxy" in name:  # scaled to the CPU: the cpu preset's size and length
-                params.train.imgsz, params.train.epochs = cpu.train.imgsz, cpu.train.epochs
-            model = YOLO(model_source(params.model)[0])
-            arguments = train_arguments(params, data_yaml, folder / "train")
-        params.train.cpu_threads = threads
-        use_cpu_threads(model, threads)
-        if overrides is not None:
-            average_weights_over(model, params.train.ema_tau)
-        clock.attach(model)
-        start = time.perf_counter()
-        model.train(**arguments | {"plots": False, "verbose": False})
-        seconds = time.perf_counter() - start
-    weights = folder / "train" / "weights" / "best.pt"
-    result = {"seed": seed, "epochs": clock.epochs, "seconds": seconds, "imgsz": arguments["imgsz"],
+    model = arguments = None
+    if overrides is None:  # ultralytics' own defaults at the cpu preset's size and length
+        model = YOLO("yolov8n.yaml")
+        arguments = {"epochs": cpu.train.epochs, "imgsz": cpu.train.imgsz, "device": "cpu", "seed": seed,
+                     "project": str(folder), "name": "train", "exist_ok": True}
+        params = cpu
+    else:
+        params = project_params(*overrides, f"train.seed={seed}")
+        if "desktop_4070 proxy" in name:  # scaled to the CPU: the cpu preset's size and length
+            params.train.imgsz, params.train.epochs = cpu.train.imgsz, cpu.train.epochs
+    weights, seconds, epochs = train_as_qblock(params, source / "yolo", source / "split", folder, threads, model,
+                                               arguments)
+    result = {"seed": seed, "epochs": epochs, "seconds": seconds, "imgsz": params.train.imgsz,
               **crop_rates(weights, params, source, source, folder / "val")}
     if cross:
         other = next(s for s in SOURCES if s != data)

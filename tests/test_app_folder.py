@@ -1,51 +1,53 @@
-from __future__ import annotations
+"""The app's folder layout (data/app_folder.py): one place that knows where a page's files are."""
 
-import os
+import ast
+from pathlib import Path
 
-import pytest
-from tests.conftest import bbox, write_page
+from qblock.data.app_folder import DOCUMENTS, GROUPS, PAGES, PROPOSALS, AppFolder, page_images
 
-from qblock.core.errors import UserError
-from qblock.sync import app_folder
-
-
-def test_mirror_copies_new_and_changed_files_and_deletes_removed_ones(tmp_path):
-    app, repo_copy = tmp_path / "app", tmp_path / "repo" / "data" / "dataset_root"
-    groups = write_page(app, "수학 1", "page_001", [bbox(0, 0, 10, 10)])
-    write_page(app, "수학 1", "page_002", [])
-    assert app_folder.mirror(app, repo_copy) == (4, 0)
-    assert app_folder.mirror(app, repo_copy) == (0, 0)  # nothing changed, nothing copied
-
-    groups.write_text(groups.read_text().replace('"x": 0', '"x": 5'))  # same size, new content
-    os.utime(groups, ns=(groups.stat().st_atime_ns, groups.stat().st_mtime_ns + 10**9))
-    (app / "documents" / "수학 1" / "pages" / "page_002.png").unlink()
-    assert app_folder.mirror(app, repo_copy) == (1, 1)
-    copied = repo_copy / "documents" / "수학 1" / "groups" / "page_001_groups.json"
-    assert copied.read_text() == groups.read_text()
-    assert not (repo_copy / "documents" / "수학 1" / "pages" / "page_002.png").exists()
+REPO = Path(__file__).resolve().parents[1]
 
 
-def test_a_folder_that_is_not_the_apps_is_refused(tmp_path):
-    with pytest.raises(UserError, match="no documents/ folder"):
-        app_folder.mirror(tmp_path, tmp_path / "copy")
+def _touch(path: Path, text: str = "x") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
 
 
-def test_the_app_folder_is_remembered_per_machine(tmp_path):
-    assert app_folder.remembered(tmp_path) is None
-    app_folder.remember(tmp_path, tmp_path / "app")
-    assert app_folder.remembered(tmp_path) == (tmp_path / "app").resolve()
-    assert (tmp_path / ".qblock" / "machine.yaml").is_file()  # .qblock/ is git-ignored
+def test_png_wins_over_jpg_and_pages_are_labeled_unlabeled_or_proposed(tmp_path):
+    app = AppFolder(tmp_path)
+    for name in ("p1.jpg", "p1.png", "p2.jpeg", "p3.png", "notes.txt"):
+        _touch(app.pages_folder("book") / name)
+    _touch(app.groups_file("book", "p1"), '{"groups": []}')
+    _touch(app.proposal_file("book", "p3"), '{"groups": []}')
+    _touch(app.document("other") / "pages" / "q.png")
+
+    assert app.document_names() == ["book", "other"]
+    assert {page: path.name for page, path in app.images("book").items()} == {"p1": "p1.png", "p2": "p2.jpeg",
+                                                                             "p3": "p3.png"}
+    assert app.page_image("book", "p1") == app.pages_folder("book") / "p1.png"
+    assert app.page_image("book", "p9") is None
+    assert app.labeled("book") == ["p1"]
+    assert app.unlabeled("book") == ["p2", "p3"]
+    assert app.proposed("book") == ["p3"]
+    assert app.groups_file("book", "p1") == tmp_path / "documents" / "book" / "groups" / "p1_groups.json"
+    assert app.proposal_file("book", "p3") == tmp_path / "documents" / "book" / "proposals" / "p3_groups.json"
+    assert page_images(["a.jpg", "a.png", "b.jpg"]) == {"a": "a.png", "b": "b.jpg"}
 
 
-def test_a_link_in_the_apps_folder_leading_outside_it_is_refused_not_mirrored(tmp_path):
-    app, repo_copy = tmp_path / "app", tmp_path / "repo" / "data" / "dataset_root"
-    write_page(app, "수학 1", "page_001", [bbox(0, 0, 10, 10)])
-    private = tmp_path / "private"
-    private.mkdir()
-    (private / "tax_return.png").write_bytes(b"not a page")
-    (app / "documents" / "수학 1" / "pages" / "page_002.png").symlink_to(private / "tax_return.png")
-    (app / "documents" / "elsewhere").symlink_to(private, target_is_directory=True)
-    with pytest.raises(UserError, match=r"2 link\(s\) in .* lead outside it") as refused:
-        app_folder.mirror(app, repo_copy)
-    assert "page_002.png" in str(refused.value) and "elsewhere" in str(refused.value)
-    assert not repo_copy.exists()  # nothing copied
+def test_an_app_folder_without_documents_has_none():
+    app = AppFolder(Path("/nonexistent/qblock"))
+    assert app.document_names() == [] and app.images("x") == {} and app.labeled("x") == []
+
+
+def test_the_layout_is_spelled_only_in_app_folder():
+    """No module outside data/app_folder.py joins the app's folder names into a path by hand."""
+    names = {DOCUMENTS, PAGES, GROUPS, PROPOSALS}
+    found = []
+    for path in sorted((REPO / "src" / "qblock").rglob("*.py")):
+        if path == REPO / "src" / "qblock" / "data" / "app_folder.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+                found += [f"{path.relative_to(REPO)}:{node.lineno}" for side in (node.left, node.right)
+                          if isinstance(side, ast.Constant) and side.value in names]
+    assert found == []

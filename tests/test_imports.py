@@ -677,3 +677,24 @@ def test_a_dry_run_of_a_big_export_names_a_few_pages_and_counts_the_rest(project
     _ultralytics_export(export, {f"algebra_p{n:03d}": ("train", [(20, 30, 100, 40)]) for n in range(1, 31)})
     said = qb(project, "import", "roboflow", str(export), "--dry-run").stdout
     assert said.count("would add") == 11 and "would add 20 more page(s): algebra 20" in " ".join(said.split())
+
+
+def test_the_import_commands_are_the_tools_table_and_each_takes_only_its_formats(project, roboflow_export,
+                                                                                    label_studio_export):
+    """`qblock import` has one command per row of imports/formats.py's TOOLS; a Label Studio JSON given to
+    `import roboflow` is named as not one of Roboflow's formats, and --images only where a tool takes it."""
+    from qblock.imports.formats import FORMATS, TOOLS
+
+    listed = qb(project, "import", "--help").stdout
+    assert all(f" {tool.name} " in listed for tool in TOOLS)
+    assert all(name in {f.name for f in FORMATS} for tool in TOOLS for name in tool.formats)
+    export, images, _ = label_studio_export
+    wrong = qb(project, "import", "roboflow", str(export))
+    said = " ".join(wrong.stdout.split())
+    assert wrong.returncode == 1 and f"{export}: a roboflow export (COCO JSON or YOLO) is a folder or its zip" in said
+    assert f"it looks like a Label Studio JSON export: `qblock import label-studio {export}`" in said
+    assert "Traceback" not in wrong.stdout + wrong.stderr
+    refused = qb(project, "import", "roboflow", str(roboflow_export), "--images", str(images))
+    assert refused.returncode == 1 and "--images: a roboflow export carries its images" in refused.stdout
+    assert not (project / "data").exists()
+

@@ -261,3 +261,47 @@ def test_a_page_saved_while_publish_runs_is_snapshotted_again_not_pushed_half_wr
     desktop = clone(origin, tmp_path / "desktop", [str(nas)])  # what went to the NAS is the whole file
     sh(["dvc", "pull", "-q", "--remote", "nas", "data/dataset_root.dvc"], desktop)
     assert json.loads((desktop / "data" / "dataset_root" / groups.relative_to(app)).read_text()) == whole
+
+
+def test_a_push_stopped_by_a_full_nas_leaves_no_half_written_file_there(tmp_path):
+    """The NAS on a small filesystem that new pages overflow: publish fails naming the full disk, commits
+    nothing to the origin, and leaves no `*.tmp` among the NAS's objects; with room again it goes through."""
+    import shutil
+    import subprocess
+
+    import numpy as np
+
+    laptop, origin, nas = published_laptop(tmp_path)
+    kept = tmp_path / "nas-content"
+    shutil.copytree(nas, kept)
+    used = sum(p.stat().st_size for p in kept.rglob("*") if p.is_file())
+    shutil.rmtree(nas)
+    nas.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={used // 1024 + 600}k", "tmpfs", str(nas)],
+                             capture_output=True, text=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a small filesystem here ({mounted.stderr.strip()}): needs root")
+    try:
+        shutil.copytree(kept, nas, dirs_exist_ok=True)
+        pages = tmp_path / "app" / "documents" / "scans" / "pages"
+        pages.mkdir(parents=True)
+        rng = np.random.default_rng(0)
+        for number in range(1, 5):  # noise does not compress: about 1.4 MB a page, more than the room left
+            Image.fromarray(rng.integers(0, 255, (880, 640, 3), dtype=np.uint8)).save(pages / f"p{number}.png")
+            groups = pages.parent / "groups" / f"p{number}_groups.json"
+            groups.parent.mkdir(exist_ok=True)
+            groups.write_text(json.dumps({"groups": [{"combinedBbox": {"x": 40, "y": 40, "width": 300,
+                                                                        "height": 200}}]}), encoding="utf-8")
+        before = heads(laptop, origin)[1]
+        result = qb("publish", cwd=laptop)
+        said = " ".join(result.stdout.split())
+        assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr, said
+        assert "A disk is full" in said and heads(laptop, origin)[1] == before
+        assert sorted(nas.rglob("*.tmp")) == []
+
+        subprocess.run(["mount", "-o", "remount,size=64m", str(nas)], check=True)  # room made on the NAS
+        result = qb("publish", cwd=laptop)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert heads(laptop, origin)[1] != before and sorted(nas.rglob("*.tmp")) == []
+    finally:
+        subprocess.run(["umount", "-l", str(nas)], capture_output=True)

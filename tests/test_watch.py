@@ -246,3 +246,27 @@ def test_the_watch_log_rotates_in_the_projects_qblock_folder(tmp_path, monkeypat
     assert logs == ["watch.log", *(f"watch.log.{n}" for n in range(1, watch.LOG_BACKUPS + 1))]
     assert all(p.stat().st_size <= 2_100 for p in (tmp_path / ".qblock").glob("watch.log*"))
     assert "check 399" in (tmp_path / ".qblock" / "watch.log").read_text()
+
+
+def test_the_watchers_state_is_typed_and_an_odd_file_does_not_stop_doctor(tmp_path, console):
+    """`.qblock/watch.json` read back as the types the watcher wrote; a field of the wrong shape (an older
+    qblock's file, a person's edit) keeps its default instead of a traceback in `qblock doctor`."""
+    from qblock.services.doctor import check_watcher
+    from qblock.services.watch_state import STATE, Failure, Running, Trained, WatchState, read_state, write_state
+
+    assert read_state(tmp_path) is None and check_watcher(tmp_path) == []
+    state = WatchState(pid=12, last_check="2026-12-06 10:00:00", handled=["a" * 40], running=Running("b" * 40, "t"),
+                       failed=Failure("c" * 40, "t2", "validate failed"), trained=[Trained("d" * 40, "e" * 40, "t3")])
+    write_state(tmp_path, state)
+    assert read_state(tmp_path) == state
+    (check,) = check_watcher(tmp_path)
+    assert not check.ok and "ccccccc failed at t2: validate failed" in check.detail
+    assert "last trained ddddddd -> eeeeeee" in check.detail and "interrupted while training bbbbbbb" in check.detail
+
+    (tmp_path / STATE).write_text(json.dumps({"pid": "x", "handled": "abc", "running": {"since": "t"},
+                                              "failed": [1], "trained": [{"labels": 3}, {"labels": "f", "result": "g"}],
+                                              "dirty": 5}), encoding="utf-8")
+    odd = read_state(tmp_path)
+    assert odd == WatchState(trained=[Trained("f", "g")])
+    (check,) = check_watcher(tmp_path)
+    assert check.ok and "last trained f -> g" in check.detail

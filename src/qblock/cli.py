@@ -14,6 +14,9 @@ from rich.markup import escape
 
 from qblock.core.console import console
 from qblock.core.errors import UserError
+from qblock.data.app_folder import AppFolder
+from qblock.imports.formats import TOOLS as IMPORT_TOOLS
+from qblock.imports.formats import Tool as ImportTool
 from qblock.sync.remote import PROBE_TIMEOUT_S
 
 app = typer.Typer(
@@ -60,8 +63,9 @@ def demo_data(
              "pdftoppm), boxes the tight union of each question's ink")] = PageStyle.drawn,
 ) -> None:
     """Write a synthetic labeled dataset_root (pages + groups JSON) for demos and tests."""
-    if (directory / "documents").exists() and any((directory / "documents").iterdir()):
-        raise UserError(f"{directory / 'documents'} already has documents; choose an empty folder")
+    if present := AppFolder(directory).document_names():
+        raise UserError(f"{AppFolder(directory).documents} already has documents ({len(present)}); choose an empty "
+                        "folder")
     if style is PageStyle.typeset:
         from rich.progress import Progress
 
@@ -74,7 +78,7 @@ def demo_data(
         from qblock.labeling.demo_data import write_demo_dataset
 
         count = write_demo_dataset(directory, documents, pages, seed)
-    console.print(f"demo-data: {count} pages in {documents} documents under {directory / 'documents'}")
+    console.print(f"demo-data: {count} pages in {documents} documents under {AppFolder(directory).documents}")
 
 
 @app.command("params")
@@ -132,7 +136,7 @@ def status(
     in_project = (Path.cwd() / "params.yaml").is_file() and (Path.cwd() / ".git").exists()
     if dataset_root is None:  # the project's copy: when missing, say whether to pull it or where it comes from
         from qblock.data.app_dataset import check_pages_present
-        from qblock.sync.app_folder import labeling_root
+        from qblock.sync.app_mirror import labeling_root
 
         project_copy = Path(load_params().paths.dataset_root)
         dataset_root = labeling_root(Path.cwd(), project_copy)  # the app's own folder, when publish --app named it
@@ -175,7 +179,7 @@ def propose(
     from qblock.config.schema import load_params
     from qblock.data.problems import write_json
     from qblock.labeling import propose as proposals
-    from qblock.sync.app_folder import labeling_root
+    from qblock.sync.app_mirror import labeling_root
 
     params = load_params()
     dataset_root = labeling_root(Path.cwd(), Path(params.paths.dataset_root))  # the app's own folder when remembered
@@ -183,8 +187,8 @@ def propose(
         for target in accept or []:
             proposals.accept(dataset_root, target, console)
         if preview:
-            out = proposals.draw_preview(dataset_root, preview, dataset_root / "documents" / preview / "proposals"
-                                         / "preview.png")
+            out = proposals.draw_preview(dataset_root, preview,
+                                         AppFolder(dataset_root).proposals_folder(preview) / "preview.png")
             console.print(f"propose: {out}")
         return
     if if_newer:
@@ -399,7 +403,7 @@ def _import(kind: str, path: Path, images: Path | None, into: str | None, dry_ru
             app: Path | None, allow_empty: bool, per_page: bool = False) -> None:
     from qblock.config.schema import load_params
     from qblock.imports.importer import run_import
-    from qblock.sync.app_folder import labeling_root
+    from qblock.sync.app_mirror import labeling_root
 
     params = load_params()
     target = app or labeling_root(Path.cwd(), Path(params.paths.dataset_root))
@@ -407,33 +411,31 @@ def _import(kind: str, path: Path, images: Path | None, into: str | None, dry_ru
                per_page=per_page)
 
 
-@import_app.command("roboflow")
-def import_roboflow(
-    path: Annotated[Path, typer.Argument(help="the export: a folder or its .zip (YOLOv5/v8/v11 or COCO JSON)")],
-    into: Annotated[str | None, _INTO] = None,
-    dry_run: Annotated[bool, _DRY_RUN] = False,
-    replace: Annotated[bool, _REPLACE] = False,
-    app: Annotated[Path | None, _APP] = None,
-    allow_empty: Annotated[bool, _ALLOW_EMPTY] = False,
-    per_page: Annotated[bool, _PER_PAGE] = False,
-) -> None:
-    """Import a Roboflow export: one copy per source page (augmented copies skipped), boxes in pixels."""
-    _import("roboflow", path, None, into, dry_run, replace, app, allow_empty, per_page)
+def _import_command(tool: ImportTool) -> None:
+    """`qblock import TOOL`, one for each row of imports/formats.py's TOOLS."""
+    def command(
+        path: Path,
+        images: Path | None = None,
+        into: Annotated[str | None, _INTO] = None,
+        dry_run: Annotated[bool, _DRY_RUN] = False,
+        replace: Annotated[bool, _REPLACE] = False,
+        app: Annotated[Path | None, _APP] = None,
+        allow_empty: Annotated[bool, _ALLOW_EMPTY] = False,
+        per_page: Annotated[bool, _PER_PAGE] = False,
+    ) -> None:
+        if images is not None and not tool.images:
+            raise UserError(f"--images: a {tool.name} export carries its images; give the export alone")
+        _import(tool.name, path, images, into, dry_run, replace, app, allow_empty, per_page)
+
+    command.__annotations__ |= {  # the tool's own words (an annotation string cannot see `tool`)
+        "path": Annotated[Path, typer.Argument(metavar="EXPORT", help=tool.export)],
+        "images": Annotated[Path | None, typer.Option(hidden=not tool.images,
+                                                      help="the folder the tasks' images came from (JSON export)")]}
+    import_app.command(tool.name, help=tool.summary)(command)
 
 
-@import_app.command("label-studio")
-def import_label_studio(
-    export: Annotated[Path, typer.Argument(help="the JSON export (or a YOLO export's folder or .zip)")],
-    images: Annotated[Path | None, typer.Option(help="the folder the tasks' images came from (JSON export)")] = None,
-    into: Annotated[str | None, _INTO] = None,
-    dry_run: Annotated[bool, _DRY_RUN] = False,
-    replace: Annotated[bool, _REPLACE] = False,
-    app: Annotated[Path | None, _APP] = None,
-    allow_empty: Annotated[bool, _ALLOW_EMPTY] = False,
-    per_page: Annotated[bool, _PER_PAGE] = False,
-) -> None:
-    """Import a Label Studio export of rectangles: one annotation per task, boxes in pixels."""
-    _import("label-studio", export, images, into, dry_run, replace, app, allow_empty, per_page)
+for _tool in IMPORT_TOOLS:
+    _import_command(_tool)
 
 
 @app.command()

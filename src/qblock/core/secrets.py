@@ -5,13 +5,16 @@ A chat webhook URL carries the bot's token (Telegram's ``/bot<digits>:<token>/``
 value is per machine: it comes from the environment or from ``.qblock/machine.yaml`` (never
 committed), never from ``conf/`` (committed, composed into ``params.yaml``, pushed to the NAS and
 logged to MLflow). This module spots one written where it would be shared, says where it
-belongs instead, and prints a URL without its secret parts.
+belongs instead, and prints a URL without its secret parts. Its scanner reads what a project shares
+through git (the tracked files, their history, the commits about to be pushed, DVC's committed config):
+`qblock doctor` and every push ask it.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -101,3 +104,90 @@ def webhook_url(configured: str | None, root: Path | None = None) -> str | None:
 
 def ui_password(root: Path | None = None) -> str | None:
     return os.environ.get(UI_PASSWORD_ENV) or machine.setting(UI_PASSWORD_MACHINE_KEY, root)
+
+
+# -- the scanner: what git shares, read for secrets
+
+SHARED_FILES = ("params.yaml", "dvc.lock")  # scanned even when git does not track them yet
+MAX_SCANNED_BYTES = 2_000_000  # a larger file is data, not something a person typed a URL into
+MAX_HISTORY_BYTES = 50_000_000  # of `git log -p` read for secrets in earlier commits
+# qblock's own code and its tests: their history (every project's, since each starts as a clone of qblock)
+# holds placeholders and made-up test tokens; a person's secrets go into conf/, scripts, configs, notes
+OWN_CODE = ("src/", "tests/", "bench/")
+DVC_CREDENTIAL = "a credential of DVC's remote"
+# Keys of DVC's remote config that hold credentials (S3, Azure, SSH, WebDAV, Google Drive ...)
+DVC_CREDENTIALS = re.compile(r"^\s*(access_key_id|secret_access_key|session_token|password|account_key|sas_token|"
+                             r"connection_string|key_secret|gdrive_client_secret|token)\s*=\s*\S+", re.MULTILINE)
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["git", *args], cwd=root, capture_output=True)
+
+
+def in_text(name: str, text: str) -> list[str]:
+    """Each secret in a file's ``text`` as "NAME line N: a Telegram bot token"."""
+    return [f"{name} line {text.count(chr(10), 0, offset) + 1}: {kind}" for kind, offset in find(text)]
+
+
+def in_tracked_files(root: Path) -> list[str]:
+    """Secrets in the files git tracks as they are in the work tree (and params.yaml, dvc.lock)."""
+    listed = _git(root, "ls-files", "-z").stdout.decode("utf-8", errors="surrogateescape").split("\0")
+    found = []
+    for name in sorted({n for n in listed if n} | {n for n in SHARED_FILES if (root / n).is_file()}):
+        path = root / name
+        try:
+            if not path.is_file() or path.stat().st_size > MAX_SCANNED_BYTES:
+                continue
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):  # binary files hold no URL a person typed
+            continue
+        found += in_text(name, text)
+    return found
+
+
+def in_dvc_config(root: Path) -> list[str]:
+    """Credentials in a committed .dvc/config (a `dvc remote modify` without --local)."""
+    config = root / ".dvc" / "config"
+    if not _git(root, "ls-files", ".dvc/config").stdout.strip() or not config.is_file():
+        return []
+    text = config.read_text(encoding="utf-8", errors="replace")
+    return [f".dvc/config line {text.count(chr(10), 0, m.start()) + 1}: {DVC_CREDENTIAL} ({m[1]})"
+            for m in DVC_CREDENTIALS.finditer(text)]
+
+
+def in_history(root: Path, current: set[tuple[str, str]]) -> list[str]:
+    """Secrets added by an earlier commit of any branch and since removed: still in the history the origin
+    keeps (``current``: the (file, kind) pairs already reported from the work tree)."""
+    log = _git(root, "log", "--all", "-p", "--no-color", "--no-ext-diff", "--unified=0", "--format=@@commit %h")
+    if log.returncode != 0:
+        return []
+    found: dict[tuple[str, str, str], None] = {}
+    commit = name = ""
+    for raw in log.stdout[:MAX_HISTORY_BYTES].decode("utf-8", errors="replace").splitlines():
+        if raw.startswith("@@commit "):
+            commit = raw.split()[1]
+        elif raw.startswith("+++ "):
+            name = raw[6:] if raw.startswith("+++ b/") and not raw[6:].startswith(OWN_CODE) else ""
+        elif raw.startswith("+") and name:
+            kinds = [kind for kind, _ in find(raw)]
+            if name == ".dvc/config" and DVC_CREDENTIALS.match(raw[1:]):
+                kinds.append(DVC_CREDENTIAL)
+            for kind in kinds:
+                if (name, kind) not in current:
+                    found[(commit, name, kind)] = None
+    return [f"commit {commit} {name}: {kind} (removed since, still in the history)" for commit, name, kind in found]
+
+
+def in_unpushed_commits(root: Path) -> list[str]:
+    """Secrets in the files the commits not yet on the origin change, as they are at HEAD (all of HEAD's
+    history when the branch follows no origin yet)."""
+    ahead = _git(root, "rev-list", "--count", "@{upstream}..HEAD")
+    span = "@{upstream}..HEAD" if ahead.returncode == 0 else "HEAD"
+    changed = _git(root, "log", "--format=", "--name-only", "-z", span).stdout.decode("utf-8", errors="replace")
+    found = []
+    for name in sorted({n.strip() for n in changed.split("\0") if n.strip()}):
+        blob = _git(root, "show", f"HEAD:{name}")
+        if blob.returncode or len(blob.stdout) > MAX_SCANNED_BYTES:
+            continue  # deleted since, or a large file nobody typed a URL into
+        found += in_text(name, blob.stdout.decode("utf-8", errors="replace"))
+    return found

@@ -17,12 +17,11 @@ from typing import NamedTuple
 from PIL import Image, UnidentifiedImageError
 
 from qblock.core.errors import UserError
+from qblock.data.app_folder import DOCUMENTS, GROUPS, GROUPS_SUFFIX, IMAGE_SUFFIXES, PAGES, AppFolder, page_images
 from qblock.data.labels import page_key
 from qblock.data.page_image import needs_flattening, page_limits, size_problem
 from qblock.data.problems import ProblemLog
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-GROUPS_SUFFIX = "_groups.json"
 _ROTATING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
 
@@ -156,13 +155,13 @@ def outside_links(dataset_root: Path, documents: bool = True) -> list[str]:
     inside the document folders' `pages/` and `groups/` (export finds those in its own listing of them)."""
     root = dataset_root.resolve()
     found = []
-    folders = [(dataset_root / "documents", 0)]
+    folders = [(AppFolder(dataset_root).documents, 0)]
     while folders:  # DirEntry knows a link and a folder from the listing itself: no stat per file
         folder, depth = folders.pop()
         for entry in _entries(folder):
             if entry.is_symlink():
                 found += _leading_outside(entry, root)
-            elif entry.is_dir() and (documents or depth != 1 or entry.name not in ("pages", "groups")):
+            elif entry.is_dir() and (documents or depth != 1 or entry.name not in (PAGES, GROUPS)):
                 folders.append((Path(entry.path), depth + 1))
     return sorted(found)
 
@@ -206,7 +205,7 @@ def check_pages_present(root: Path, dataset_root: Path) -> None:
     DVC alone would fail at the export stage with a bare "No such file or directory"; this says
     why the folder is missing and what brings it.
     """
-    if (dataset_root / "documents").is_dir():
+    if AppFolder(dataset_root).documents.is_dir():
         return
     folder = dataset_root.relative_to(root).as_posix() if dataset_root.is_relative_to(root) else str(dataset_root)
     tracked = f"{folder}.dvc"
@@ -239,7 +238,7 @@ class DocumentFiles(NamedTuple):
 def list_documents(dataset_root: Path) -> list[str]:
     """The document folders' names, sorted."""
     check_pages_present(Path.cwd(), dataset_root)
-    return sorted(e.name for e in os.scandir(dataset_root / "documents") if e.is_dir())
+    return AppFolder(dataset_root).document_names()
 
 
 def _stated(entries: list[os.DirEntry], suffixes: str | tuple[str, ...]) -> list[tuple[os.DirEntry, list[int]]]:
@@ -256,8 +255,8 @@ def list_document(dataset_root: Path, document: str, resolved_root: Path | None 
     At 100,000 pages a re-run lists every document to find the few that changed: the fingerprint is made
     from the names and one array of numbers, and the pages are matched to their groups files only for a
     document that changed (document_sources)."""
-    folder = os.path.join(dataset_root, "documents", document)  # a str: 4,000 Paths cost 0.1 s at 100,000 pages
-    listed = _entries(os.path.join(folder, "groups")), _entries(os.path.join(folder, "pages"))
+    folder = os.path.join(dataset_root, DOCUMENTS, document)  # a str: 4,000 Paths cost 0.1 s at 100,000 pages
+    listed = _entries(os.path.join(folder, GROUPS)), _entries(os.path.join(folder, PAGES))
     root = resolved_root or dataset_root.resolve()
     links = [link for entries in listed for e in entries if e.is_symlink() for link in _leading_outside(e, root)]
     groups, pages = _stated(listed[0], GROUPS_SUFFIX), _stated(listed[1], IMAGE_SUFFIXES)
@@ -272,16 +271,15 @@ def document_sources(files: DocumentFiles) -> tuple[list[PageSource], int]:
     """A document's labeled pages (groups file and page image), and the count of its page images without a
     groups file."""
     document = files.name
-    images: dict[str, tuple[os.DirEntry, list[int]]] = {}
-    for suffix in reversed(IMAGE_SUFFIXES):  # the earlier suffix wins: page_001.png over page_001.jpg
-        images |= {e.name[: -len(suffix)]: (e, stat) for e, stat in files.pages if e.name.endswith(suffix)}
+    by_name = {e.name: (e, stat) for e, stat in files.pages}
+    images = {page: by_name[name] for page, name in page_images(by_name).items()}  # page_001.png over .jpg
     sources = []
     for entry, stat in sorted(files.groups, key=lambda item: item[0].name):
         page = entry.name[: -len(GROUPS_SUFFIX)]
         image, image_stat = images.get(page, (None, None))
         sources.append(PageSource(
-            page_key(document, page), document, page, f"documents/{document}/groups/{entry.name}",
-            f"documents/{document}/pages/{image.name}" if image else None, stat, image_stat,
+            page_key(document, page), document, page, f"{DOCUMENTS}/{document}/{GROUPS}/{entry.name}",
+            f"{DOCUMENTS}/{document}/{PAGES}/{image.name}" if image else None, stat, image_stat,
         ))
     labeled = {source.page for source in sources}
     return sources, len(images.keys() - labeled)

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from qblock.core.errors import UserError
+from qblock.data.app_folder import DOCUMENTS, PAGES
 from qblock.data.labels import page_key, safe_name
 from qblock.data.problems import write_json
 
@@ -97,7 +98,7 @@ class Manifest:
             extra = entry[5] if len(entry) > 5 else {}
             groups_stat, image_stat = stats.get(page, ([], None))
             records.append(PageRecord(page_key(document, page), document, page,
-                                      f"documents/{document}/pages/{image_file}", width, height, groups_stat,
+                                      f"{DOCUMENTS}/{document}/{PAGES}/{image_file}", width, height, groups_stat,
                                       image_stat, None, boxes, extra.get("problems", []), extra.get("flat", False)))
         return DocumentRecord(records, data.get("unlabeled", 0))
 
@@ -133,7 +134,7 @@ def read_pages(export_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     manifest = read_manifest(export_dir)
     try:
         pages = [{"key": page_key(name, entry[0]), "document": name, "page": entry[0],
-                  "image": f"documents/{name}/pages/{entry[1]}", "width": entry[2], "height": entry[3],
+                  "image": f"{DOCUMENTS}/{name}/{PAGES}/{entry[1]}", "width": entry[2], "height": entry[3],
                   "boxes": entry[4]}
                  for name, document in manifest.documents.items() for entry in document["pages"]]
     except (KeyError, TypeError, IndexError) as exc:

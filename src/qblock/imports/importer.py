@@ -4,17 +4,15 @@ only then write (or, with ``dry_run``, say what would be written)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
 
 from qblock.config.schema import ExportParams
 from qblock.core.errors import UserError
-from qblock.imports import coco_export, label_studio, pages, yolo_export
+from qblock.data.app_folder import AppFolder
+from qblock.imports import formats, pages
 
-KINDS = ("roboflow", "label-studio")
 DRY_RUN_SHOWN = 10  # pages a dry run names one by one, of each kind of change
 # The versions of one export: Roboflow's `workbooks.v3i.yolov8(.zip)`, Label Studio's `project-3-at-2026-11-02-...`
 _ROBOFLOW_VERSION = re.compile(r"^(?P<name>.+?)\.v\d+i?(?:\.[A-Za-z0-9]+)*$")
@@ -33,26 +31,10 @@ def export_family(path: Path) -> str:
     return name
 
 
-@contextmanager
-def _read(kind: str, path: Path, images: Path | None) -> Iterator[tuple[list[pages.ImportedPage], list[str]]]:
-    """The export's pages and notes, while its files are there (a zip stays extracted until the end)."""
-    display = path.name
-    if kind == "label-studio" and path.is_file() and path.suffix.lower() == ".json":
-        yield label_studio.read_export(path, images, display)
-        return
-    with yolo_export.opened(path) as folder:
-        if any(folder.rglob(coco_export.ANNOTATIONS)):
-            yield coco_export.read_export(folder, display)
-        else:
-            yield yolo_export.read_export(folder, display)
-
-
 def run_import(kind: str, path: Path, images: Path | None, dataset_root: Path, params: ExportParams,
                into: str | None, dry_run: bool, replace: bool, console: Console, *,
                allow_empty: bool = False, per_page: bool = False) -> pages.Plan:
-    if kind not in KINDS:
-        raise UserError(f"unknown export kind {kind!r}: {', '.join(KINDS)}")
-    with _read(kind, path, images) as (found, notes):
+    with formats.read(kind, path, images) as (found, notes):
         return _import(kind, path, found, notes, dataset_root, params, into, dry_run, replace, console, allow_empty,
                        per_page)
 
@@ -74,7 +56,7 @@ def _import(kind: str, path: Path, found: list[pages.ImportedPage], notes: list[
     documents = sorted({p.document for p in found})
     boxes = sum(len(p.boxes) for p in found)
     console.print(f"import: {len(found)} page(s), {boxes} box(es) from {kind} export {path.name} into "
-                  f"{len(documents)} document(s) under {dataset_root / 'documents'}: {', '.join(documents[:8])}"
+                  f"{len(documents)} document(s) under {AppFolder(dataset_root).documents}: {', '.join(documents[:8])}"
                   + (" ..." if len(documents) > 8 else ""))
     for note in notes + plan.notes:
         console.print(f"  {note}")

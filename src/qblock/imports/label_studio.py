@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 from qblock.core.errors import UserError
-from qblock.data.app_dataset import IMAGE_SUFFIXES
+from qblock.data.app_folder import IMAGE_SUFFIXES
 from qblock.imports.pages import Box, ImportedPage, as_dict, image_size, original_name
 
 GEOMETRY = ("x", "y", "width", "height")

@@ -23,7 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from qblock.config.schema import ExportParams
 from qblock.core import files
 from qblock.core.errors import UserError
-from qblock.data.app_dataset import GROUPS_SUFFIX
+from qblock.data.app_folder import AppFolder
 from qblock.data.labels import safe_name
 from qblock.data.page_image import page_limits, size_problem
 from qblock.data.problems import write_json
@@ -282,16 +282,16 @@ def plan(pages: list[ImportedPage], dataset_root: Path, tool: str, export: str, 
     root = dataset_root.resolve()
     result = Plan(notes=naming + dropped)
     held = imported_sources(root)
+    app = AppFolder(root)
     for page in pages:
         where = held.get(page.source_digest(), [])
         if where and f"{page.document}/{page.page}" not in where:
             result.held.append((page, where[0]))  # the same image, imported before under another name
             continue
-        folder = (root / "documents" / page.document).resolve()
-        if not folder.is_relative_to(root / "documents"):
+        if not app.document(page.document).resolve().is_relative_to(app.documents):
             raise UserError(f"{page.source}: document {page.document!r} would be written outside {root}")
-        groups_file = folder / "groups" / f"{page.page}{GROUPS_SUFFIX}"
-        image_file = folder / "pages" / f"{page.page}.png"
+        groups_file = app.groups_file(page.document, page.page)
+        image_file = app.new_page_image(page.document, page.page)
         existing = _read_json(groups_file)
         marker = existing.get(IMPORTED) if existing is not None else None
         if existing is not None and isinstance(marker, dict) and marker.get("sha256") == page.source_digest() \
@@ -313,9 +313,8 @@ def plan(pages: list[ImportedPage], dataset_root: Path, tool: str, export: str, 
             result.conflicts.append(page)
     kept = {(p.document, p.page) for p in pages}
     for document in sorted({p.document for p in pages}):
-        for groups_file in sorted((root / "documents" / document / "groups").glob(f"*{GROUPS_SUFFIX}")):
-            page_name = groups_file.name[: -len(GROUPS_SUFFIX)]
-            data = _read_json(groups_file)
+        for page_name in app.labeled(document):
+            data = _read_json(app.groups_file(document, page_name))
             if data is not None and _imported_by(data, tool) and (document, page_name) not in kept:
                 result.removed.append(f"{document}/{page_name}")
     return result
@@ -325,12 +324,13 @@ def imported_sources(root: Path) -> dict[str, list[str]]:
     """sha256 of an imported page's source image -> the doc/pages holding it, for every page an import
     wrote (a blank page may be in a workbook twice)."""
     found: dict[str, list[str]] = {}
-    for groups_file in sorted(root.glob(f"documents/*/groups/*{GROUPS_SUFFIX}")):
-        data = _read_json(groups_file)
-        marker = data.get(IMPORTED) if data is not None else None
-        if isinstance(marker, dict) and isinstance(marker.get("sha256"), str):
-            found.setdefault(marker["sha256"], []).append(f"{groups_file.parent.parent.name}/"
-                                                          f"{groups_file.name[: -len(GROUPS_SUFFIX)]}")
+    app = AppFolder(root)
+    for document in app.document_names():
+        for page in app.labeled(document):
+            data = _read_json(app.groups_file(document, page))
+            marker = data.get(IMPORTED) if data is not None else None
+            if isinstance(marker, dict) and isinstance(marker.get("sha256"), str):
+                found.setdefault(marker["sha256"], []).append(f"{document}/{page}")
     return found
 
 
@@ -356,13 +356,12 @@ def apply(result: Plan, dataset_root: Path, tool: str, export: str, params: Expo
                         f"not written by an import of it: {listed}{more}. Nothing was written. Run again with "
                         f"--replace to overwrite them with the export's boxes.")
     written = 0
+    app = AppFolder(dataset_root)
     for page in [*result.added, *result.changed, *(result.conflicts if replace else [])]:
-        folder = dataset_root / "documents" / page.document
-        (folder / "pages").mkdir(parents=True, exist_ok=True)
-        image_file = folder / "pages" / f"{page.page}.png"
+        image_file = app.new_page_image(page.document, page.page)
         data = _png_bytes(page.image, page.source)
         if not image_file.is_file() or image_file.read_bytes() != data:
             files.write_bytes(image_file, data)
-        write_json(folder / "groups" / f"{page.page}{GROUPS_SUFFIX}", groups_document(page, tool, export, params))
+        write_json(app.groups_file(page.document, page.page), groups_document(page, tool, export, params))
         written += 1
     return written

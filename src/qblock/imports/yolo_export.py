@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from qblock.core.errors import UserError
-from qblock.data.app_dataset import IMAGE_SUFFIXES
+from qblock.data.app_folder import IMAGE_SUFFIXES
 from qblock.imports.pages import Box, ImportedPage, image_size, original_name, without_upload_ids
 
 SPLITS = ("train", "valid", "val", "test")

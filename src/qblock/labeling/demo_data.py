@@ -26,6 +26,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from qblock.data.app_folder import AppFolder
+
 INK = (25, 25, 25)
 PAPER_MM = {"A4": (210, 297), "B5": (182, 257)}
 
@@ -378,23 +380,24 @@ def write_demo_dataset(root: Path, documents: int = 20, pages: int = 4, seed: in
     if documents < 1 or pages < 1:
         raise ValueError("documents and pages must be at least 1")
     written = 0
+    app = AppFolder(root)
     labeler = seed if labeler_seed is None else labeler_seed
     labeler_pad = random.Random(f"{labeler}/labeler").uniform(3, 8)  # one person labels the collection
     for doc_index, doc_id in enumerate(document_ids(documents)):
         rng = random.Random(f"{seed}/{doc_index}")
         style = random_style(rng, labeler_pad)
-        doc_dir = root / "documents" / doc_id
-        for sub in ("pages", "groups", "blocks", "problems"):
-            (doc_dir / sub).mkdir(parents=True, exist_ok=True)
+        for folder in (app.pages_folder(doc_id), app.groups_folder(doc_id), app.document(doc_id) / "blocks",
+                       app.document(doc_id) / "problems"):  # the app's own folders, empty here
+            folder.mkdir(parents=True, exist_ok=True)
         question = 1
         for page_number in range(1, pages + 1):
             page = f"page_{page_number:03d}"
             image, boxes = render_page(rng, doc_id, page_number, question, style)
             question += len(boxes)
             # lossless either way; level 6 took 12.8 s for the 48 demo pages, level 1 6.6 s
-            image.save(doc_dir / "pages" / f"{page}.png", compress_level=1)
+            image.save(app.new_page_image(doc_id, page), compress_level=1)
             groups = groups_document(page, boxes, image.size)
-            (doc_dir / "groups" / f"{page}_groups.json").write_text(
+            app.groups_file(doc_id, page).write_text(
                 json.dumps(groups, ensure_ascii=False, indent=1), encoding="utf-8"
             )
             written += 1

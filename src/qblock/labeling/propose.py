@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,14 +33,13 @@ from qblock.config.schema import Params
 from qblock.core import files
 from qblock.core.errors import UserError
 from qblock.core.progress import track
-from qblock.data.app_dataset import GROUPS_SUFFIX, IMAGE_SUFFIXES
+from qblock.data.app_folder import AppFolder
 from qblock.data.contact_sheet import PROPOSED, caption, draw_box, page_tile, save_contact_sheet
 from qblock.data.page_image import as_page, page_limits, size_problem
 from qblock.data.problems import write_json
 from qblock.quality.crop_page import crop_page
 from qblock.quality.ink_snap import SnapRule
 
-PROPOSALS = "proposals"
 DEFAULT_CONF = 0.25  # ultralytics' own default, when no threshold was chosen on val
 UNSURE = (0.2, 0.8)  # a box this unsure makes a page worth a person's time
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1: whole pixels of the displayed page
@@ -139,31 +137,27 @@ class Outcome:
     tasks: list[dict[str, Any]] = field(default_factory=list)
 
 
-def documents_of(dataset_root: Path, named: list[str] | None) -> list[Path]:
-    documents_dir = dataset_root / "documents"
-    if not documents_dir.is_dir():
+def documents_of(dataset_root: Path, named: list[str] | None) -> list[str]:
+    """The documents ``named`` (all of them when none are), each checked to be one of the app's."""
+    app = AppFolder(dataset_root)
+    if not app.documents.is_dir():
         raise UserError(f"{dataset_root}: no documents/ folder; give the app's dataset_root")
-    present = {e.name: Path(e.path) for e in os.scandir(documents_dir) if e.is_dir()}
+    present = app.document_names()
     if not named:
-        return [present[name] for name in sorted(present)]
+        return present
     unknown = [name for name in named if name not in present]  # never a path: `..`, `a/b` are unknown
     if unknown:
-        raise UserError(f"{documents_dir}: no document(s) {', '.join(map(repr, unknown))}")
-    return [present[name] for name in named]
+        raise UserError(f"{app.documents}: no document(s) {', '.join(map(repr, unknown))}")
+    return list(named)
 
 
-def unlabeled_pages(document: Path) -> list[PageJob]:
+def unlabeled_pages(app: AppFolder, document: str) -> list[PageJob]:
     """The page images of a document that have no groups file of a person's."""
-    images: dict[str, os.DirEntry] = {}
-    entries = list(os.scandir(document / "pages")) if (document / "pages").is_dir() else []
-    for suffix in reversed(IMAGE_SUFFIXES):  # page_001.png wins over page_001.jpg, as in export
-        images |= {e.name[: -len(suffix)]: e for e in entries if e.name.lower().endswith(suffix)}
+    images = app.images(document)
     jobs = []
-    for page, entry in sorted(images.items()):
-        if (document / "groups" / f"{page}{GROUPS_SUFFIX}").exists():
-            continue
-        stat = entry.stat()
-        jobs.append(PageJob(document.name, page, Path(entry.path), document / PROPOSALS / f"{page}{GROUPS_SUFFIX}",
+    for page in app.unlabeled(document):
+        stat = images[page].stat()
+        jobs.append(PageJob(document, page, images[page], app.proposal_file(document, page),
                             [stat.st_size, stat.st_mtime_ns]))
     return jobs
 
@@ -275,7 +269,8 @@ def propose(dataset_root: Path, documents: list[str] | None, choice: ModelChoice
     """Propose for every unlabeled page; with ``label_studio``, also collect the pages as tasks."""
     from qblock.model.yolo_env import prepare_ultralytics
 
-    jobs = [job for document in documents_of(dataset_root, documents) for job in unlabeled_pages(document)]
+    app = AppFolder(dataset_root)
+    jobs = [job for document in documents_of(dataset_root, documents) for job in unlabeled_pages(app, document)]
     if not jobs:  # nothing to propose: no model to load
         return Outcome()
     prepare_ultralytics(Path.cwd())
@@ -310,31 +305,31 @@ def propose(dataset_root: Path, documents: list[str] | None, choice: ModelChoice
 def accept(dataset_root: Path, target: str, console: Console) -> int:
     """Copy reviewed proposals (``DOC/PAGE``, or every proposal of ``DOC``) into the app's `groups/`,
     without the extra fields; refuse when a person's groups file is already there."""
-    document_name, _, page = target.partition("/")
-    (document,) = documents_of(dataset_root, [document_name])
-    proposals = sorted((document / PROPOSALS).glob(f"{page or '*'}{GROUPS_SUFFIX}"))
-    if not proposals:
-        raise UserError(f"{document / PROPOSALS}: no proposal for {target!r}; run `qblock propose` first")
-    targets = [(p, document / "groups" / p.name) for p in proposals]
-    taken = [t.name for _, t in targets if t.exists()]
+    document, _, page = target.partition("/")
+    (document,) = documents_of(dataset_root, [document])
+    app = AppFolder(dataset_root)
+    pages = [p for p in app.proposed(document) if not page or p == page]
+    if not pages:
+        raise UserError(f"{app.proposals_folder(document)}: no proposal for {target!r}; run `qblock propose` first")
+    taken = [app.groups_file(document, p).name for p in pages if app.groups_file(document, p).exists()]
     if taken:
-        raise UserError(f"{document / 'groups'}: a person already labeled {', '.join(taken)}; nothing was accepted "
-                        "(a proposal never overwrites a person's file)")
-    for proposal, human in targets:
-        groups = json.loads(proposal.read_text(encoding="utf-8"))["groups"]
-        write_json(human, {"groups": [{"combinedBbox": g["combinedBbox"]} for g in groups]})
-    console.print(f"propose: accepted {len(targets)} page(s) of {document.name} into {document / 'groups'}")
-    return len(targets)
+        raise UserError(f"{app.groups_folder(document)}: a person already labeled {', '.join(taken)}; nothing was "
+                        "accepted (a proposal never overwrites a person's file)")
+    for p in pages:
+        groups = json.loads(app.proposal_file(document, p).read_text(encoding="utf-8"))["groups"]
+        write_json(app.groups_file(document, p), {"groups": [{"combinedBbox": g["combinedBbox"]} for g in groups]})
+    console.print(f"propose: accepted {len(pages)} page(s) of {document} into {app.groups_folder(document)}")
+    return len(pages)
 
 
 def draw_preview(dataset_root: Path, document_name: str, out: Path, count: int = 6) -> Path:
     """A picture of a document's proposed pages with their boxes and confidences."""
     (document,) = documents_of(dataset_root, [document_name])
+    app = AppFolder(dataset_root)
     tiles = []
-    for proposal in sorted((document / PROPOSALS).glob(f"*{GROUPS_SUFFIX}"))[:count]:
-        page_name = proposal.name[: -len(GROUPS_SUFFIX)]
-        image = next((document / "pages" / f"{page_name}{s}" for s in IMAGE_SUFFIXES
-                      if (document / "pages" / f"{page_name}{s}").is_file()), None)
+    for page_name in app.proposed(document)[:count]:
+        proposal = app.proposal_file(document, page_name)
+        image = app.page_image(document, page_name)
         if image is None:
             continue
         with Image.open(image) as opened:
@@ -345,9 +340,10 @@ def draw_preview(dataset_root: Path, document_name: str, out: Path, count: int =
             b = group["combinedBbox"]
             box = (b["x"] * scale, b["y"] * scale, (b["x"] + b["width"]) * scale, (b["y"] + b["height"]) * scale)
             draw_box(draw, box, PROPOSED[number % 2], f"q{number:02d} {group['confidence']:.2f}")
-        caption(draw, f"{document.name}/{page_name}: {len(groups)} proposed")
+        caption(draw, f"{document}/{page_name}: {len(groups)} proposed")
         tiles.append(canvas)
     if not tiles:
-        raise UserError(f"{document / PROPOSALS}: no proposals to draw; run `qblock propose {document.name}` first")
+        raise UserError(f"{app.proposals_folder(document)}: no proposals to draw; run `qblock propose {document}` "
+                        "first")
     save_contact_sheet(tiles, out)
     return out

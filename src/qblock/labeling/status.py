@@ -18,7 +18,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from qblock.core.errors import UserError
-from qblock.data.app_dataset import GROUPS_SUFFIX, IMAGE_SUFFIXES
+from qblock.data.app_folder import AppFolder
 
 
 @dataclass
@@ -57,26 +57,25 @@ def _question_count(groups_file: Path) -> int | None:
 
 
 def collect_status(dataset_root: Path) -> list[DocumentStatus]:
-    documents_dir = dataset_root / "documents"
-    if not documents_dir.is_dir():
+    app = AppFolder(dataset_root)
+    if not app.documents.is_dir():
         raise UserError(f"{dataset_root}: no documents/ folder; give the app's dataset_root (the folder that holds "
                         "documents/)")
     result = []
-    for doc_dir in sorted(p for p in documents_dir.iterdir() if p.is_dir()):
-        status = DocumentStatus(doc_dir.name)
-        status.pages = sorted({p.stem for s in IMAGE_SUFFIXES for p in (doc_dir / "pages").glob(f"*{s}")})
-        for groups_file in sorted((doc_dir / "groups").glob(f"*{GROUPS_SUFFIX}")):
-            page = groups_file.name[: -len(GROUPS_SUFFIX)]
-            count = _question_count(groups_file)
+    for document in app.document_names():
+        status = DocumentStatus(document)
+        status.pages = list(app.images(document))
+        for page in app.labeled(document):
+            count = _question_count(app.groups_file(document, page))
             if count is None:
                 status.unreadable.append(page)
             else:
                 status.questions += count
             if page in status.pages:
                 status.labeled.append(page)
-        for proposal in (doc_dir / "proposals").glob(f"*{GROUPS_SUFFIX}"):
-            if (found := _unsure(proposal)) is not None:
-                status.unsure[proposal.name[: -len(GROUPS_SUFFIX)]] = found
+        for page in app.proposed(document):
+            if (found := _unsure(app.proposal_file(document, page))) is not None:
+                status.unsure[page] = found
         result.append(status)
     return result
 

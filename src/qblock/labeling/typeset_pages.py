@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from qblock.core.errors import UserError
+from qblock.data.app_folder import AppFolder
 from qblock.labeling.demo_data import Box, groups_document
 
 TOOLS = ("xelatex", "pdftoppm")
@@ -127,15 +128,15 @@ def write_typeset_dataset(root: Path, documents: int = 8, pages: int = 6, seed: 
     for index in range(documents):
         rng = random.Random(f"typeset/{seed}/{index}")
         name = DOCUMENT_NAMES[index % len(DOCUMENT_NAMES)] + (f" {index}" if index >= len(DOCUMENT_NAMES) else "")
-        count = write_document(root / "documents" / name, name, Workbook.random(rng), rng, pages)
+        count = write_document(AppFolder(root), name, Workbook.random(rng), rng, pages)
         written += count
         if progress:
             progress(count)
     return written
 
 
-def write_document(folder: Path, title: str, book: Workbook, rng: random.Random, pages: int) -> int:
-    """One workbook: its pages and groups files under ``folder``; return its page count."""
+def write_document(app: AppFolder, title: str, book: Workbook, rng: random.Random, pages: int) -> int:
+    """One workbook: its pages and groups files as the document ``title`` of ``app``; return its page count."""
     questions = [question_source(rng, book, number) for number in range(1, pages * 14 + 1)]
     sections = {n: rng.choice(SECTIONS_KO if book.korean else SECTIONS_EN) for n in range(1, len(questions) + 1)
                 if book.section_titles and n > 1 and rng.random() < 0.12}
@@ -146,8 +147,9 @@ def write_document(folder: Path, title: str, book: Workbook, rng: random.Random,
         colours = page_colours(placed)
         coloured = compile_pages(work, "colour", document_source(title, book, questions, sections, colours),
                                  book.dpi, pages)
-        for sub in ("pages", "groups", "blocks", "problems"):
-            (folder / sub).mkdir(parents=True, exist_ok=True)
+        for folder in (app.pages_folder(title), app.groups_folder(title), app.document(title) / "blocks",
+                       app.document(title) / "problems"):  # the app's own folders, empty here
+            folder.mkdir(parents=True, exist_ok=True)
         for number, (image_path, colour_path) in enumerate(zip(black, coloured, strict=True), start=1):
             page = f"page_{number:03d}"
             with Image.open(image_path) as image, Image.open(colour_path) as colour:
@@ -156,11 +158,11 @@ def write_document(folder: Path, title: str, book: Workbook, rng: random.Random,
                     raise RuntimeError(f"{title} page {number}: the black and the coloured render differ in layout")
                 on_page = [q for q, p in placed.items() if p == number]
                 boxes = [question_box(painted, colours[q], f"{title} page {number} question {q}") for q in on_page]
-                image.convert("RGB").save(folder / "pages" / f"{page}.png", compress_level=1)
+                image.convert("RGB").save(app.new_page_image(title, page), compress_level=1)
                 document = groups_document(page, boxes, image.size)
             import json
 
-            (folder / "groups" / f"{page}_groups.json").write_text(
+            app.groups_file(title, page).write_text(
                 json.dumps(document, ensure_ascii=False, indent=1), encoding="utf-8")
     return len(black)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 
 from qblock.config.schema import Params
-from qblock.data.app_dataset import GROUPS_SUFFIX
+from qblock.data.app_folder import AppFolder
 from qblock.imports.importer import run_import
 from qblock.labeling.demo_data import write_demo_dataset
 from qblock.pretrain.recipe import PagesParams
@@ -31,11 +31,12 @@ def _rank(name: str) -> str:
 def cap_documents(dataset_root: Path, most: int) -> int:
     """Keep ``most`` pages of each document (the lowest hashes of their names); return how many went."""
     dropped = 0
-    for document in sorted((dataset_root / "documents").iterdir()):
-        pages = sorted((document / "pages").iterdir(), key=lambda p: _rank(p.stem))
-        for page in pages[most:]:
-            page.unlink()
-            (document / "groups" / f"{page.stem}{GROUPS_SUFFIX}").unlink(missing_ok=True)
+    app = AppFolder(dataset_root)
+    for document in app.document_names():
+        images = app.images(document)
+        for page in sorted(images, key=_rank)[most:]:
+            images[page].unlink()
+            app.groups_file(document, page).unlink(missing_ok=True)
             dropped += 1
     return dropped
 
@@ -49,8 +50,9 @@ def add_demo_workbooks(dataset_root: Path, params: PagesParams) -> int:
         seed = params.demo_seed + batch
         with tempfile.TemporaryDirectory(prefix="qblock-demo-") as work:
             written += write_demo_dataset(Path(work), count, params.demo_pages, seed)
-            for document in sorted((Path(work) / "documents").iterdir()):
-                shutil.move(str(document), dataset_root / "documents" / f"{DEMO_PREFIX}-{seed}-{document.name}")
+            drawn, app = AppFolder(Path(work)), AppFolder(dataset_root)
+            for document in drawn.document_names():
+                shutil.move(drawn.document(document), app.document(f"{DEMO_PREFIX}-{seed}-{document}"))
     return written
 
 

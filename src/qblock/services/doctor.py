@@ -3,8 +3,6 @@ the command that fixes it."""
 
 from __future__ import annotations
 
-import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +11,7 @@ from rich.console import Console
 from qblock.config.schema import read_yaml
 from qblock.core import secrets
 from qblock.core.errors import UserError
-from qblock.sync.commands import run, tools_env
+from qblock.sync.commands import run
 from qblock.sync.remote import not_on_remote, probe, remote_url
 
 
@@ -152,26 +150,6 @@ def check_params(root: Path) -> list[Check]:
     return [Check("params", True, "params.yaml matches conf/")]
 
 
-SHARED_FILES = ("params.yaml", "dvc.lock")  # scanned even when git does not track them yet
-MAX_SCANNED_BYTES = 2_000_000
-
-
-def _secrets_in_files(root: Path) -> list[str]:
-    listed = run(["git", "ls-files", "-z"], root, "git ls-files", check=False).stdout.split("\0")
-    found = []
-    for name in sorted({n for n in listed if n} | {n for n in SHARED_FILES if (root / n).is_file()}):
-        path = root / name
-        try:
-            if not path.is_file() or path.stat().st_size > MAX_SCANNED_BYTES:
-                continue
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):  # binary files hold no URL a person typed
-            continue
-        for kind, offset in secrets.find(text):
-            found.append(f"{name} line {text.count(chr(10), 0, offset) + 1}: {kind}")
-    return found
-
-
 def _secrets_in_mlflow(root: Path) -> list[str]:
     from qblock.config.schema import MlflowParams, read_yaml
     from qblock.history.runs import logged_values
@@ -187,58 +165,14 @@ def _secrets_in_mlflow(root: Path) -> list[str]:
             if (kind := secrets.kind_of(value))]
 
 
-# Keys of DVC's remote config that hold credentials (S3, Azure, SSH, WebDAV, Google Drive ...)
-DVC_CREDENTIALS = re.compile(r"^\s*(access_key_id|secret_access_key|session_token|password|account_key|sas_token|"
-                             r"connection_string|key_secret|gdrive_client_secret|token)\s*=\s*\S+", re.MULTILINE)
-MAX_HISTORY_BYTES = 50_000_000  # of `git log -p` read for secrets in earlier commits
-# qblock's own code and its tests: their history (every project's, since each starts as a clone of qblock)
-# holds placeholders and made-up test tokens; a person's secrets go into conf/, scripts, configs, notes
-OWN_CODE = ("src/", "tests/", "bench/")
-
-
-def _secrets_in_dvc_config(root: Path) -> list[str]:
-    """Credentials in a committed .dvc/config (a `dvc remote modify` without --local)."""
-    tracked = run(["git", "ls-files", ".dvc/config"], root, "git ls-files", check=False).stdout.strip()
-    config = root / ".dvc" / "config"
-    if not tracked or not config.is_file():
-        return []
-    text = config.read_text(encoding="utf-8", errors="replace")
-    return [f".dvc/config line {text.count(chr(10), 0, m.start()) + 1}: a credential of DVC's remote ({m[1]})"
-            for m in DVC_CREDENTIALS.finditer(text)]
-
-
-def _secrets_in_history(root: Path, current: set[tuple[str, str]]) -> list[str]:
-    """Secrets added by an earlier commit of any branch and since removed: still in the history the origin
-    keeps (``current``: the files and kinds already reported from the work tree)."""
-    log = subprocess.run(["git", "log", "--all", "-p", "--no-color", "--no-ext-diff", "--unified=0",
-                          "--format=@@commit %h"], cwd=root, capture_output=True, env=tools_env())
-    if log.returncode != 0:
-        return []
-    found: dict[tuple[str, str, str], None] = {}
-    commit = name = ""
-    for raw in log.stdout[:MAX_HISTORY_BYTES].decode("utf-8", errors="replace").splitlines():
-        if raw.startswith("@@commit "):
-            commit = raw.split()[1]
-        elif raw.startswith("+++ "):
-            name = raw[6:] if raw.startswith("+++ b/") and not raw[6:].startswith(OWN_CODE) else ""
-        elif raw.startswith("+") and name:
-            kinds = [kind for kind, _ in secrets.find(raw)]
-            if name == ".dvc/config" and DVC_CREDENTIALS.match(raw[1:]):
-                kinds.append("a credential of DVC's remote")
-            for kind in kinds:
-                if (name, kind) not in current:
-                    found[(commit, name, kind)] = None
-    return [f"commit {commit} {name}: {kind} (removed since, still in the history)" for commit, name, kind in found]
-
-
 def check_secrets(root: Path) -> list[Check]:
     """Anything that looks like a token or password in what this project shares: the files git tracks
     (pushed to the origin) and their history, DVC's committed config, params.yaml and dvc.lock, and the
     MLflow store's params and tags (the UI). The fix named fits what was found."""
-    in_files, in_config = _secrets_in_files(root), _secrets_in_dvc_config(root)
+    in_files, in_config = secrets.in_tracked_files(root), secrets.in_dvc_config(root)
     current = {(line.split(" line ")[0], line.split(": ", 1)[1]) for line in in_files}
-    current |= {(".dvc/config", "a credential of DVC's remote")} if in_config else set()
-    in_history, in_mlflow = _secrets_in_history(root, current), _secrets_in_mlflow(root)
+    current |= {(".dvc/config", secrets.DVC_CREDENTIAL)} if in_config else set()
+    in_history, in_mlflow = secrets.in_history(root, current), _secrets_in_mlflow(root)
     found = in_files + in_config + in_history + in_mlflow
     if not found:
         return [Check("secrets", True, "no token or password in tracked files or their history, DVC's config, "
@@ -262,29 +196,30 @@ def check_secrets(root: Path) -> list[Check]:
 def check_watcher(root: Path) -> list[Check]:
     """Whether `qblock watch` runs here and how its last round went; nothing on a machine that never watched."""
     from qblock.services import watch
+    from qblock.services.watch_state import WatchState, read_state
 
-    state = watch.read_state(root)
+    state = read_state(root)
     holder = watch.running_watcher(root)
-    if not state and holder is None:
+    if state is None and holder is None:
         return []
-    trained = (state.get("trained") or [{}])[-1]
-    last = (f"last trained {trained['labels'][:7]} -> {trained['result'][:7]} at {trained['at']}"
-            if trained.get("result") else "no training yet")
+    state = state or WatchState()
+    trained = state.last_trained
+    last = (f"last trained {trained.labels[:7]} -> {trained.result[:7]} at {trained.at}" if trained
+            else "no training yet")
+    checked = state.last_check or "?"
     if holder is None:
-        detail = f"not running (last check {state.get('last_check', '?')}); {last}"
+        detail = f"not running (last check {checked}); {last}"
         start = "qblock watch  (or start its task: qblock watch --print-task)"
     else:
-        detail = f"running (pid {holder['pid']} since {holder.get('since', '?')}; last check " \
-                 f"{state.get('last_check', '?')}); {last}"
+        detail = f"running (pid {holder['pid']} since {holder.get('since', '?')}; last check {checked}); {last}"
         start = ""
-    if running := state.get("running"):
-        detail += f"; {'training' if holder else 'interrupted while training'} {running['commit'][:7]} since " \
-                  f"{running.get('since', '?')}"
-    if failed := state.get("failed"):
-        return [Check("watcher", False, f"{detail}; the round for {failed['commit'][:7]} failed at {failed['at']}: "
-                      f"{failed.get('error', '?')}", f"see {watch.LOG.as_posix()}; push a fix (a new commit "
-                      "starts a new round)")]
-    if since := state.get("unreachable_since"):
+    if running := state.running:
+        detail += f"; {'training' if holder else 'interrupted while training'} {running.commit[:7]} since " \
+                  f"{running.since}"
+    if failed := state.failed:
+        return [Check("watcher", False, f"{detail}; the round for {failed.commit[:7]} failed at {failed.at}: "
+                      f"{failed.error}", f"see {watch.LOG.as_posix()}; push a fix (a new commit starts a new round)")]
+    if since := state.unreachable_since:
         return [Check("watcher", False, f"{detail}; the origin or NAS has not answered since {since}",
                       f"see {watch.LOG.as_posix()}; is the NAS on and the network up?")]
     return [Check("watcher", True, detail, start)]

@@ -36,8 +36,9 @@ from typing import Any
 
 from rich.console import Console
 
-from qblock.core import files, notify
+from qblock.core import notify
 from qblock.core.errors import UserError
+from qblock.services.watch_state import Failure, Running, Trained, WatchState, read_state, write_state
 from qblock.sync import model_version
 from qblock.sync.commands import run, tools_env
 from qblock.sync.process_lock import ProcessLock
@@ -45,7 +46,6 @@ from qblock.sync.remote import remote_url, require_remote
 from qblock.sync.round_trips import RUN_LOCK, head, person_changes
 
 LOCK = Path(".qblock") / "watch.lock"
-STATE = Path(".qblock") / "watch.json"
 LOG = Path(".qblock") / "watch.log"
 MESSAGES = Path(".qblock") / "watch-messages.jsonl"
 LOG_BYTES, LOG_BACKUPS = 1_000_000, 5  # watch.log and five older ones: 6 MB at most
@@ -60,19 +60,6 @@ EXIT_CODES = {IDLE: 0, TRAINED: 0, WAITING: 0, FAILED: 1, UNREACHABLE: 75}
 
 def now() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def read_state(root: Path) -> dict[str, Any]:
-    try:
-        state = json.loads((root / STATE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return state if isinstance(state, dict) else {}
-
-
-def write_state(root: Path, state: dict[str, Any]) -> None:
-    path = root / STATE
-    files.write_text(path, json.dumps(state, indent=1, ensure_ascii=False))
 
 
 def running_watcher(root: Path) -> dict[str, Any] | None:
@@ -111,15 +98,15 @@ def _notify_params(root: Path):
 class Watcher:
     def __init__(self, root: Path, every_s: float, log: logging.Logger) -> None:
         self.root, self.every_s, self.log = root, every_s, log
-        self.state = read_state(root)
+        self.state = read_state(root) or WatchState()
         self.misses = 0  # consecutive ticks the origin or NAS did not answer
         self.quiet_about: str | None = None  # what was last logged as "nothing to do", not to repeat it
 
     # -- state and messages
 
     def save(self) -> None:
-        self.state["pid"] = os.getpid()
-        self.state["last_check"] = now()
+        self.state.pid = os.getpid()
+        self.state.last_check = now()
         write_state(self.root, self.state)
 
     def say(self, text: str, quiet: bool = False) -> None:
@@ -146,16 +133,15 @@ class Watcher:
         upstream = run(["git", "rev-parse", "@{upstream}"], root, "git rev-parse").stdout.strip()
         ahead = int(run(["git", "rev-list", "--count", "@{upstream}..HEAD"], root, "git rev-list").stdout.strip())
         here = head(root)
-        running = self.state.get("running")
-        if upstream == here and not ahead and not running and upstream in self.state.get("handled", []):
+        running = self.state.running
+        if upstream == here and not ahead and not running and upstream in self.state.handled:
             self.reachable()
             self.say(f"up to date at {upstream[:7]}; checking every {self.every_s:g} s", quiet=True)
             return IDLE
-        failed = self.state.get("failed") or {}
-        if failed.get("commit") == upstream and not running:
+        failed = self.state.failed
+        if failed is not None and failed.commit == upstream and not running:
             self.reachable()
-            self.say(f"the round for {upstream[:7]} failed ({failed.get('error', '?')}); waiting for a new commit",
-                     quiet=True)
+            self.say(f"the round for {upstream[:7]} failed ({failed.error}); waiting for a new commit", quiet=True)
             return IDLE
         if changes := person_changes(root):
             return self.dirty(changes)
@@ -172,10 +158,10 @@ class Watcher:
     def round(self, upstream: str) -> str:
         """One desktop-run, its output into the log; the outcome remembered and reported."""
         root = self.root
-        resuming = (self.state.get("running") or {}).get("commit")
+        resuming = self.state.running.commit if self.state.running else None
         subject = run(["git", "log", "-1", "--format=%s", upstream], root, "git log").stdout.strip()
-        self.state["running"] = {"commit": upstream, "since": now()}
-        self.state.pop("dirty", None)
+        self.state.running = Running(upstream, now())
+        self.state.dirty = None
         self.save()
         self.log.info(f"round for {upstream[:7]} \"{subject}\"" +
                       (f" (finishing the one interrupted at {resuming[:7]})" if resuming else "") + ": desktop-run")
@@ -207,22 +193,21 @@ class Watcher:
 
     def handled(self, *commits: str) -> None:
         """Remember ``commits`` as done: the watcher never runs a round for them again."""
-        done = [c for c in self.state.get("handled", []) if c not in commits] + list(commits)
-        self.state["handled"] = done[-KEPT_ROUNDS * 4:]
+        done = [c for c in self.state.handled if c not in commits] + list(commits)
+        self.state.handled = done[-KEPT_ROUNDS * 4:]
 
     def succeeded(self, upstream: str, subject: str, said: list[dict[str, Any]]) -> str:
         result = head(self.root)
-        self.state["running"] = None
-        self.state["failed"] = None
+        self.state.running = None
+        self.state.failed = None
         self.handled(upstream, result)
         if result == upstream:  # dvc repro found nothing to train: nothing committed
             self.log.info(f"nothing to train at {upstream[:7]}: the pipeline is up to date")
             self.save()
             return IDLE
         finished = next((m for m in said if m.get("status") == "finished"), {})
-        rounds = self.state.setdefault("trained", [])
-        rounds.append({"labels": upstream, "result": result, "at": now(), "text": finished.get("text")})
-        del rounds[:-KEPT_ROUNDS]
+        trained = Trained(upstream, result, now(), finished.get("text"))
+        self.state.trained = [*self.state.trained, trained][-KEPT_ROUNDS:]
         self.save()
         text = (f"qblock watch: trained {upstream[:7]} \"{subject}\" and pushed {result[:7]}. "
                 f"{finished.get('text', '')} On the laptop: qblock pull-model --if-newer").replace("  ", " ")
@@ -235,8 +220,8 @@ class Watcher:
         stage = next((m for m in said if m.get("status") == "failed"), None)
         errors = [t for t in tail if t.startswith("error: ") and "failed (above)" not in t]  # the first says why
         error = stage["text"] if stage else errors[0] if errors else tail[-1] if tail else "no output"
-        self.state["running"] = None
-        self.state["failed"] = {"commit": upstream, "at": now(), "error": error}
+        self.state.running = None
+        self.state.failed = Failure(upstream, now(), error)
         self.save()
         text = (f"qblock watch: the round for {upstream[:7]} \"{subject}\" failed: {error}. Nothing was pushed; "
                 f"the watcher waits for a new commit (details: {LOG.as_posix()} on the desktop)")
@@ -248,31 +233,31 @@ class Watcher:
         text = (f"qblock watch: the desktop's work tree has uncommitted changes ({', '.join(changes[:5])}); "
                 "no training until they are committed or undone")
         self.say(text, quiet=True)
-        if self.state.get("dirty") != changes:  # sent once per set of changes
+        if self.state.dirty != changes:  # sent once per set of changes
             self.send({"status": "waiting", "text": text, "changes": changes})
-            self.state["dirty"] = changes
+            self.state.dirty = changes
             self.save()
         return WAITING
 
     def unreachable(self, why: str) -> str:
         self.misses += 1
-        since = self.state.setdefault("unreachable_since", now())
+        since = self.state.unreachable_since = self.state.unreachable_since or now()
         self.save()
         self.log.info(f"{why.splitlines()[0]}; retrying in {self.wait_s(UNREACHABLE):g} s")
         started = time.mktime(time.strptime(since, "%Y-%m-%d %H:%M:%S"))
-        if time.time() - started > UNREACHABLE_NOTIFY_S and not self.state.get("unreachable_notified"):
+        if time.time() - started > UNREACHABLE_NOTIFY_S and not self.state.unreachable_notified:
             self.send({"status": "unreachable", "text": f"qblock watch: the origin or NAS has not answered since "
                                                         f"{since}: {why.splitlines()[0]}"})
-            self.state["unreachable_notified"] = True
+            self.state.unreachable_notified = True
             self.save()
         return UNREACHABLE
 
     def reachable(self) -> None:
-        if self.misses or self.state.get("unreachable_since"):
+        if self.misses or self.state.unreachable_since:
             self.log.info("the origin and the NAS answer again")
         self.misses = 0
-        self.state.pop("unreachable_since", None)
-        self.state.pop("unreachable_notified", None)
+        self.state.unreachable_since = None
+        self.state.unreachable_notified = False
         self.save()
 
     def wait_s(self, outcome: str) -> float:
@@ -310,8 +295,8 @@ def watch(root: Path, every_s: float, once: bool = False, to_terminal: bool = Tr
         if lock.taken_over is not None:
             log.info(f"took over the lock of a watcher that is gone (pid {lock.taken_over.get('pid', '?')})")
         watcher = Watcher(root, every_s, log)
-        if running := watcher.state.get("running"):
-            log.info(f"the round for {running['commit'][:7]} was interrupted; finishing it")
+        if running := watcher.state.running:
+            log.info(f"the round for {running.commit[:7]} was interrupted; finishing it")
         log.info(f"watching {root} (pid {os.getpid()}): every {every_s:g} s; log in {LOG.as_posix()}")
         while True:
             try:
@@ -324,8 +309,8 @@ def watch(root: Path, every_s: float, once: bool = False, to_terminal: bool = Tr
                 return EXIT_CODES[outcome]
             time.sleep(watcher.wait_s(outcome))
     except KeyboardInterrupt:
-        running = read_state(root).get("running")
-        log.info("stopped" + (f"; the round for {running['commit'][:7]} resumes at the next start" if running
+        running = (read_state(root) or WatchState()).running
+        log.info("stopped" + (f"; the round for {running.commit[:7]} resumes at the next start" if running
                               else ""))
         return 130
     finally:

@@ -32,7 +32,7 @@ from qblock.config.schema import Params
 from qblock.core import collector
 from qblock.core.code_closure import code_digest
 from qblock.core.progress import map_pages
-from qblock.data.app_dataset import GROUPS_SUFFIX
+from qblock.data.app_folder import AppFolder
 from qblock.data.contact_sheet import save_contact_sheet
 from qblock.data.labels import LabelRow, parse_clean, parse_row
 from qblock.data.problems import Problem, ProblemLog, write_json
@@ -575,7 +575,7 @@ def in_the_app(problems: list[Problem], pages: list[dict], export_dir: Path, dat
     for page in pages:
         records[str(export_dir / "images" / image_name_of(page))] = (page, dataset_root / page["image"])
         records[str(export_dir / "labels" / f"{page['key']}.txt")] = (
-            page, dataset_root / "documents" / page["document"] / "groups" / f"{page['page']}{GROUPS_SUFFIX}")
+            page, AppFolder(dataset_root).groups_file(page["document"], page["page"]))
     named = []
     for problem in problems:
         found = records.get(problem.file)

@@ -53,21 +53,39 @@ def check_in_step_with_origin(root: Path) -> None:
 LEFTOVER_AGE_S = 3600  # a temporary file this old belongs to no push or pull still running
 
 
+def nas_folder(root: Path) -> Path | None:
+    """The NAS's folder when it is a mounted folder (not SSH)."""
+    url = remote_url(root)
+    if not url or "://" in url:
+        return None
+    nas = Path(url).expanduser()
+    return nas if nas.is_absolute() else (root / ".dvc" / nas).resolve()  # relative to .dvc/config
+
+
+def _temp_files(place: Path, newer_than: float = 0.0, older_than: float = float("inf")) -> list[Path]:
+    if not place.is_dir():
+        return []
+    return [p for p in place.rglob("*.tmp") if p.is_file() and newer_than <= p.stat().st_mtime < older_than]
+
+
 def leftover_temp_files(root: Path) -> list[Path]:
     """Half-written files that interrupted pushes, pulls or adds left (`*.tmp` among the objects, which
     never have an extension of their own), older than an hour: in this machine's cache and on a NAS
     that is a mounted folder."""
-    places = [root / ".dvc" / "cache"]
-    url = remote_url(root)
-    if url and "://" not in url:
-        nas = Path(url).expanduser()
-        places.append(nas if nas.is_absolute() else (root / ".dvc" / nas).resolve())  # relative to .dvc/config
     cutoff = time.time() - LEFTOVER_AGE_S
-    found = []
-    for place in places:
-        if place.is_dir():
-            found += [p for p in place.rglob("*.tmp") if p.is_file() and p.stat().st_mtime < cutoff]
-    return sorted(found)
+    return sorted(p for place in (root / ".dvc" / "cache", nas_folder(root)) if place is not None
+                  for p in _temp_files(place, older_than=cutoff))
+
+
+def remove_partial_uploads(root: Path, since: float) -> int:
+    """After a push that failed on a full disk: delete the `*.tmp` files written on a folder NAS since
+    ``since`` (the push's start), which DVC leaves where its copy stopped. Any other push writing then
+    failed on the same full disk, so nothing still in use is taken. Returns how many went."""
+    nas = nas_folder(root)
+    found = _temp_files(nas, newer_than=since - 2) if nas is not None else []  # 2 s: coarse file times
+    for path in found:
+        path.unlink(missing_ok=True)
+    return len(found)
 
 
 def collect_garbage(root: Path, remote: bool, dry_run: bool, console: Console) -> None:

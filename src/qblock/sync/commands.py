@@ -38,13 +38,16 @@ def run(args: list[str], root: Path, what: str, hint: str = "", check: bool = Tr
     return result
 
 
+DISK_FULL = "A disk is full"
+
+
 def known_cause(said: str) -> str | None:
     """What to do about a failure whose cause git's or DVC's words make plain, or None."""
     if "Unable to acquire lock" in said or "is being blocked by" in said:
         return ("Another qblock or dvc command is working in this project (a publish, a desktop-run, the "
                 "watcher): DVC holds its lock until that one ends. Wait for it, then run this again.")
     if "No space left on device" in said or "Disk quota exceeded" in said:
-        return ("A disk is full: the NAS, or this machine's DVC cache. Free space there, then run this again "
+        return (f"{DISK_FULL}: the NAS, or this machine's DVC cache. Free space there, then run this again "
                 "(an interrupted push resumes; nothing half-written is kept).")
     return None
 

@@ -15,18 +15,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 
 from qblock.config.schema import Paths
-from qblock.core import machine
+from qblock.core import machine, secrets
 from qblock.core import metric_names as names
 from qblock.core.errors import UserError
 from qblock.data.app_dataset import outside_links
 from qblock.sync import storage
-from qblock.sync.commands import run, tools_env
+from qblock.sync.commands import DISK_FULL, run, tools_env
 from qblock.sync.process_lock import ProcessLock
 from qblock.sync.remote import REMOTE, not_on_remote, require_remote
 
@@ -104,31 +105,20 @@ def _commit_changes(root: Path, message: Callable[[], str], console: Console, wh
         console.print(f"{who}: committed \"{text}\"")
 
 
-def secrets_to_push(root: Path) -> list[str]:
-    """Secret-looking text in the files the commits not yet on the origin change, as they are at HEAD:
-    "FILE line N: a Telegram bot token"."""
-    from qblock.core import secrets
-
-    ahead = run(["git", "rev-list", "--count", "@{upstream}..HEAD"], root, "git rev-list", check=False)
-    span = "@{upstream}..HEAD" if ahead.returncode == 0 else "HEAD"
-    changed = run(["git", "log", "--format=", "--name-only", "-z", span], root, "git log", check=False)
-    found = []
-    for name in sorted({n.strip() for n in changed.stdout.split("\0") if n.strip()}):
-        blob = subprocess.run(["git", "show", f"HEAD:{name}"], cwd=root, capture_output=True)
-        if blob.returncode or len(blob.stdout) > 1_000_000:
-            continue  # deleted since, or a large file nobody typed a URL into
-        text = blob.stdout.decode("utf-8", errors="replace")
-        found += [f"{name} line {text.count(chr(10), 0, offset) + 1}: {kind}" for kind, offset in secrets.find(text)]
-    return found
-
-
 def push_data(root: Path, console: Console) -> None:
-    """This commit's data to the NAS: over SSH the missing objects in one stream first (sync/stream_push.py)."""
-    from qblock.sync import stream_push
+    """This commit's data to the NAS: over SSH the missing objects in one stream first (sync/stream_push.py).
+    A push stopped by a full disk takes back the half-written files it left on a folder NAS."""
+    from qblock.sync import cleanup, stream_push
 
-    stream_push.push(root, console, lambda: run(
-        ["dvc", "push", "--remote", REMOTE], root, "dvc push",
-        "Nothing was pushed to git. Rerun when the NAS is back: an interrupted push resumes."))
+    started = time.time()
+    try:
+        stream_push.push(root, console, lambda: run(
+            ["dvc", "push", "--remote", REMOTE], root, "dvc push",
+            "Nothing was pushed to git. Rerun when the NAS is back: an interrupted push resumes."))
+    except UserError as exc:
+        if DISK_FULL in str(exc) and (removed := cleanup.remove_partial_uploads(root, started)):
+            console.print(f"push: removed the {removed} half-written file(s) this push left on the NAS")
+        raise
 
 
 REJECTED = ("[rejected]", "non-fast-forward", "fetch first")  # git's words when the origin moved on
@@ -146,7 +136,7 @@ def _push_data_then_commit(root: Path, console: Console,
         shown = ", ".join(f"{path} ({state})" for path, state in sorted(missing.items())[:5])
         raise UserError(f"some data of this commit is not on the NAS after `dvc push`: {shown}; refusing to push "
                         "the commit to git. Run `qblock doctor`.")
-    if leaks := secrets_to_push(root):
+    if leaks := secrets.in_unpushed_commits(root):
         raise UserError("refusing to push to git: what would go to the origin holds a secret:\n  "
                         + "\n  ".join(leaks[:10]) + "\nTake it out of those commits (`git reset --soft @{upstream}`, "
                         "remove or untrack the file, commit again); put tokens in the environment or "
@@ -203,19 +193,19 @@ def _origin_moved_while_training(root: Path) -> None:
 def publish(root: Path, paths: Paths, console: Console, app_root: Path | None = None) -> None:
     """Laptop: validate the labels, snapshot them into DVC, commit, push data, then the commit."""
     from qblock.config.compose import check_params_in_sync
-    from qblock.sync import app_folder
+    from qblock.sync import app_mirror
 
     require_remote(root)
     if differences := check_params_in_sync(root):
         raise UserError("params.yaml does not match conf/: run `qblock params` first\n  " + "\n  ".join(differences))
     if app_root is not None:
-        app_folder.remember(root, app_root)
-    app_root = app_folder.remembered(root)
+        app_mirror.remember(root, app_root)
+    app_root = app_mirror.remembered(root)
     dataset_root = Path(paths.dataset_root)
     storage.apply_link_type(root, dataset_root, console)
     if app_root is not None:
         kept_back: list[str] = []
-        copied, deleted = app_folder.mirror(app_root, root / dataset_root, kept_back)
+        copied, deleted = app_mirror.mirror(app_root, root / dataset_root, kept_back)
         console.print(f"publish: {app_root} -> {dataset_root}: {copied} files copied, {deleted} deleted")
         if kept_back:
             console.print(f"publish: {len(kept_back)} label or proposal file(s) were only in {dataset_root}, for pages "

@@ -26,7 +26,7 @@ from rich.console import Console
 
 from qblock.core import machine
 from qblock.core.errors import UserError
-from qblock.sync import app_folder
+from qblock.sync import app_mirror
 from qblock.sync.commands import run
 from qblock.sync.remote import dvc_config
 
@@ -37,7 +37,7 @@ ROLE_KEY = "role"  # in .qblock/machine.yaml: "desktop" once desktop-run ran her
 
 def wanted_link_type(root: Path, dataset_root: Path) -> tuple[str, str]:
     """The cache link type this machine should use, and why."""
-    app = app_folder.remembered(root)
+    app = app_mirror.remembered(root)
     if app is not None and app.resolve() != (root / dataset_root).resolve():
         return SHARED, f"the app writes {app}; qblock mirrors it in with new files only"
     if machine.setting(ROLE_KEY, root) == "desktop":

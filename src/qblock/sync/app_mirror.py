@@ -22,6 +22,7 @@ from pathlib import Path
 from qblock.core import files, machine
 from qblock.core.errors import UserError
 from qblock.data.app_dataset import outside_links
+from qblock.data.app_folder import GROUPS, GROUPS_SUFFIX, PROPOSALS, AppFolder, page_of
 
 APP_ROOT_KEY = "app_dataset_root"
 
@@ -44,29 +45,24 @@ def labeling_root(root: Path, dataset_root: Path) -> Path:
 
 def _page_in(documents: Path, relative: Path) -> bool:
     """Whether the app still has the page a ``DOC/groups|proposals/PAGE_groups.json`` file belongs to."""
-    from qblock.data.app_dataset import GROUPS_SUFFIX, IMAGE_SUFFIXES
-
-    if len(relative.parts) != 3 or relative.parts[1] not in ("groups", "proposals") \
+    if len(relative.parts) != 3 or relative.parts[1] not in (GROUPS, PROPOSALS) \
             or not relative.name.endswith(GROUPS_SUFFIX):
         return False
-    page = relative.name[: -len(GROUPS_SUFFIX)]
-    return any((documents / relative.parts[0] / "pages" / f"{page}{suffix}").is_file() for suffix in IMAGE_SUFFIXES)
+    return AppFolder(documents.parent).page_image(relative.parts[0], page_of(relative)) is not None
 
 
 def _copy(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
     # A new file, then a rename: the old one may be a hard link into DVC's cache, which an in-place
     # write would corrupt. copy2 keeps the modification time, so the next mirror skips the file.
-    tmp = dst.with_name(f".{dst.name}.qblock-tmp")
-    shutil.copy2(src, tmp)
-    files.replace(tmp, dst)
+    with files.written(dst) as tmp:
+        shutil.copy2(src, tmp)
 
 
 def mirror(app_root: Path, target: Path, kept_back: list[str] | None = None) -> tuple[int, int]:
     """Make ``target/documents`` equal ``app_root/documents``; return (files copied, files deleted).
     A label or proposal only ``target`` has, for a page the app still has, is copied back into the app
     (and named in ``kept_back``) instead."""
-    source = app_root / "documents"
+    source = AppFolder(app_root).documents
     if not source.is_dir():
         raise UserError(f"{app_root}: no documents/ folder; is this the app's dataset_root?")
     if links := outside_links(app_root):  # copied, another folder's files would go to the NAS as pages
@@ -74,6 +70,7 @@ def mirror(app_root: Path, target: Path, kept_back: list[str] | None = None) -> 
                         "was copied:\n  " + "\n  ".join(links[:20]))
     if target.resolve() == app_root.resolve():
         return 0, 0
+    copy = AppFolder(target).documents
     copied = deleted = 0
     wanted: set[str] = set()
     for folder, _, names in os.walk(source):
@@ -81,7 +78,7 @@ def mirror(app_root: Path, target: Path, kept_back: list[str] | None = None) -> 
         for name in names:
             rel = (relative / name).as_posix()
             wanted.add(rel)
-            src, dst = Path(folder) / name, target / "documents" / relative / name
+            src, dst = Path(folder) / name, copy / relative / name
             stat = src.stat()
             if dst.is_file():
                 current = dst.stat()
@@ -89,9 +86,9 @@ def mirror(app_root: Path, target: Path, kept_back: list[str] | None = None) -> 
                     continue
             _copy(src, dst)
             copied += 1
-    if (target / "documents").is_dir():
-        for folder, _, names in os.walk(target / "documents"):
-            relative = Path(folder).relative_to(target / "documents")
+    if copy.is_dir():
+        for folder, _, names in os.walk(copy):
+            relative = Path(folder).relative_to(copy)
             for name in names:
                 if (relative / name).as_posix() in wanted:
                     continue
