@@ -698,3 +698,48 @@ def test_the_import_commands_are_the_tools_table_and_each_takes_only_its_formats
     assert refused.returncode == 1 and "--images: a roboflow export carries its images" in refused.stdout
     assert not (project / "data").exists()
 
+
+
+def test_keep_split_keeps_the_exports_own_train_valid_test_through_the_pipeline(project, roboflow_export,
+                                                                                label_studio_export):
+    """`--keep-split`: each page stays in the split its export gave it (Roboflow's valid is val), whatever its
+    document; split says a document is then on more than one side. Imported again without it, the pages
+    go back to the split by document ("changed 4"). A JSON export has no split of its own to keep."""
+    from tests.conftest import params_of
+
+    from qblock.stages import export, split, validate
+
+    root, _ = roboflow_export
+    for number, image in enumerate(sorted(root.glob("*/images/*"))):  # pages of one look: no copies across sides
+        with Image.open(image) as opened:
+            marked = opened.convert("RGB")
+        ImageDraw.Draw(marked).rectangle((600, 600 - 20 * number, 630, 630), fill=(200, 0, 0))
+        marked.save(image)
+    result = qb(project, "import", "roboflow", str(root), "--keep-split")
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 0 and "keeping the export's own split: train 2, val 1, test 1" in said, said
+    quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115
+    work = project / "pipeline"
+    export.run(project / "data" / "dataset_root", work / "yolo", params_of("export"), work / "export.json", quiet)
+    split.run(work / "yolo", work / "split", params_of("split"), quiet)
+    validate.run(work / "yolo", work / "split", work / "reports", 0, quiet, work / "validated.json")
+    lists = {side: (work / "split" / f"{side}.txt").read_text().split() for side in ("train", "val", "test")}
+    assert lists == {"train": ["images/algebra__algebra_p001.png", "images/geometry__geometry_p001.png"],
+                     "val": ["images/algebra__algebra_p002.png"], "test": ["images/geometry__geometry_p002.png"]}
+    notes = " ".join(json.loads((work / "split" / "split.json").read_text())["notes"])
+    assert "4 page(s) keep the split their export gave them" in notes
+    assert "2 document(s) have pages on more than one side" in notes and "algebra" in notes
+
+    again = qb(project, "import", "roboflow", str(root))
+    assert again.returncode == 0 and "changed 4" in " ".join(again.stdout.split())
+    export.run(project / "data" / "dataset_root", work / "yolo", params_of("export"), work / "export.json", quiet)
+    split.run(work / "yolo", work / "split", params_of("split"), quiet)
+    documents = json.loads((work / "split" / "split.json").read_text())["documents"]
+    sides = {side: (work / "split" / f"{side}.txt").read_text().split()
+             for side in ("train", "val", "test") if (work / "split" / f"{side}.txt").is_file()}
+    for side, images in sides.items():  # by document again: a workbook's pages on one side
+        assert all(documents[image.split("/")[1].split("__")[0]] == side for image in images)
+
+    export_file, images, _ = label_studio_export
+    refused = qb(project, "import", "label-studio", str(export_file), "--images", str(images), "--keep-split")
+    assert refused.returncode == 1 and "has no train/valid/test of its own to keep" in refused.stdout

@@ -395,12 +395,14 @@ _APP = typer.Option(help="the app's dataset_root [default: the one `publish --ap
                          "paths.dataset_root from params.yaml]")
 _PER_PAGE = typer.Option("--document-per-page", help="every page a document of its own (photos, frames: pages "
                                                      "that belong to no workbook)")
+_KEEP_SPLIT = typer.Option("--keep-split", help="keep each page in the export's own train/valid/test (to compare "
+                           "with a table published on that split) instead of qblock's split by document")
 _ALLOW_EMPTY = typer.Option(help="let pages with no boxes in the export (no label file, or an empty one) replace "
                                  "pages that have boxes in the app's folder")
 
 
 def _import(kind: str, path: Path, images: Path | None, into: str | None, dry_run: bool, replace: bool,
-            app: Path | None, allow_empty: bool, per_page: bool = False) -> None:
+            app: Path | None, allow_empty: bool, per_page: bool = False, keep_split: bool = False) -> None:
     from qblock.config.schema import load_params
     from qblock.imports.importer import run_import
     from qblock.sync.app_mirror import labeling_root
@@ -408,7 +410,7 @@ def _import(kind: str, path: Path, images: Path | None, into: str | None, dry_ru
     params = load_params()
     target = app or labeling_root(Path.cwd(), Path(params.paths.dataset_root))
     run_import(kind, path, images, target, params.export, into, dry_run, replace, console, allow_empty=allow_empty,
-               per_page=per_page)
+               per_page=per_page, keep_split=keep_split)
 
 
 def _import_command(tool: ImportTool) -> None:
@@ -422,10 +424,11 @@ def _import_command(tool: ImportTool) -> None:
         app: Annotated[Path | None, _APP] = None,
         allow_empty: Annotated[bool, _ALLOW_EMPTY] = False,
         per_page: Annotated[bool, _PER_PAGE] = False,
+        keep_split: Annotated[bool, _KEEP_SPLIT] = False,
     ) -> None:
         if images is not None and not tool.images:
             raise UserError(f"--images: a {tool.name} export carries its images; give the export alone")
-        _import(tool.name, path, images, into, dry_run, replace, app, allow_empty, per_page)
+        _import(tool.name, path, images, into, dry_run, replace, app, allow_empty, per_page, keep_split)
 
     command.__annotations__ |= {  # the tool's own words (an annotation string cannot see `tool`)
         "path": Annotated[Path, typer.Argument(metavar="EXPORT", help=tool.export)],

@@ -56,7 +56,16 @@ def read_page_header(path: Path, rel: str, log: ProblemLog) -> PageHeader | None
     return PageHeader(width, height, flat)
 
 
-def read_groups(path: Path, rel: str, log: ProblemLog) -> list | None:
+IMPORTED = "imported"  # the groups JSON key that marks a file written by `qblock import`
+KEPT_SIDES = ("train", "val", "test")
+
+
+class PageLabels(NamedTuple):
+    groups: list
+    split: str | None  # where `qblock import --keep-split` keeps the page; None: the split by document decides
+
+
+def read_groups(path: Path, rel: str, log: ProblemLog) -> PageLabels | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))  # Windows editors and PowerShell 5 write a BOM
     except UnicodeDecodeError:
@@ -79,7 +88,12 @@ def read_groups(path: Path, rel: str, log: ProblemLog) -> list | None:
     if not isinstance(data["groups"], list):
         log.error(rel, f"`groups` is a {type(data['groups']).__name__}, not a list")
         return None
-    return data["groups"]
+    marker = data.get(IMPORTED)
+    split = marker.get("split") if isinstance(marker, dict) else None
+    if split is not None and split not in KEPT_SIDES:
+        log.error(rel, f"`{IMPORTED}.split` is {split!r}: train, val or test (where the import keeps the page)")
+        return None
+    return PageLabels(data["groups"], split)
 
 
 # What Windows cannot hold in a file or folder name (the desktop checks the app's folder out there)

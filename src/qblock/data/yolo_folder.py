@@ -44,6 +44,7 @@ class PageRecord:
     boxes: int
     problems: list[dict[str, str]] = field(default_factory=list)  # warnings, kept for re-runs
     flat: bool = False  # transparent or 16-bit: exported as a flattened 8-bit copy (in the manifest when true)
+    split: str | None = None  # the side `qblock import --keep-split` keeps it on; None: the split by document
 
     @property
     def image_name(self) -> str:
@@ -73,6 +74,8 @@ class DocumentRecord:
                 extra["flat"] = True
             if p.problems:
                 extra["problems"] = p.problems
+            if p.split:
+                extra["split"] = p.split
             if extra:
                 entry.append(extra)
             pages.append(entry)
@@ -83,7 +86,8 @@ class DocumentRecord:
 class Manifest:
     """The manifest as read: its summary and each document as the file holds it (`{"unlabeled": N, "pages":
     [[page, image file, width, height, boxes], ...]}`, a page's list ending in `{"flat": true, "problems":
-    [...]}` when it has either). A page's `key`, `image` and file names follow from its document and page."""
+    [...], "split": "val"}` when it has any of them). A page's `key`, `image` and file names follow from its
+    document and page."""
 
     summary: dict[str, Any]
     documents: dict[str, dict[str, Any]]
@@ -99,7 +103,8 @@ class Manifest:
             groups_stat, image_stat = stats.get(page, ([], None))
             records.append(PageRecord(page_key(document, page), document, page,
                                       f"{DOCUMENTS}/{document}/{PAGES}/{image_file}", width, height, groups_stat,
-                                      image_stat, None, boxes, extra.get("problems", []), extra.get("flat", False)))
+                                      image_stat, None, boxes, extra.get("problems", []), extra.get("flat", False),
+                                      extra.get("split")))
         return DocumentRecord(records, data.get("unlabeled", 0))
 
     @property
@@ -112,6 +117,12 @@ def file_names(document: str, data: dict[str, Any]) -> list[tuple[str, str]]:
     prefix = safe_name(document) + "__"  # page_key, with the document's part made once (100,000 pages a run)
     return [(key + "." + image.rpartition(".")[2].lower(), key + ".txt")
             for key, image in ((prefix + safe_name(entry[0]), entry[1]) for entry in data["pages"])]
+
+
+def kept_splits(data: dict[str, Any]) -> list[str | None]:
+    """The side each page of a document keeps (`qblock import --keep-split`), None for the split by
+    document, in the order of file_names."""
+    return [entry[5].get("split") if len(entry) > 5 else None for entry in data["pages"]]
 
 
 def read_manifest(export_dir: Path) -> Manifest:

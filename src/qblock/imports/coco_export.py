@@ -16,6 +16,7 @@ from qblock.imports.yolo_export import (
     SPLITS,
     augment_note,
     copies_note,
+    export_sides,
     one_per_source,
     only_augmented,
     resize_note,
@@ -104,6 +105,7 @@ def read_export(folder: Path, display: str) -> tuple[list[ImportedPage], list[st
             used.add(label)
             boxes_of[images[annotation["image_id"]]][0].append(Box(x, y, w, h, label))
     chosen, skipped = one_per_source(found, lambda image: len(boxes_of[image][0]))
+    sides = export_sides(found)
     pages = []
     for source, image in chosen:
         boxes, (listed_w, listed_h), rel = boxes_of[image]
@@ -111,7 +113,7 @@ def read_export(folder: Path, display: str) -> tuple[list[ImportedPage], list[st
         if size != (int(listed_w), int(listed_h)):  # listed for another size: scale to the file's pixels
             sx, sy = size[0] / listed_w, size[1] / listed_h
             boxes = [Box(b.x * sx, b.y * sy, b.width * sx, b.height * sy, b.label) for b in boxes]
-        pages.append(ImportedPage(rel, image, source, boxes, size))
+        pages.append(ImportedPage(rel, image, source, boxes, size, split=sides[image]))
     notes = [f"classes used: {', '.join(sorted(used)) or 'none'}", *copies_note(skipped, len(pages)),
              *augment_note(folder, only_augmented(found, chosen)), *resize_note(folder)]
     return pages, notes

@@ -33,10 +33,28 @@ def export_family(path: Path) -> str:
 
 def run_import(kind: str, path: Path, images: Path | None, dataset_root: Path, params: ExportParams,
                into: str | None, dry_run: bool, replace: bool, console: Console, *,
-               allow_empty: bool = False, per_page: bool = False) -> pages.Plan:
+               allow_empty: bool = False, per_page: bool = False, keep_split: bool = False) -> pages.Plan:
     with formats.read(kind, path, images) as (found, notes):
-        return _import(kind, path, found, notes, dataset_root, params, into, dry_run, replace, console, allow_empty,
-                       per_page)
+        return _import(kind, path, found, notes + kept_sides(path, found, keep_split), dataset_root, params, into,
+                       dry_run, replace, console, allow_empty, per_page)
+
+
+def kept_sides(path: Path, found: list[pages.ImportedPage], keep_split: bool) -> list[str]:
+    """With ``keep_split``, a note of how many pages keep each side of the export's own split; else the
+    pages forget it (qblock's split by document decides)."""
+    if not keep_split:
+        for page in found:
+            page.split = ""
+        return []
+    counts = {side: sum(1 for p in found if p.split == side) for side in ("train", "val", "test")}
+    if not any(counts.values()):
+        raise UserError(f"{path}: --keep-split, but this export has no train/valid/test of its own to keep (its "
+                        "pages are in no split folder). Nothing was written; import it without --keep-split")
+    unsplit = sum(1 for p in found if not p.split)
+    return ["keeping the export's own split: " + ", ".join(f"{side} {n}" for side, n in counts.items() if n)
+            + (f" ({unsplit} page(s) in no split folder go by document)" if unsplit else "")
+            + ". Pages of one document may then be on more than one side: figures compare with the export's "
+            "own published ones, not what a new workbook gets"]
 
 
 def _import(kind: str, path: Path, found: list[pages.ImportedPage], notes: list[str], dataset_root: Path,

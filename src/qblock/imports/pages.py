@@ -23,12 +23,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from qblock.config.schema import ExportParams
 from qblock.core import files
 from qblock.core.errors import UserError
+from qblock.data.app_dataset import IMPORTED
 from qblock.data.app_folder import AppFolder
 from qblock.data.labels import safe_name
 from qblock.data.page_image import page_limits, size_problem
 from qblock.data.problems import write_json
 
-IMPORTED = "imported"  # the groups JSON key that marks a file written by `qblock import`
 # Label Studio's upload id before the original name; a file uploaded twice (or through Label Studio, then
 # Roboflow) has two
 _UPLOAD_PREFIX = re.compile(r"^(?:[0-9a-f]{8}-)+(?=.)")
@@ -58,6 +58,7 @@ class ImportedPage:
     page: str = ""
     missing_labels: bool = False  # the export has no label file for it (its boxes are then none)
     digest: str = ""  # of the image file's bytes: the same page in another export, under any name
+    split: str = ""  # train, val or test: where the export put it (kept only with --keep-split), or ""
 
     def source_digest(self) -> str:
         if not self.digest:
@@ -223,7 +224,8 @@ def groups_document(page: ImportedPage, tool: str, export: str, params: ExportPa
             group[params.class_field] = box.label
         groups.append(group)
     return {"page": page.page, "imageWidth": page.size[0], "imageHeight": page.size[1], "groups": groups,
-            IMPORTED: {"from": tool, "export": export, "file": page.source, "sha256": page.source_digest()}}
+            IMPORTED: {"from": tool, "export": export, "file": page.source, "sha256": page.source_digest(),
+                       **({"split": page.split} if page.split else {})}}
 
 
 def _png_bytes(path: Path, source: str) -> bytes:
@@ -237,8 +239,12 @@ def _same_boxes(a: dict, b: dict) -> bool:
     def boxes(data: dict) -> list:
         return sorted(json.dumps(g.get("combinedBbox"), sort_keys=True) + str(g.get("type"))
                       for g in data.get("groups", []) if isinstance(g, dict))
+    def kept_split(data: dict) -> object:  # where an import asked to keep the page (a person's file: nowhere)
+        marker = data.get(IMPORTED)
+        return marker.get("split") if isinstance(marker, dict) else None
+
     return boxes(a) == boxes(b) and (a.get("imageWidth"), a.get("imageHeight")) == \
-        (b.get("imageWidth"), b.get("imageHeight"))
+        (b.get("imageWidth"), b.get("imageHeight")) and (IMPORTED not in a or kept_split(a) == kept_split(b))
 
 
 def _read_json(path: Path) -> dict | None:

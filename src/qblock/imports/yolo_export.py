@@ -223,6 +223,11 @@ def one_per_source(found: list[tuple[str, Path, str | None]], boxes: Callable[[P
     return chosen, sum(len(c) for c in by_source.values()) - len(by_source)
 
 
+def export_sides(found: list[tuple[str, Path, str | None]]) -> dict[Path, str]:
+    """Each image's side in the export's own split (its folder: train, valid or val as val, test), or ""."""
+    return {image: {"valid": "val"}.get(split, split) for split, image, _ in found}
+
+
 def only_augmented(found: list[tuple[str, Path, str | None]], chosen: list[tuple[str, Path]]) -> list[str]:
     """The sources whose every copy is in train (which Roboflow augments), as 'source <- copy taken'."""
     splits: dict[Path, str] = {image: split for split, image, _ in found}
@@ -283,6 +288,7 @@ def read_export(folder: Path, display: str) -> tuple[list[ImportedPage], list[st
 
     found: list[tuple[str, Path, str | None]] = [(split, image, None) for split, image in image_files(root)]
     chosen, skipped = one_per_source(found, box_count)
+    sides = export_sides(found)
     pages: list[ImportedPage] = []
     polygons: list[str] = []
     missing: list[str] = []
@@ -293,7 +299,8 @@ def read_export(folder: Path, display: str) -> tuple[list[ImportedPage], list[st
         if not label.is_file():
             missing.append(label.relative_to(root).as_posix())
         boxes = read_labels(label, size, names, f"{display}: {label.relative_to(root).as_posix()}", polygons)
-        pages.append(ImportedPage(f"{display}: {rel}", image, source, boxes, size, missing_labels=not label.is_file()))
+        pages.append(ImportedPage(f"{display}: {rel}", image, source, boxes, size, missing_labels=not label.is_file(),
+                                  split=sides[image]))
     notes = [f"classes from {names_file.name}: {', '.join(names)}", *copies_note(skipped, len(pages)),
              *augment_note(root, only_augmented(found, chosen)), *resize_note(root)]
     if polygons:

@@ -172,16 +172,16 @@ def convert_page(source: PageSource, dataset_root: Path, params: ExportParams
         log.error(source.groups, f"no page image pages/{source.page}.png (or .jpg) beside this groups file")
         return None, log.problems
     header = read_page_header(dataset_root / source.image, source.image, log)
-    groups = read_groups(dataset_root / source.groups, source.groups, log)
-    rows = page_rows(groups, header.width, header.height, params, source.groups, log) \
-        if header and groups is not None else []
+    labels = read_groups(dataset_root / source.groups, source.groups, log)
+    rows = page_rows(labels.groups, header.width, header.height, params, source.groups, log) \
+        if header and labels is not None else []
     if log.errors:
         return None, log.problems
-    assert header is not None and source.image is not None
+    assert header is not None and source.image is not None and labels is not None
     record = PageRecord(
         source.key, source.document, source.page, source.image, header.width, header.height, source.groups_stat,
         source.image_stat, "".join(row.format() + "\n" for row in rows), len(rows), [asdict(p) for p in log.warnings],
-        header.flat,
+        header.flat, labels.split,
     )
     return record, log.problems
 

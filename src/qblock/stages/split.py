@@ -25,7 +25,7 @@ from qblock.config.schema import Params, SplitParams
 from qblock.core import collector
 from qblock.core.errors import UserError
 from qblock.data.problems import write_json
-from qblock.data.yolo_folder import SPLITS, file_names, read_manifest
+from qblock.data.yolo_folder import SPLITS, file_names, kept_splits, read_manifest
 
 MIN_DOCUMENTS_FOR_TEST = 5  # 3 to train on, one to choose on, one to test on
 
@@ -36,8 +36,10 @@ def document_score(document: str, salt: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def assign_documents(documents: list[str], params: SplitParams) -> tuple[dict[str, str], list[str]]:
-    """Map each document to a split; also return notes for the user."""
+def assign_documents(documents: list[str], params: SplitParams, kept: frozenset[str] = frozenset()
+                     ) -> tuple[dict[str, str], list[str]]:
+    """Map each document to a split; also return notes for the user. ``kept``: the sides pages imported with
+    --keep-split already fill (no document need be moved there)."""
     for document, split in params.pin.items():
         if split not in SPLITS:
             raise UserError(f"params.yaml: split.pin[{document!r}] = {split!r}; use one of {', '.join(SPLITS)}")
@@ -63,7 +65,7 @@ def assign_documents(documents: list[str], params: SplitParams) -> tuple[dict[st
         else:
             assignment[document] = "train"
     for split, fraction, least_train in (("val", params.val_fraction, 2), ("test", test_fraction, 3)):
-        if fraction <= 0 or split in assignment.values():
+        if fraction <= 0 or split in assignment.values() or split in kept:
             continue
         movable = [d for d in documents if assignment[d] == "train" and d not in params.pin]
         if len(movable) >= least_train:
@@ -73,16 +75,28 @@ def assign_documents(documents: list[str], params: SplitParams) -> tuple[dict[st
                 f"no document hashed into {split}; moved {chosen!r} there. Pin it (split.pin) to keep {split} "
                 "fixed while the collection is this small"
             )
-    if len(documents) == 1:
+    if len(documents) == 1 and not kept:
         raise UserError(f"split: every page is in one document ({documents[0]!r}); train and val are split by "
                         f"document (a workbook's pages stay on one side), so it takes two at least. Put each "
                         f"workbook in its own document: `qblock import ... --into NAME` per workbook, or names that "
                         f"carry the workbook (algebra_p012.png -> algebra)")
-    if "train" not in assignment.values():
+    if "train" not in {*assignment.values(), *kept}:
         raise UserError(f"split: no document is left for training among {len(documents)} document(s)")
-    if "val" not in assignment.values():
+    if "val" not in {*assignment.values(), *kept}:
         raise UserError("split: val is empty; add documents or pin one to val in split.pin")
     return assignment, notes
+
+
+def kept_notes(pages: list[tuple[str, str, str, str | None]], sides_of: dict[str, set[str]]) -> list[str]:
+    """What pages imported with --keep-split do to the split: documents on more than one side."""
+    kept = sum(1 for *_, side in pages if side)
+    if not kept:
+        return []
+    straddling = sorted(name for name, sides in sides_of.items() if len(sides) > 1)
+    return [f"{kept} page(s) keep the split their export gave them (`qblock import --keep-split`)"
+            + (f"; {len(straddling)} document(s) have pages on more than one side ({', '.join(straddling[:5])}"
+               f"{' ...' if len(straddling) > 5 else ''}), so val and test are not new documents: their figures "
+               "compare with the export's own published ones, not what a new workbook gets" if straddling else "")]
 
 
 def lopsided(counts: dict[str, dict[str, int]], fractions: dict[str, float]) -> list[str]:
@@ -104,12 +118,17 @@ def lopsided(counts: dict[str, dict[str, int]], fractions: dict[str, float]) -> 
 def run(export_dir: Path, out_dir: Path, params: SplitParams, console: Console) -> dict:
     manifest = read_manifest(export_dir)
     documents = sorted(name for name, data in manifest.documents.items() if data["pages"])
-    assignment, notes = assign_documents(documents, params)
+    pages = sorted((image.rpartition(".")[0], name, image, side) for name in documents  # by key, as before
+                   for (image, _), side in zip(file_names(name, manifest.documents[name]),
+                                               kept_splits(manifest.documents[name]), strict=True))
+    kept = frozenset(side for *_, side in pages if side)
+    assignment, notes = assign_documents(sorted({name for _, name, _, side in pages if not side}), params, kept)
     lists: dict[str, list[str]] = defaultdict(list)
-    pages = sorted((image.rpartition(".")[0], name, image) for name in documents  # by key, as before
-                   for image, _ in file_names(name, manifest.documents[name]))
-    for _key, name, image in pages:
-        lists[assignment[name]].append(f"images/{image}")
+    sides_of: dict[str, set[str]] = defaultdict(set)
+    for _key, name, image, side in pages:
+        lists[side or assignment[name]].append(f"images/{image}")
+        sides_of[name].add(side or assignment[name])
+    notes += kept_notes(pages, sides_of)
     out_dir.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
         target = out_dir / f"{split}.txt"
@@ -117,10 +136,11 @@ def run(export_dir: Path, out_dir: Path, params: SplitParams, console: Console) 
             target.write_text("\n".join(lists[split]) + "\n", encoding="utf-8")
         else:
             target.unlink(missing_ok=True)
-    counts = {s: {"documents": sum(1 for v in assignment.values() if v == s), "pages": len(lists.get(s, []))}
+    counts = {s: {"documents": sum(1 for sides in sides_of.values() if s in sides), "pages": len(lists.get(s, []))}
               for s in SPLITS}
     notes += lopsided(counts, {"val": params.val_fraction, "test": params.test_fraction})
-    write_json(out_dir / "split.json", {"counts": counts, "documents": assignment, "notes": notes})
+    sides = {name: ",".join(sorted(found)) for name, found in sorted(sides_of.items())}  # "train,val": kept pages
+    write_json(out_dir / "split.json", {"counts": counts, "documents": sides, "notes": notes})
     for note in notes:
         console.print(f"[yellow]note[/]: {note}")
     console.print("split: " + ", ".join(f"{s} {c['pages']} pages / {c['documents']} documents"
