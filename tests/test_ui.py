@@ -53,11 +53,11 @@ def test_ui_shows_the_runs_and_their_map(tmp_path):
     try:
         experiment = mlflow_store.connect(params_of("mlflow"))
         run_ids = {}
-        for preset, map50 in (("smoke", 0.6123), ("cpu", 0.9876)):  # two runs as the train stage opens them
+        for preset, map50, crop in (("smoke", 0.6123, 0.5432), ("cpu", 0.9876, 0.8123)):  # as train opens them
             params = conf_params(f"train={preset}")
             run_id = run_log.start_run(params, "0123456789abcdef")
             run_log.log_dataset("training", "0123456789abcdef", 64, 512, {"export_dir": "data/yolo"})
-            mlflow.log_metrics({"mAP50": map50, "mAP50-95": map50 - 0.3})
+            mlflow.log_metrics({"mAP50": map50, "mAP50-95": map50 - 0.3, "test_crop_rate": crop})
             mlflow.end_run()
             run_ids[run_log.run_name(params, run_log.git_state())] = run_id
     finally:
@@ -81,10 +81,16 @@ def test_ui_shows_the_runs_and_their_map(tmp_path):
                 assert time.monotonic() < deadline, "the MLflow server did not answer within 120 s"
                 time.sleep(1)
 
-        runs_page = f"{base}/#/experiments/{experiment}/runs"
+        said = server.stdout.readline().decode()  # the address it prints: qblock's view of the runs
+        assert f"MLflow UI on {base}/#/experiments/{experiment}/runs?viewStateShareKey=qblock" in said, said
+        runs_page = said.split(" on ", 1)[1].split()[0]
         text = browse(runs_page)
         assert all(name in text for name in run_ids) and "2 matching runs" in text
         assert "train pages" in text  # the Dataset column: the data each run trained on
+        # the figures people compare are columns without picking them: the test crop rate first
+        assert "test_crop_rate" in text and "0.8123" in text and "0.5432" in text and "Description" in text
+        tags = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").get_experiment(experiment).tags
+        assert tags["mlflow.experimentKind"] == "custom_model_development"  # the model-training view, not GenAI
         quoted = ",".join(f"%22{i}%22" for i in run_ids.values())
         compare_page = f"{base}/#/compare-runs?runs=[{quoted}]&experiments=[%22{experiment}%22]"
         compare = browse(compare_page)

@@ -228,6 +228,7 @@ def ui(
 ) -> None:
     """Start the MLflow UI on the configured store."""
     from qblock.config.schema import load_params
+    from qblock.model import ui_view
     from qblock.model.mlflow_store import artifact_root, connect, tracking_uri
     from qblock.services.team_server import mlflow_server_command
     from qblock.services.ui_auth import auth_environment
@@ -235,6 +236,7 @@ def ui(
     params = load_params()
     _follow_moved_store()
     experiment = connect(params.mlflow)
+    page = ui_view.set_up(experiment)  # model training, the runs table with the figures people compare
     command = mlflow_server_command(tracking_uri(params.mlflow), ["--default-artifact-root",
                                                                    artifact_root(params.mlflow)],
                                     host, port, allowed_host or [])
@@ -243,7 +245,7 @@ def ui(
         env = auth_environment(Path.cwd())
         command += ["--app-name", "basic-auth"]
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    console.print(f"MLflow UI on http://{shown}:{port}/#/experiments/{experiment}/runs (Ctrl+C stops it)")
+    console.print(f"MLflow UI on http://{shown}:{port}/{page} (Ctrl+C stops it)")
     if shown != host:
         console.print(f"serving the LAN: other machines open http://<this machine's address>:{port}")
     if host not in ("127.0.0.1", "localhost", "::1") and not auth:
