@@ -41,3 +41,24 @@ def test_precision_and_recall_are_of_the_crops_made_at_the_threshold_propose_use
                               ((50, 50, 60, 60), 0.1)])
     assert found_at([page], 0.5) == {"precision": 1.0, "recall": round(2 / 3, 5)}  # two crops, both questions
     assert found_at([page], 0.3) == {"precision": round(2 / 3, 5), "recall": round(2 / 3, 5)}
+
+
+def test_the_confusion_matrix_counts_what_a_person_does_at_the_threshold_propose_uses(tmp_path):
+    """Good (IoU >= 0.9), loose (0.5-0.9), missed and false crops at the chosen threshold, not at 0.001."""
+    from PIL import Image
+
+    from qblock.quality.crops import ValPage
+    from qblock.quality.outcomes import count, draw
+
+    truth = [(0, 0, 100, 100), (0, 200, 100, 300), (0, 400, 100, 500), (0, 600, 100, 700)]
+    predicted = [((1, 1, 100, 100), 0.9),  # good
+                 ((0, 200, 100, 270), 0.8),  # loose: IoU 0.7
+                 ((300, 0, 400, 100), 0.6),  # false
+                 ((0, 400, 100, 500), 0.2)]  # good, but under the threshold: the question is missed
+    page = ValPage("images/a.png", (500, 800), truth, predicted)
+    at = count([page], 0.5)
+    assert (at.good, at.loose, at.missed, at.false_crops) == (1, 1, 2, 1)
+    assert (count([page], 0.1).good, count([page], 0.1).missed) == (2, 1)
+    out = draw(at, tmp_path / "confusion_matrix.png")
+    with Image.open(out) as image:
+        assert image.width >= 800 and image.height >= 700

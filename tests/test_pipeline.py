@@ -117,7 +117,7 @@ def test_mlflow_holds_one_run_with_params_epochs_metrics_and_model(trained_repo)
     assert run.data.params["train.epochs"] == "2" and run.data.params["model.name"] == "yolov8n"
     assert run.data.tags["qblock.preset"] == "smoke" and len(run.data.tags["git.commit"]) == 40
     client = mlflow.MlflowClient()
-    history = client.get_metric_history(run.info.run_id, "val/mAP50")
+    history = client.get_metric_history(run.info.run_id, "epoch/val_mAP50")
     assert [m.step for m in history] == [1, 2]
     metrics = json.loads((trained_repo["repo"] / "metrics.json").read_text())
     assert run.data.metrics["mAP50"] == pytest.approx(metrics["mAP50"])
@@ -170,8 +170,10 @@ def test_each_run_registers_a_version_and_the_better_one_is_champion(two_runs):
     versions = sorted(client.search_model_versions("name='question-block-detector'"), key=lambda v: int(v.version))
     assert [v.run_id for v in versions] == [r.info.run_id for r in runs]
     for run in runs:
-        assert len(client.get_metric_history(run.info.run_id, "val/mAP50")) == int(run.data.params["train.epochs"])
-        assert {"mAP50", "mAP50-95", "train/box_loss"} <= set(run.data.metrics)
+        epochs = int(run.data.params["train.epochs"])
+        assert len(client.get_metric_history(run.info.run_id, "epoch/val_mAP50")) == epochs
+        assert {"mAP50", "mAP50-95", "epoch/train_box_loss"} <= set(run.data.metrics)
+        assert not any(k.startswith(("val/", "train/", "lr/")) for k in run.data.metrics)  # per epoch says so
     scores = [r.data.metrics["mAP50-95"] for r in runs]
     better = 1 if scores[1] > scores[0] else 0  # a tie keeps the first champion
     champion = client.get_model_version_by_alias("question-block-detector", "champion")

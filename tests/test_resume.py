@@ -84,7 +84,7 @@ def test_killed_training_resumes_instead_of_restarting(tmp_path):
 
     (run,) = mlflow_runs(repo)  # the same run, continued
     assert run.info.status == "FINISHED"
-    steps = [m.step for m in mlflow.MlflowClient().get_metric_history(run.info.run_id, "val/mAP50")]
+    steps = [m.step for m in mlflow.MlflowClient().get_metric_history(run.info.run_id, "epoch/val_mAP50")]
     assert sorted(set(steps)) == list(range(1, EPOCHS + 1))
 
 

@@ -173,11 +173,16 @@ def read_run_file(path: Path) -> str:
         raise UserError(f"{path}: cannot read the MLflow run id written by the train stage ({exc})") from None
 
 
+EPOCH = "epoch/"  # per-epoch curves: the last epoch's val figure is not the model's (evaluate's, of best.pt)
+EPOCH_MAP50 = EPOCH + "val_mAP50"
+
+
 def metric_name(key: str) -> str:
-    """ultralytics' metric keys -> MLflow-safe names: 'metrics/mAP50(B)' -> 'val/mAP50'."""
+    """ultralytics' per-epoch keys -> MLflow names that say they are per epoch: 'metrics/mAP50(B)' ->
+    'epoch/val_mAP50', 'train/box_loss' -> 'epoch/train_box_loss', 'lr/pg0' -> 'epoch/lr_pg0'."""
     if key.startswith("metrics/"):
         key = "val/" + key[len("metrics/"):]
-    return key.replace("(B)", "").replace("(", "_").replace(")", "")
+    return EPOCH + key.replace("(B)", "").replace("(", "_").replace(")", "").replace("/", "_")
 
 
 def epoch_logger(run_id: str) -> Callable[[Any], None]:

@@ -31,7 +31,7 @@ from qblock.data.yolo_folder import split_counts, split_list
 from qblock.model import champion, registry, run_log
 from qblock.model.champion import Decision
 from qblock.model.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads, without_coco_eval_notes
-from qblock.quality import ink_snap
+from qblock.quality import ink_snap, outcomes
 from qblock.quality.crops import ValPage, crop_metrics, crop_metrics_at, found_at, load_val_pages, snap_pages
 from qblock.quality.ink_snap import SnapRule
 from qblock.quality.worst_pages import draw_worst
@@ -165,6 +165,9 @@ def write_reports(box, params: Params, pages: list[ValPage], eval_dir: Path, uns
     worst = draw_worst(Path(paths.export_dir), pages, eval_dir / "worst_val_pages.png",
                        conf=metrics[names.CONF_THRESHOLD])
     write_json(eval_dir / "val_page_errors.json", worst)
+    for drawn_at_0_001 in ("confusion_matrix.png", "confusion_matrix_normalized.png"):  # ultralytics' own
+        (eval_dir / drawn_at_0_001).unlink(missing_ok=True)
+    outcomes.draw(outcomes.count(pages, metrics[names.CONF_THRESHOLD]), eval_dir / "confusion_matrix.png")
     return metrics
 
 

@@ -201,7 +201,7 @@ def _align_with_checkpoint(save_dir: Path, done: int, run_id: str) -> None:
         return
     lines = results.read_text(encoding="utf-8").splitlines()[: done + 1]
     results.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    logged = run_log.logged_steps(run_id, "val/mAP50")
+    logged = run_log.logged_steps(run_id, run_log.EPOCH_MAP50)
     for row in csv.DictReader(lines):
         step = int(float(row["epoch"]))
         if step not in logged:
