@@ -36,7 +36,8 @@ def test_the_digest_is_of_the_stages_own_closure():
     from qblock.core import code_closure
 
     files = {p.relative_to(code_closure.SRC).as_posix() for p in closure("qblock.stages.validate")}
-    assert {"qblock/stages/validate.py", "qblock/data/labels.py", "qblock/core/code_closure.py"} <= files
+    assert {"qblock/stages/validate.py", "qblock/data/label_checks.py", "qblock/data/labels.py",
+            "qblock/core/code_closure.py"} <= files
     assert not any(f.startswith(("qblock/sync/", "qblock/services/", "qblock/model/")) for f in files)
     assert code_digest("qblock.stages.export") != code_digest("qblock.stages.validate")
 
@@ -64,7 +65,7 @@ def test_a_new_validate_rule_checks_every_page_again(tmp_path):
     assert "validate: ok. 6 pages" in stage(repo, "validate").stdout  # unchanged: carried over
 
     # the issue's rule: every box wider than 5% of the page is an error (all of them are)
-    edit(repo / "src" / "qblock" / "stages" / "validate.py", "        seen[key] = number\n",
+    edit(repo / "src" / "qblock" / "data" / "label_checks.py", "        seen[key] = number\n",
          "        seen[key] = number\n"
          "        if row.w > 0.05:\n"
          "            log.error(path, f'line {number}: wider than 5% of the page')\n"

@@ -24,7 +24,9 @@ HILEX_SUBSET = REPO / "tests" / "data" / "hilex_subset"
 
 def test_each_recipe_stage_depends_on_all_the_code_it_runs():
     stages = yaml.safe_load((PRETRAIN / "dvc.yaml").read_text())["stages"]
-    for stage, module in (("hilex", "qblock.pretrain.hilex"), ("pages", "qblock.pretrain.pages")):
+    runs = {"hilex": "qblock.pretrain.hilex", "pages": "qblock.pretrain.pages",
+            **{stage: f"qblock.stages.{stage}" for stage in ("export", "split", "validate", "train", "evaluate")}}
+    for stage, module in runs.items():
         deps = [(PRETRAIN / d).resolve() for d in stages[stage]["deps"] if d.startswith("../src/")]
         uncovered = sorted(str(p.relative_to(REPO)) for p in closure(module)
                            if not any(p == d or d in p.parents for d in deps) and p.name != "__init__.py")

@@ -6,6 +6,7 @@ import pytest
 from tests.conftest import params_of
 
 from qblock.core.errors import StageFailed
+from qblock.data.image_checks import image_problem
 from qblock.labeling.demo_data import write_demo_dataset
 from qblock.stages import export, split, validate
 
@@ -156,16 +157,16 @@ def test_png_check_catches_every_flipped_byte_and_truncation(tmp_path):
     path = tmp_path / "page.png"
     Image.new("L", (120, 80), 200).save(path)
     data = path.read_bytes()
-    assert validate.image_problem(path) == (None, (120, 80))
+    assert image_problem(path) == (None, (120, 80))
     rng = random.Random(0)
     for position in rng.sample(range(len(data)), 40) + [len(data) - 1]:
         broken = bytearray(data)
         broken[position] ^= 0x5A
         path.write_bytes(bytes(broken))
-        assert validate.image_problem(path)[0], f"flipped byte {position} went unnoticed"
+        assert image_problem(path)[0], f"flipped byte {position} went unnoticed"
     for cut in (len(data) - 1, len(data) - 12, len(data) // 2, 40, 20):
         path.write_bytes(data[:cut])
-        assert "corrupt or truncated" in validate.image_problem(path)[0]
+        assert "corrupt or truncated" in image_problem(path)[0]
 
 
 def test_worker_processes_find_the_same_problems(exported, console, monkeypatch):
@@ -251,8 +252,8 @@ def test_a_document_carried_over_from_the_cache_says_its_warnings_again(exported
 
 def test_boxes_of_one_class_nested_inside_each_other_are_a_warning(tmp_path):
     """HiLEx's item, question and choices all mapped to one class: each question sits inside its item."""
+    from qblock.data.label_checks import check_labels
     from qblock.data.problems import ProblemLog
-    from qblock.stages.validate import check_labels
 
     label = tmp_path / "page.txt"
     label.write_text("0 0.5 0.3 0.8 0.2\n"      # the whole item

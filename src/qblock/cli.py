@@ -228,8 +228,8 @@ def ui(
 ) -> None:
     """Start the MLflow UI on the configured store."""
     from qblock.config.schema import load_params
-    from qblock.model import ui_view
     from qblock.model.mlflow_store import artifact_root, connect, tracking_uri
+    from qblock.services import ui_view
     from qblock.services.team_server import mlflow_server_command
     from qblock.services.ui_auth import auth_environment
 

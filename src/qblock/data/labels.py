@@ -30,9 +30,17 @@ class LabelRow:
         )
 
 
-def parse_row(line: str, class_count: int) -> LabelRow:
-    """Parse one label line; raise ValueError saying what is wrong with it."""
-    fields = line.split()
+def parse_fields(fields: list[str], class_count: int) -> LabelRow:
+    """One label line's fields as a row; raise ValueError saying what is wrong with it. A plainly valid row
+    (the common case at 100,000 pages) is taken fast; anything else goes through each check in turn."""
+    if len(fields) == 5 and fields[0].isdigit():
+        try:
+            cls, x, y, w, h = int(fields[0]), float(fields[1]), float(fields[2]), float(fields[3]), float(fields[4])
+        except ValueError:
+            pass
+        else:
+            if cls < class_count and 0 < w <= 1 and 0 < h <= 1 and w / 2 <= x <= 1 - w / 2 and h / 2 <= y <= 1 - h / 2:
+                return LabelRow(cls, x, y, w, h)
     if len(fields) != 5:
         raise ValueError(f"expected 5 fields (class x y w h), found {len(fields)}")
     try:
@@ -52,6 +60,11 @@ def parse_row(line: str, class_count: int) -> LabelRow:
     if x - w / 2 < -1e-6 or y - h / 2 < -1e-6 or x + w / 2 > 1 + 1e-6 or y + h / 2 > 1 + 1e-6:
         raise ValueError("box runs off the image")
     return LabelRow(cls, x, y, w, h)
+
+
+def parse_row(line: str, class_count: int) -> LabelRow:
+    """Parse one label line; raise ValueError saying what is wrong with it."""
+    return parse_fields(line.split(), class_count)
 
 
 def parse_clean(text: str) -> list[LabelRow]:

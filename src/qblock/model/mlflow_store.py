@@ -82,6 +82,15 @@ def connect(params: MlflowParams) -> str:
         raise UserError(secrets.redact(f"MLflow store {tracking_uri(params)}: {exc}")) from None
 
 
+def tag_experiment(experiment_id: str, tags: dict[str, str]) -> None:
+    """Set tags on the experiment in the store `connect` pointed at (how the UI shows it: services/ui_view.py)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_experiment_tag(experiment_id, key, value)
+
+
 def store_exists(params: MlflowParams) -> bool:
     """False for a SQLite store that was never created (nothing to read; do not create one)."""
     uri = tracking_uri(params)

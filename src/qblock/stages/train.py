@@ -22,6 +22,7 @@ from qblock.config.schema import ModelParams, Params
 from qblock.core.errors import UserError
 from qblock.data.yolo_folder import split_counts, split_list
 from qblock.model import checkpoints, mlflow_store, run_log
+from qblock.model.train_progress import LOG_NAME, EpochReporter, ultralytics_to_file
 from qblock.model.yolo_env import average_weights_over, prepare_ultralytics, ultralytics_dataset, use_cpu_threads
 
 CHECKPOINTS = ".qblock/checkpoints"
@@ -148,14 +149,20 @@ def run(params: Params, console: Console) -> Path:
         average_weights_over(model, params.train.ema_tau)
         model.add_callback("on_train_epoch_start", run_log.device_tagger(run_id))
         arguments = train_arguments(params, data_yaml, save_dir)
+        reporter = EpochReporter(console, params.train.epochs, (done or 0) + 1)
+        model.add_callback("on_fit_epoch_end", reporter)
+        console.print(f"train: ultralytics' own output goes to {Path(paths.train_dir) / LOG_NAME}")
         try:
-            model.train(**arguments, resume=str(last) if done is not None else False,
-                        trainer=checkpoints.trainer_for(model, params.train.device))
+            with ultralytics_to_file(save_dir / LOG_NAME):
+                model.train(**arguments, resume=str(last) if done is not None else False,
+                            trainer=checkpoints.trainer_for(model, params.train.device))
         except BaseException as exc:
             run_log.fail_active_run()
             if _out_of_gpu_memory(exc):
                 raise UserError(out_of_memory_advice(params)) from None
             raise
+        finally:
+            reporter.close()
 
     best = Path(model.trainer.best)
     if not best.is_file():

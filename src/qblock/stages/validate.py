@@ -14,8 +14,6 @@ import io
 import json
 import os
 import statistics
-import struct
-import zlib
 from array import array
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, ImageDraw
 from rich.console import Console
 
 from qblock.config.schema import Params
@@ -34,75 +32,12 @@ from qblock.core.code_closure import code_digest
 from qblock.core.progress import map_pages
 from qblock.data.app_folder import AppFolder
 from qblock.data.contact_sheet import save_contact_sheet
-from qblock.data.labels import LabelRow, parse_clean, parse_row
+from qblock.data.image_checks import image_problem
+from qblock.data.label_checks import check_labels
+from qblock.data.labels import parse_clean
 from qblock.data.problems import Problem, ProblemLog, write_json
 from qblock.data.yolo_folder import SPLITS, file_names, read_manifest, read_pages, split_list
 from qblock.data.yolo_folder import image_name as image_name_of
-
-MIN_IMAGE_SIDE = 10  # ultralytics skips smaller images
-
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def png_problem(data: bytes) -> tuple[str | None, tuple[int, int]]:
-    """Walk a PNG's chunks checking each CRC, as ``PIL.Image.verify`` does, straight off the bytes.
-
-    Pillow's verify costs ~0.3 ms a page in Python-level chunk handling; this costs ~0.03 ms, which
-    is most of validate's cold time at 10,000 pages. A truncated or bit-flipped file fails.
-    """
-    if len(data) < 33 or data[12:16] != b"IHDR":
-        return "corrupt or truncated image: no PNG header", (0, 0)
-    size = struct.unpack_from(">II", data, 16)
-    offset, view = 8, memoryview(data)
-    while offset + 12 <= len(data):
-        length, kind = struct.unpack_from(">I4s", data, offset)
-        end = offset + 12 + length
-        if end > len(data):
-            return f"corrupt or truncated image: PNG chunk {kind!r} at byte {offset} runs past the end", size
-        (crc,) = struct.unpack_from(">I", data, end - 4)
-        if zlib.crc32(view[offset + 4 : end - 4]) != crc:
-            return f"corrupt or truncated image: PNG chunk {kind!r} at byte {offset} fails its CRC", size
-        if kind == b"IEND":
-            return None, size
-        offset = end
-    return "corrupt or truncated image: the PNG ends before its IEND chunk", size
-
-
-def image_problem(path: Path, data: bytes | None = None) -> tuple[str | None, tuple[int, int]]:
-    """What is wrong with an image file (None if nothing), and its size.
-
-    PNG: every chunk's CRC is checked (a truncated or bit-flipped file fails) without decoding
-    the pixels. JPEG: the end-of-image marker must be there, the same test ultralytics uses
-    before it silently re-saves the file. Anything else is decoded.
-    """
-    try:
-        data = path.read_bytes() if data is None else data
-    except OSError as exc:
-        return f"cannot read the image: {exc}", (0, 0)
-    kind: str | None
-    if data.startswith(PNG_SIGNATURE):
-        problem, size = png_problem(data)
-        kind = "PNG"
-    else:
-        problem = None
-        try:
-            with Image.open(io.BytesIO(data)) as image:
-                size, kind = image.size, image.format
-                if kind == "JPEG":
-                    if not data.endswith(b"\xff\xd9"):
-                        return "truncated JPEG (no end-of-image marker)", size
-                else:
-                    image.load()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            return f"corrupt or truncated image: {exc}", (0, 0)
-    if problem:
-        return problem, size
-    if kind not in ("PNG", "JPEG"):
-        return f"unsupported image format {kind}", size
-    if min(size) < MIN_IMAGE_SIDE:
-        return f"image is {size[0]}x{size[1]}, below {MIN_IMAGE_SIDE} pixels a side", size
-    return None, size
 
 
 class CheckCache:
@@ -186,72 +121,6 @@ class CheckCache:
 
 def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def check_labels(path: Path, class_count: int, log: ProblemLog) -> str | None:
-    """The label file's rows as text when every row is valid and distinct, else None (errors logged)."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        log.error(path, f"cannot read the label file: {exc}")
-        return None
-    rows: list[str] = []
-    seen: dict[tuple, int] = {}
-    placed: list[tuple[int, LabelRow]] = []
-    ok = True
-    for number, line in enumerate(lines, start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        try:
-            row = _plain_row(fields, class_count) or parse_row(line, class_count)
-        except ValueError as exc:
-            log.error(path, f"line {number}: {exc}: {line.strip()!r}")
-            ok = False
-            continue
-        key = (row.cls, row.x, row.y, row.w, row.h)  # ultralytics drops exact duplicates
-        if key in seen:
-            log.error(path, f"line {number} duplicates line {seen[key]}")
-            ok = False
-            continue
-        seen[key] = number
-        rows.append(" ".join(fields))
-        placed.append((number, row))
-    for inner, outer in nested(placed):
-        log.warning(path, f"line {inner} lies inside line {outer}, of the same class: nested classes mapped onto "
-                          "one (export.class_map)? A question block holds no other")
-    return "".join(row + "\n" for row in rows) if ok else None
-
-
-def nested(rows: list[tuple[int, LabelRow]], slack: float = 0.005) -> list[tuple[int, int]]:
-    """(inner, outer) line numbers of boxes lying inside a larger box of their class on one page, give or take
-    ``slack`` of the page: corners compared, largest first (a few microseconds a page at 100,000 pages)."""
-    if len(rows) < 2:
-        return []
-    boxes = sorted(((row.w * row.h, row.cls, row.x - row.w / 2 + slack, row.y - row.h / 2 + slack,
-                     row.x + row.w / 2 - slack, row.y + row.h / 2 - slack, number) for number, row in rows),
-                   reverse=True)
-    found = []
-    for i, (_, cls, x0, y0, x1, y1, number) in enumerate(boxes):
-        for _, other_cls, ox0, oy0, ox1, oy1, other in boxes[:i]:
-            if other_cls == cls and ox0 - 2 * slack <= x0 and oy0 - 2 * slack <= y0 and x1 <= ox1 + 2 * slack \
-                    and y1 <= oy1 + 2 * slack:
-                found.append((number, other))
-                break
-    return sorted(found)
-
-
-def _plain_row(fields: list[str], class_count: int) -> LabelRow | None:
-    """The row when it is plainly valid (the common case, checked fast), else None: ask parse_row why."""
-    if len(fields) != 5 or not fields[0].isdigit():
-        return None
-    try:
-        cls, x, y, w, h = int(fields[0]), float(fields[1]), float(fields[2]), float(fields[3]), float(fields[4])
-    except ValueError:
-        return None
-    if cls < class_count and 0 < w <= 1 and 0 < h <= 1 and w / 2 <= x <= 1 - w / 2 and h / 2 <= y <= 1 - h / 2:
-        return LabelRow(cls, x, y, w, h)
-    return None
 
 
 class PageCheck(NamedTuple):

@@ -46,9 +46,7 @@ def runs_page(experiment_id: str) -> str:
 
 def set_up(experiment_id: str) -> str:
     """Mark the experiment as model training and store qblock's runs view in it; the page's address."""
-    from mlflow import MlflowClient
+    from qblock.model.mlflow_store import tag_experiment
 
-    client = MlflowClient()
-    client.set_experiment_tag(experiment_id, KIND_TAG, MODEL_TRAINING)
-    client.set_experiment_tag(experiment_id, VIEW_TAG_PREFIX + VIEW_KEY, json.dumps(view_state()))
+    tag_experiment(experiment_id, {KIND_TAG: MODEL_TRAINING, VIEW_TAG_PREFIX + VIEW_KEY: json.dumps(view_state())})
     return runs_page(experiment_id)
