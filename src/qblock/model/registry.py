@@ -4,6 +4,8 @@ weights of a registered version for proposals."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -37,8 +39,9 @@ def register(model_file: Path, imgsz: int, conf: float, ink_snap: str | None = N
                         ColSpec("double", "height")]),
         params=ParamSchema([ParamSpec("conf", "double", conf), ParamSpec("device", "string", "")]),
     )
-    with warnings.catch_warnings():  # no input example (it would load the model at log time), no type hints
-        warnings.simplefilter("ignore", UserWarning)
+    said = io.StringIO()  # MLflow's "Successfully registered model ... Created version N": evaluate says it
+    with warnings.catch_warnings(), contextlib.redirect_stderr(said):  # no input example (it would load the
+        warnings.simplefilter("ignore", UserWarning)  # model at log time), no type hints
         info = mlflow.pyfunc.log_model(
             name="detector",
             python_model=str(Path(__file__).with_name("pyfunc_model.py")),

@@ -30,6 +30,7 @@ from qblock.data.problems import write_json
 from qblock.data.yolo_folder import split_counts, split_list
 from qblock.model import champion, registry, run_log
 from qblock.model.champion import Decision
+from qblock.model.train_progress import LOG_NAME, ultralytics_to_file
 from qblock.model.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads, without_coco_eval_notes
 from qblock.quality import ink_snap, outcomes
 from qblock.quality.crops import ValPage, crop_metrics, crop_metrics_at, found_at, load_val_pages, snap_pages
@@ -99,7 +100,7 @@ def measure(model_file: Path, params: Params, data_yaml: Path, out_dir: Path, pl
 
     model = YOLO(str(model_file))
     use_cpu_threads(model, params.train.cpu_threads)
-    with without_coco_eval_notes():
+    with without_coco_eval_notes(), ultralytics_to_file(out_dir / LOG_NAME):  # its own output: a file
         result = model.val(
             data=str(data_yaml), split=split, imgsz=params.train.imgsz, batch=params.evaluate.batch,
             conf=params.evaluate.conf, iou=params.evaluate.iou, device=params.train.device,
