@@ -743,3 +743,36 @@ def test_keep_split_keeps_the_exports_own_train_valid_test_through_the_pipeline(
     export_file, images, _ = label_studio_export
     refused = qb(project, "import", "label-studio", str(export_file), "--images", str(images), "--keep-split")
     assert refused.returncode == 1 and "has no train/valid/test of its own to keep" in refused.stdout
+
+
+def test_a_page_uploaded_twice_resized_and_re_encoded_is_named_and_distinct_pages_are_not(project, tmp_path):
+    """Real drawn workbook pages of 4 documents, one of them also under another workbook's name at 90% size
+    as a JPEG (other bytes, the same page): the import names that pair, and only it."""
+    from qblock.labeling.demo_data import write_demo_dataset
+
+    drawn = tmp_path / "drawn"
+    write_demo_dataset(drawn, 4, 2, seed=3)
+    root = tmp_path / "export"
+    (root / "train" / "images").mkdir(parents=True)
+    (root / "train" / "labels").mkdir(parents=True)
+    (root / "data.yaml").write_text("train: train/images\nnc: 1\nnames: ['question']\n")
+    pages = sorted(drawn.glob("documents/*/pages/*.png"))
+    for number, image in enumerate(pages):
+        groups = json.loads((image.parent.parent / "groups" / f"{image.stem}_groups.json").read_text())
+        with Image.open(image) as opened:
+            size = opened.size
+        boxes = [(g["combinedBbox"]["x"], g["combinedBbox"]["y"], g["combinedBbox"]["width"],
+                  g["combinedBbox"]["height"]) for g in groups["groups"]]
+        name = f"book{number // 2}_p{number % 2 + 1:03d}"
+        (root / "train" / "images" / f"{name}.png").write_bytes(image.read_bytes())
+        (root / "train" / "labels" / f"{name}.txt").write_text(yolo_rows(size, boxes))
+        if number == 0:  # the same page again: resized, as a JPEG, under another workbook
+            with Image.open(image) as opened:
+                opened.convert("RGB").resize((size[0] * 9 // 10, size[1] * 9 // 10)).save(
+                    root / "train" / "images" / "rescan_p001.jpg", quality=80)
+            (root / "train" / "labels" / "rescan_p001.txt").write_text(yolo_rows(size, boxes))
+    result = qb(project, "import", "roboflow", str(root), "--dry-run")
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 0, said
+    assert "1 pair(s) of pages in different documents look like one page" in said
+    assert "book0_p001.png ~ " in said and "rescan_p001.jpg" in said

@@ -76,7 +76,8 @@ def _import(kind: str, path: Path, found: list[pages.ImportedPage], notes: list[
     console.print(f"import: {len(found)} page(s), {boxes} box(es) from {kind} export {path.name} into "
                   f"{len(documents)} document(s) under {AppFolder(dataset_root).documents}: {', '.join(documents[:8])}"
                   + (" ..." if len(documents) > 8 else ""))
-    for note in notes + plan.notes:
+    near = pages.near_identical([*plan.added, *plan.changed, *plan.conflicts])  # new to the app's folder only
+    for note in notes + plan.notes + near:
         console.print(f"  {note}")
     console.print(f"  added {len(plan.added)}, changed {len(plan.changed)}, unchanged {len(plan.unchanged)}, "
                   f"removed from the export {len(plan.removed)}"

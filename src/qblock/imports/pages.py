@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageOps, ImageStat, UnidentifiedImageError
 
 from qblock.config.schema import ExportParams
 from qblock.core import files
@@ -211,6 +211,84 @@ def identical_images(pages: list[ImportedPage]) -> list[str]:
     return [f"{len(same)} image(s) appear more than once in this export (same bytes, imported as separate pages; "
             f"remove the extra tasks, or import with --into so they share a document): {'; '.join(same[:3])}"
             f"{' ...' if len(same) > 3 else ''}"]
+
+
+HASH_SIDE = 16  # a 16x16 grey thumbnail, each cell darker than the mean or not: 256 bits
+NEAR = 16  # of 256 bits that may differ for two images to be a candidate pair (a resized, re-encoded
+# page differs in 5-6; pages of other workbooks in 40 and more, pages of one exam template in about 30)
+BANDS = NEAR + 1  # two hashes within NEAR bits share one of NEAR + 1 bands whole: candidates without all pairs
+THUMB = (128, 176)  # the size two candidates are compared at, pixel by pixel
+SAME = 0.1  # their mean grey difference over their mean ink under which two candidates are one page. Measured:
+# a page resized and re-encoded 0.02-0.09; HiLEx's one instruction page in two SAT tests 0.03; two GATE pages
+# of one template with other questions 0.11-1.2 (a sparse page's text is a small share of it: a warning, not a gate)
+
+
+def _thumbnail(path: Path, size: tuple[int, int]) -> Image.Image | None:
+    try:
+        with page_limits(), Image.open(path) as opened:
+            opened.draft("L", (size[0] * 4, size[1] * 4))  # JPEG: decoded at a fraction of its size
+            return ImageOps.exif_transpose(opened).convert("L").resize(size, Image.Resampling.BOX)
+    except (UnidentifiedImageError, OSError):
+        return None
+
+
+def picture_hash(page: ImportedPage) -> int | None:
+    """An average hash of the page's look (256 bits): the same page resized, re-encoded or re-uploaded
+    keeps it give or take a few bits. None for a page with no ink to speak of (a blank page may repeat)."""
+    small = _thumbnail(page.image, (HASH_SIDE, HASH_SIDE))
+    if small is None:
+        return None
+    pixels = small.tobytes()
+    if max(pixels) - min(pixels) < 16:
+        return None
+    mean = sum(pixels) / len(pixels)
+    return int("".join("1" if value < mean else "0" for value in pixels), 2)
+
+
+def _candidates(hashes: list[int]) -> set[tuple[int, int]]:
+    """Index pairs whose hashes differ in NEAR bits or fewer, found through the bands they share."""
+    band = HASH_SIDE * HASH_SIDE // BANDS
+    buckets: dict[tuple[int, int], list[int]] = {}
+    for index, h in enumerate(hashes):
+        for number in range(BANDS):
+            buckets.setdefault((number, h >> (number * band) & ((1 << band) - 1)), []).append(index)
+    return {(first, second) for members in buckets.values() for i, first in enumerate(members)
+            for second in members[i + 1:] if (hashes[first] ^ hashes[second]).bit_count() <= NEAR}
+
+
+def near_identical(pages: list[ImportedPage], shown: int = 3) -> list[str]:
+    """A note naming pages of different documents (or of different kept splits) that are one picture though
+    their bytes differ: a page uploaded twice, resized or re-encoded. Split by document, they would sit on
+    both sides of train/val and flatter val; validate sees identical bytes only. A hash finds candidates,
+    a pixel comparison of small greys decides."""
+    from qblock.core.progress import track
+
+    hashed = [(page, h) for page in track(pages, "import: comparing pages") if (h := picture_hash(page)) is not None]
+    thumbnails: dict[int, Image.Image | None] = {}
+
+    def same(first: int, second: int) -> bool:
+        for index in (first, second):
+            if index not in thumbnails:
+                thumbnails[index] = _thumbnail(hashed[index][0].image, THUMB)
+        a, b = thumbnails[first], thumbnails[second]
+        if a is None or b is None:
+            return False
+        ink = (ImageStat.Stat(ImageOps.invert(a)).mean[0] + ImageStat.Stat(ImageOps.invert(b)).mean[0]) / 2
+        return ImageStat.Stat(ImageChops.difference(a, b)).mean[0] <= SAME * max(ink, 1.0)
+
+    def apart(a: ImportedPage, b: ImportedPage) -> bool:  # identical bytes: identical_images says so
+        return (a.document != b.document or bool(a.split and b.split and a.split != b.split)) \
+            and a.source_digest() != b.source_digest()
+
+    pairs = sorted((i, j) for i, j in _candidates([h for _, h in hashed])
+                   if apart(hashed[i][0], hashed[j][0]) and same(i, j))
+    if not pairs:
+        return []
+    listed = "; ".join(f"{hashed[i][0].source} ~ {hashed[j][0].source}" for i, j in pairs[:shown])
+    return [f"{len(pairs)} pair(s) of pages in different documents look like one page though their files differ "
+            f"(uploaded twice, resized or re-encoded?): split by document they can land on both sides of train/val "
+            f"and flatter val. Look at them; remove one of each, or import with --into so they share a document: "
+            f"{listed}{' ...' if len(pairs) > shown else ''}"]
 
 
 def groups_document(page: ImportedPage, tool: str, export: str, params: ExportParams) -> dict:
