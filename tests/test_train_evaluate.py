@@ -21,7 +21,7 @@ def test_missing_pretrained_weights_say_where_to_put_them(tmp_path):
 def test_from_scratch_uses_the_architecture(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no weights/ here: neither COCO weights nor the base model
     assert train.model_source(params_of("model"))[0] == "yolov8n.yaml"
-    scratch = ("yolov8n.yaml", "from scratch (model.weights: null)")
+    scratch = ("yolov8n.yaml", "from scratch: model.weights is null")
     assert train.model_source(params_of("model", weights=None)) == scratch
 
 

@@ -54,7 +54,7 @@ def model_source(params: ModelParams) -> tuple[str, str]:
                 f"model.weights=null to train from scratch."
             )
         return str(weights), "model.weights"
-    return params.architecture, "from scratch (model.weights: null)"
+    return params.architecture, "from scratch: model.weights is null"
 
 
 def dataset_fingerprint(export_dir: Path, split_dir: Path) -> str:
