@@ -62,8 +62,8 @@ def test_proposals_in_the_apps_format_never_touching_a_persons_files(trained_rep
         log_ = ProblemLog()
         with Image.open(root / "documents" / document / "pages" / f"{page}.png") as image:
             size = image.size
-        groups = read_groups(proposal, proposal.name, log_)  # what export reads, as export reads it
-        rows = page_rows(groups or [], *size, params_of("export"), proposal.name, log_)
+        labels = read_groups(proposal, proposal.name, log_)  # what export reads, as export reads it
+        rows = page_rows(labels.groups if labels else [], *size, params_of("export"), proposal.name, log_)
         assert not log_.errors and len(rows) == len(data["groups"])
         crops = sorted((proposal.parent / "problems").glob(f"{page}_q*.png"))
         assert [c.name for c in crops] == [f"{page}_q{i:02d}.png" for i in range(1, len(data["groups"]) + 1)]

@@ -178,6 +178,7 @@ def propose(
     """Cut the app's unlabeled pages into proposed questions (boxes and question images), beside its own files."""
     from qblock.config.schema import load_params
     from qblock.data.problems import write_json
+    from qblock.labeling import model_choice
     from qblock.labeling import propose as proposals
     from qblock.sync.app_mirror import labeling_root
 
@@ -198,8 +199,8 @@ def propose(
             fetch(Path.cwd(), Path(params.paths.model_dir) / "best.pt", Path(params.paths.metrics_file), console, True)
         except UserError as exc:  # no NAS in the café: propose with the model that is here
             console.print(f"[yellow]warning[/]: {escape(str(exc))}; proposing with the model already here")
-    choice = proposals.choose_model(model, params, Path.cwd())
-    threshold = conf if conf is not None else choice.conf if choice.conf is not None else proposals.DEFAULT_CONF
+    choice = model_choice.choose_model(model, params, Path.cwd())
+    threshold = conf if conf is not None else choice.conf if choice.conf is not None else model_choice.DEFAULT_CONF
     console.print(f"propose: {choice.identity} ({choice.weights}), confidence >= {threshold:g}")
     outcome = proposals.propose(dataset_root, documents, choice, threshold, params, console, label_studio is not None)
     if label_studio is not None:
@@ -584,9 +585,9 @@ def export_model(
     """Laptop: a copy of the model compiled for the CPU (OpenVINO); propose then runs it, about twice
     PyTorch's speed for the desktop's model. pull-model makes one itself."""
     from qblock.config.schema import load_params
-    from qblock.labeling import propose as proposals
+    from qblock.labeling import model_choice
 
-    choice = proposals.choose_model(model, load_params(), Path.cwd())
+    choice = model_choice.choose_model(model, load_params(), Path.cwd())
     _export_for_cpu(choice.weights, asked=True)
 
 
