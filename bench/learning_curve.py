@@ -239,6 +239,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="working folder, kept (default: a temporary one); an earlier "
                         "run's trainings are reused")
     parser.add_argument("--save", metavar="NAME", help="also write bench/results/learning_curve-NAME.json")
+    parser.add_argument("--report", action="store_true", help="train nothing: print (and --save) what the --work "
+                        "folder's runs have so far, each N with the seeds it has")
     args = parser.parse_args()
     if any(n % PAGES_PER_WORKBOOK or not 0 <= n <= GROUPS["pool"][0] * PAGES_PER_WORKBOOK for n in args.pages):
         parser.error(f"--pages: multiples of {PAGES_PER_WORKBOOK} from 0 to {GROUPS['pool'][0] * PAGES_PER_WORKBOOK}")
@@ -262,7 +264,7 @@ def main() -> None:
                 key = f"{pages} {start}"
                 runs = [r for r in results.get(key, []) if r["seed"] < (1 if pages == 0 else args.seeds)]
                 for seed in range(1 if pages == 0 else args.seeds):
-                    if any(r["seed"] == seed for r in runs):
+                    if any(r["seed"] == seed for r in runs) or args.report:
                         continue
                     runs.append(run_one(work, args.style, pages, start, seed))
                     results[key] = runs

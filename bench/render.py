@@ -92,7 +92,21 @@ def learning_curve_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"train_quality": train_quality_table, "learning_curve": learning_curve_table}
+def big_pages_table(results: list[dict]) -> str:
+    """One row per page size: seconds a page for each import run, and export's seconds a megabyte."""
+    lines = ["| pages | megapixels | MB a page | import, s a page | dry run, s | unchanged re-import, s | "
+             "export, s | export, s a MB |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for result in results:
+        for row in result["rows"].values():
+            lines.append(f"| {row['pages']} | {row['megapixels']} | {row['megabytes'] / row['pages']:.2f} | "
+                         f"{row['import_s'] / row['pages']:.2f} | {row['dry_run_s']:.1f} | {row['unchanged_s']:.1f} | "
+                         f"{row['export_s']:.1f} | {row['export_s'] / row['megabytes']:.3f} |")
+    lines.append("")
+    lines += [f"- `{r['command']}`, commit `{r['commit'][:7]}`, {r['machine']}, {r['date']}" for r in results]
+    return "\n".join(lines)
+
+
+TABLES = {"train_quality": train_quality_table, "learning_curve": learning_curve_table, "big_pages": big_pages_table}
 
 
 def rendered(page: str) -> str:
