@@ -81,7 +81,9 @@ def test_ui_shows_the_runs_and_their_map(tmp_path):
                 assert time.monotonic() < deadline, "the MLflow server did not answer within 120 s"
                 time.sleep(1)
 
-        said = server.stdout.readline().decode()  # the address it prints: qblock's view of the runs
+        said = ""
+        while "MLflow UI on" not in said and server.poll() is None:  # the address it prints: qblock's view
+            said = server.stdout.readline().decode()
         assert f"MLflow UI on {base}/#/experiments/{experiment}/runs?viewStateShareKey=qblock" in said, said
         runs_page = said.split(" on ", 1)[1].split()[0]
         text = browse(runs_page)
