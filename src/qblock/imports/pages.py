@@ -143,7 +143,13 @@ def image_size(path: Path, source: str) -> tuple[int, int]:
             if opened.format == "PNG" and "exif" not in opened.info and _exif_after_pixels(path):
                 return read_image(path, source)[1]
             width, height = opened.size
-            orientation = opened.getexif().get(0x0112, 1)
+            if opened.format == "PNG":  # getexif() would decode the pixels looking for a late eXIf chunk
+                exif = Image.Exif()
+                if "exif" in opened.info:
+                    exif.load(opened.info["exif"])
+            else:
+                exif = opened.getexif()
+            orientation = exif.get(0x0112, 1)
     except (UnidentifiedImageError, OSError) as exc:
         raise UserError(f"{source}: cannot open the image {path}: {exc}") from None
     return (height, width) if orientation in ROTATED else (width, height)
@@ -204,7 +210,7 @@ def identical_images(pages: list[ImportedPage]) -> list[str]:
     kept (a blank page may well repeat); the person decides."""
     by_content: dict[str, list[ImportedPage]] = {}
     for page in pages:
-        by_content.setdefault(hashlib.sha256(page.image.read_bytes()).hexdigest(), []).append(page)
+        by_content.setdefault(page.source_digest(), []).append(page)  # hashed once a run, for plan too
     same = [f"{', '.join(p.source for p in copies)}" for copies in by_content.values() if len(copies) > 1]
     if not same:
         return []
