@@ -776,3 +776,26 @@ def test_a_page_uploaded_twice_resized_and_re_encoded_is_named_and_distinct_page
     assert result.returncode == 0, said
     assert "1 pair(s) of pages in different documents look like one page" in said
     assert "book0_p001.png ~ " in said and "rescan_p001.jpg" in said
+
+
+def test_the_same_export_under_another_file_name_is_unchanged_not_held_back(project, tmp_path):
+    """Pages whose names show no workbook go to a document named after the export; the same export zipped
+    under another name is "unchanged 3", not "3 pages already ... under another name" for a document
+    nothing then goes into."""
+    root = tmp_path / "scans.v3i.yolov8"
+    for number in (1, 2, 3):
+        boxes = [(20.0 + number, 30.0, 200.0, 60.0 + 10 * number)]
+        draw(root / "train" / "images" / f"{number}.jpg", (400, 500), boxes)
+        (root / "train" / "labels").mkdir(parents=True, exist_ok=True)
+        (root / "train" / "labels" / f"{number}.txt").write_text(yolo_rows((400, 500), boxes))
+    (root / "data.yaml").write_text("train: train/images\nnc: 1\nnames: ['question']\n")
+    first = qb(project, "import", "roboflow", str(root))
+    assert first.returncode == 0 and "added 3" in " ".join(first.stdout.split())
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in root.rglob("*"):
+            zipped.write(path, path.relative_to(root).as_posix())
+    again = " ".join(qb(project, "import", "roboflow", str(archive)).stdout.split())
+    assert "unchanged 3" in again and "under another name" not in again, again
+    assert "'data'" not in again and "nothing to write" in again
+    assert sorted(app_boxes(project)) == ["scans/1", "scans/2", "scans/3"]

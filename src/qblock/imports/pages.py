@@ -376,7 +376,10 @@ def plan(pages: list[ImportedPage], dataset_root: Path, tool: str, export: str, 
     for page in pages:
         where = held.get(page.source_digest(), [])
         if where and f"{page.document}/{page.page}" not in where:
-            result.held.append((page, where[0]))  # the same image, imported before under another name
+            if _unchanged_where_it_is(page, where[0], app, tool, export, params):
+                result.unchanged.append(page)  # this export again under another file name: the page as it was
+            else:
+                result.held.append((page, where[0]))  # the same image, imported before under another name
             continue
         if not app.document(page.document).resolve().is_relative_to(app.documents):
             raise UserError(f"{page.source}: document {page.document!r} would be written outside {root}")
@@ -401,6 +404,9 @@ def plan(pages: list[ImportedPage], dataset_root: Path, tool: str, export: str, 
             result.changed.append(page)
         else:
             result.conflicts.append(page)
+    placed = {p.document for p in [*result.added, *result.changed, *result.conflicts, *result.unchanged]}
+    if safe_name(fallback) not in placed:  # the fallback document the naming note announced gets no page
+        result.notes = [note for note in result.notes if f"{safe_name(fallback)!r}" not in note]
     kept = {(p.document, p.page) for p in pages}
     for document in sorted({p.document for p in pages}):
         for page_name in app.labeled(document):
@@ -408,6 +414,21 @@ def plan(pages: list[ImportedPage], dataset_root: Path, tool: str, export: str, 
             if data is not None and _imported_by(data, tool) and (document, page_name) not in kept:
                 result.removed.append(f"{document}/{page_name}")
     return result
+
+
+def _unchanged_where_it_is(page: ImportedPage, where: str, app: AppFolder, tool: str, export: str,
+                           params: ExportParams) -> bool:
+    """Whether the page an earlier import of this tool wrote at ``where`` (doc/page) holds these boxes; then
+    ``page`` takes that name: the same export met under another file name (a zip of the folder) is unchanged,
+    not pages held back from a document named after the new file."""
+    document, _, name = where.partition("/")
+    existing = _read_json(app.groups_file(document, name))
+    if existing is None or not _imported_by(existing, tool):
+        return False
+    if not _same_boxes(existing, groups_document(page, tool, export, params)):
+        return False
+    page.document, page.page = document, name
+    return True
 
 
 def imported_sources(root: Path) -> dict[str, list[str]]:
