@@ -531,7 +531,7 @@ def test_the_same_pages_imported_again_from_a_zip_are_recognised_by_their_bytes(
     done = qb(project, "import", "roboflow", str(archive))
     said = " ".join(done.stdout.split())
     assert done.returncode == 0, done.stderr
-    assert "2 page(s) already in the app's folder under another name (the same image bytes), skipped" in said
+    assert "unchanged 2" in said and "under another name" not in said  # the same pages, where they are
     assert app_boxes(project) == first  # one document, as before
 
 
@@ -799,3 +799,7 @@ def test_the_same_export_under_another_file_name_is_unchanged_not_held_back(proj
     assert "unchanged 3" in again and "under another name" not in again, again
     assert "'data'" not in again and "nothing to write" in again
     assert sorted(app_boxes(project)) == ["scans/1", "scans/2", "scans/3"]
+    # the same picture with other boxes in an export of another name: held back and said, never changed
+    (root / "train" / "labels" / "1.txt").write_text(yolo_rows((400, 500), [(50.0, 50.0, 100.0, 100.0)]))
+    other = " ".join(qb(project, "import", "roboflow", str(root), "--into", "elsewhere").stdout.split())
+    assert "1 page(s) already in the app's folder under another name" in other and "unchanged 2" in other
