@@ -8,7 +8,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export YOLO_OFFLINE := 1
 # `qblock demo-data --style typeset`: XeLaTeX with Korean (kotex), TikZ, a Nanum font, and pdftoppm
 # what `make demo` commits: the pipeline's record of the run (the model itself is in DVC's cache)
-DEMO_RESULT := dvc.lock metrics.json plots reports models/run.json data/.gitignore models/.gitignore runs/.gitignore
+DEMO_RESULT := dvc.lock metrics.json plots reports models/run.json data/.gitignore models/.gitignore
 TEX_PACKAGES := texlive-xetex texlive-lang-korean texlive-pictures texlive-latex-extra fonts-nanum poppler-utils
 
 .PHONY: help setup demo test test-fast test-tools ui lint docs bench-tables clean-outputs constraints
