@@ -535,7 +535,11 @@ def test_the_same_pages_imported_again_from_a_zip_are_recognised_by_their_bytes(
     assert app_boxes(project) == first  # one document, as before
 
 
-def test_an_unchanged_reimport_compares_the_source_bytes_and_encodes_no_page(project, tmp_path, monkeypatch):
+def test_an_unchanged_reimport_reads_no_image_and_a_changed_image_is_read_again(project, tmp_path, monkeypatch):
+    """An unchanged re-import neither encodes a page nor hashes an image again (the digests of the files
+    it read last time are kept by path, size and modification time); an image whose file changed is read."""
+    import hashlib
+
     from qblock.config.schema import load_params
     from qblock.imports import pages
     from qblock.imports.importer import run_import
@@ -543,15 +547,36 @@ def test_an_unchanged_reimport_compares_the_source_bytes_and_encodes_no_page(pro
     export = tmp_path / "geo"
     _ultralytics_export(export, {f"geo_p{i:03d}": ("train", [(20 + 9 * i, 30, 200, 80)]) for i in range(1, 6)})
     assert qb(project, "import", "roboflow", str(export)).returncode == 0
+    cached = json.loads((project / ".qblock" / "cache" / "import-digests.json").read_text(encoding="utf-8"))
+    images = sorted(p for p in export.rglob("*") if p.suffix in (".png", ".jpg"))
+    assert {str(p.resolve()): hashlib.sha256(p.read_bytes()).hexdigest() for p in images} \
+        == {path: entry[2] for path, entry in cached["files"].items()}
 
     def no_encoding(*_):
         raise AssertionError("an unchanged page was decoded and encoded again")
 
+    hashed: list[int] = []
+    real_sha256 = hashlib.sha256
+
+    def counted_sha256(data=b""):
+        hashed.append(len(data))
+        return real_sha256(data)
+
+    monkeypatch.chdir(project)
+    encode = pages._png_bytes
     monkeypatch.setattr(pages, "_png_bytes", no_encoding)
+    monkeypatch.setattr(pages.hashlib, "sha256", counted_sha256)
     params = load_params(project)
     plan = run_import("roboflow", export, None, project / "data" / "dataset_root", params.export, None, False,
                       False, Console(quiet=True))
     assert len(plan.unchanged) == 5 and not plan.added and not plan.changed
+    assert hashed == []  # not one image read for its digest
+
+    draw(images[0], Image.open(images[0]).size, [(5, 5, 60, 40)])  # another picture under the same name
+    monkeypatch.setattr(pages, "_png_bytes", encode)  # a changed source is compared with the page it wrote
+    plan = run_import("roboflow", export, None, project / "data" / "dataset_root", params.export, None, True,
+                      False, Console(quiet=True))  # a dry run: nothing encoded
+    assert len(hashed) == 1 and len(plan.unchanged) == 4  # that one image read again, and not unchanged
 
 
 @pytest.mark.parametrize(("name", "document"), [

@@ -10,8 +10,9 @@ from rich.console import Console
 
 from qblock.config.schema import ExportParams
 from qblock.core.errors import UserError
+from qblock.core.machine import project_root
 from qblock.data.app_folder import AppFolder
-from qblock.imports import formats, pages
+from qblock.imports import digests, formats, pages
 
 DRY_RUN_SHOWN = 10  # pages a dry run names one by one, of each kind of change
 # The versions of one export: Roboflow's `workbooks.v3i.yolov8(.zip)`, Label Studio's `project-3-at-2026-11-02-...`
@@ -67,6 +68,22 @@ def _import(kind: str, path: Path, found: list[pages.ImportedPage], notes: list[
         raise UserError(f"{path}: {len(found)} page(s) but not one box in this export: was it exported with its "
                         f"annotations (rectangles, not only the images)? Nothing was written.")
     tool = kind
+    cache = digests.DigestCache(project_root() / digests.CACHE)
+    for page in found:
+        page.digest = page.digest or cache.lookup(page.image)
+    try:
+        return _plan_and_apply(kind, path, found, notes, dataset_root, params, into, dry_run, replace, console,
+                               allow_empty, per_page, fallback, tool)
+    finally:
+        for page in found:
+            if page.digest:
+                cache.remember(page.image, page.digest)
+        cache.save()
+
+
+def _plan_and_apply(kind: str, path: Path, found: list[pages.ImportedPage], notes: list[str], dataset_root: Path,
+                    params: ExportParams, into: str | None, dry_run: bool, replace: bool, console: Console,
+                    allow_empty: bool, per_page: bool, fallback: str, tool: str) -> pages.Plan:
     notes = notes + pages.identical_images(found)
     if into and per_page:
         raise UserError("--into and --document-per-page say different things: choose one")
