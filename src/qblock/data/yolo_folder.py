@@ -112,6 +112,12 @@ class Manifest:
         return [page for name in self.documents for page in self.records(name).pages]
 
 
+def kept_problems(data: dict[str, Any]) -> list[dict[str, str]]:
+    """The warnings the pages of a document as the manifest holds it were exported with (said again when
+    the document is carried over unchanged)."""
+    return [problem for entry in data["pages"] if len(entry) > 5 for problem in entry[5].get("problems", [])]
+
+
 def file_names(document: str, data: dict[str, Any]) -> list[tuple[str, str]]:
     """(image name, label name) in the YOLO folder of each page of a document as the manifest holds it."""
     prefix = safe_name(document) + "__"  # page_key, with the document's part made once (100,000 pages a run)

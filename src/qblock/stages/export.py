@@ -56,6 +56,7 @@ from qblock.data.yolo_folder import (
     Manifest,
     PageRecord,
     file_names,
+    kept_problems,
     read_fingerprints,
     read_manifest,
     read_stats,
@@ -238,9 +239,7 @@ def collect_pages(dataset_root: Path, params: ExportParams, previous: Manifest |
         if name in old and fingerprints.get(name) == files.fingerprint and name not in folds_together \
                 and present.issuperset(chain.from_iterable(exported.setdefault(name, file_names(name, old[name])))):
             documents[name] = old[name]
-            for entry in old[name]["pages"]:
-                if len(entry) > 5:
-                    log.problems.extend(Problem(**p) for p in entry[5].get("problems", []))
+            log.problems.extend(Problem(**p) for p in kept_problems(old[name]))
             continue
         changed.append(name)
         sources, unlabeled[name] = document_sources(files)

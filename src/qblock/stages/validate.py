@@ -9,118 +9,30 @@ draws a few pages with their boxes for a person to look at.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
-import os
 import statistics
-from array import array
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from itertools import chain, repeat
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import orjson
 from PIL import Image, ImageDraw
 from rich.console import Console
 
 from qblock.config.schema import Params
 from qblock.core import collector
-from qblock.core.code_closure import code_digest
 from qblock.core.progress import map_pages
 from qblock.data.app_folder import AppFolder
+from qblock.data.check_cache import CheckCache, content_digest
 from qblock.data.contact_sheet import save_contact_sheet
+from qblock.data.export_files import find_pages
+from qblock.data.export_files import fingerprint as files_fingerprint
 from qblock.data.image_checks import image_problem
 from qblock.data.label_checks import check_labels
 from qblock.data.labels import parse_clean
 from qblock.data.problems import Problem, ProblemLog, write_json
 from qblock.data.yolo_folder import SPLITS, file_names, read_manifest, read_pages, split_list
 from qblock.data.yolo_folder import image_name as image_name_of
-
-
-class CheckCache:
-    """What validate found clean, per document, so a re-run checks only the documents whose files changed.
-
-    The index (``path``, JSON) has a document's ``fp`` (a fingerprint of its exported files' names, sizes and
-    times, and the class count), and what the statistics and the duplicate check need of its pages: their
-    image ``names`` and content ``digests`` (each a string of them all), label ``rows`` and ``boxes`` count,
-    and the ``warnings`` its pages drew (said again when it is carried over: the report is the same either way).
-    Every box's width and height sit in ``path``.npy, a document's after the one before it; each document's
-    per-page stamps (image name -> [size, mtime_ns, width, height]) in a file of its own, read only when it
-    changed. At 100,000 pages this reads a few MB and a few objects per page, not millions of numbers.
-    A document is carried over whole while its fingerprint holds; in one that changed, an image is read
-    again only when its size or time changed. Only documents found clean are saved. The whole cache
-    belongs to the code that filled it (``code``): other code checks every page again.
-    """
-
-    VERSION = 4
-
-    def __init__(self, path: Path) -> None:
-        import numpy as np
-
-        self.path, self.boxes_path, self.stamps_dir = path, path.with_suffix(".npy"), path.with_suffix("")
-        self.code = code_digest("qblock.stages.validate")  # other checks: every document is checked again
-        self.entries: dict[str, dict] = {}
-        self.boxes = np.zeros((0, 2))
-        try:
-            data = orjson.loads(path.read_bytes())
-            raw = self.boxes_path.read_bytes()
-            if data.get("version") == self.VERSION and data.get("code") == self.code \
-                    and data.get("boxes_digest") == _digest(raw):
-                self.boxes = np.load(io.BytesIO(raw))
-                self.entries = data["documents"]
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            pass
-        self.offsets: dict[str, int] = {}
-        offset = 0
-        for name, entry in self.entries.items():
-            self.offsets[name] = offset
-            offset += entry["boxes"]
-        self.fresh: dict[str, dict] = {}
-        self.fresh_boxes: dict[str, Any] = {}
-        self.fresh_stamps: dict[str, dict] = {}
-
-    def carried(self, document: str) -> Any:
-        """A document's boxes (n x 2: width, height) as the cache has them."""
-        start = self.offsets[document]
-        return self.boxes[start : start + self.entries[document]["boxes"]]
-
-    def stamps(self, document: str) -> dict[str, list]:
-        """A document's page stamps: image name -> [size, mtime_ns, width, height]; empty when unknown."""
-        try:
-            data = orjson.loads(self._stamps_file(document).read_bytes())
-            return data["pages"] if data["document"] == document else {}
-        except (OSError, ValueError, KeyError, TypeError):
-            return {}
-
-    def _stamps_file(self, document: str) -> Path:
-        name = hashlib.blake2b(document.encode("utf-8", "surrogateescape"), digest_size=10).hexdigest()
-        return self.stamps_dir / f"{name}.json"
-
-    def save(self) -> None:
-        """Write what was found clean; nothing when every document was carried over as it was."""
-        import numpy as np
-
-        if not self.fresh_stamps and list(self.fresh) == list(self.entries):
-            return
-        for document, stamps in self.fresh_stamps.items():
-            if document in self.fresh:
-                write_json(self._stamps_file(document), {"document": document, "pages": stamps}, compact=True)
-        buffer = io.BytesIO()
-        np.save(buffer, np.concatenate([self.fresh_boxes[d] for d in self.fresh] or [np.zeros((0, 2))]))
-        raw = buffer.getvalue()
-        self.boxes_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.boxes_path.with_name(f"{self.boxes_path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(raw)
-        tmp.replace(self.boxes_path)
-        write_json(self.path, {"version": self.VERSION, "code": self.code, "boxes_digest": _digest(raw),
-                               "documents": self.fresh}, compact=True)
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 class PageCheck(NamedTuple):
@@ -140,7 +52,7 @@ def check_page(job: tuple[str, str | None, str | None, int]) -> PageCheck:
     if image is not None:
         try:
             data = image.read_bytes()
-            digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+            digest = content_digest(data)
         except OSError:
             data = None  # image_problem says what is wrong
         problem, size = image_problem(image, data)
@@ -152,102 +64,11 @@ def check_page(job: tuple[str, str | None, str | None, int]) -> PageCheck:
     return PageCheck(size, labels, log.problems, digest)
 
 
-def _listing(folder: Path) -> tuple[dict[str, tuple[str, list[int]]], list[str]]:
-    """stem -> (file name, [size, mtime_ns]) for the files in a folder, and every name in it, from one
-    directory listing."""
-    listing, names = {}, []
-    for entry in os.scandir(folder):
-        stat = entry.stat()
-        names.append(entry.name)
-        listing[entry.name.rsplit(".", 1)[0]] = (entry.name, [stat.st_size, stat.st_mtime_ns])
-    return listing, names
-
-
 class Checked(NamedTuple):
     images: list[str]  # every file in images/
     rows: dict[str, int]  # clean image name -> its label's row count
     digests: dict[str, str]  # clean image name -> a hash of its bytes
     boxes: list[Any]  # arrays of every clean label's box widths and heights (n x 2)
-
-
-DIGEST_CHARS = 32  # check_page's blake2b of 16 bytes, in hex
-
-
-class Pages(NamedTuple):
-    """A document's pages as found in the export folder: image and label names, and [image size, image
-    mtime_ns, label size, label mtime_ns] of each page, one after the other."""
-
-    images: list[str]
-    labels: list[str]
-    stamps: list[int]
-
-
-def _fingerprint(class_count: int, pages: Pages) -> str:
-    """A hash of a document's exported files' names, sizes and modification times (and the class count)."""
-    digest = hashlib.blake2b(digest_size=12)
-    digest.update(f"{class_count}\n".encode())
-    digest.update("\n".join(pages.images).encode("utf-8", "surrogateescape"))
-    digest.update(array("q", pages.stamps).tobytes())
-    return digest.hexdigest()
-
-
-def _as_expected(export_dir: Path, image_files: list[str], label_files: list[str],
-                 expected: dict[str, list[tuple[str, str]]]) -> dict[str | None, Pages] | None:
-    """Each document's pages, stat'ed by name, when the folder holds exactly the files the manifest names
-    (the common case: one stat per file, no listing of 200,000 stats to match by stem); None otherwise.
-
-    As many files as the manifest names, each of them there (its stat worked, and the manifest names no
-    file twice): no other file, nothing to pair by stem."""
-    wanted = sum(len(pairs) for pairs in expected.values())
-    if len(image_files) != wanted or sum(1 for name in label_files if name.endswith(".txt")) != wanted:
-        return None
-    images_at, labels_at = f"{export_dir / 'images'}{os.sep}", f"{export_dir / 'labels'}{os.sep}"
-    stat = os.stat
-    found: dict[str | None, Pages] = {}
-    try:
-        for document, pairs in expected.items():
-            if not pairs:
-                continue
-            stamps: list[int] = []
-            for image, label in pairs:
-                a, b = stat(images_at + image), stat(labels_at + label)
-                stamps += (a.st_size, a.st_mtime_ns, b.st_size, b.st_mtime_ns)
-            found[document] = Pages([image for image, _ in pairs], [label for _, label in pairs], stamps)
-    except OSError:  # one is missing (or was removed meanwhile): the listing says which
-        return None
-    return found
-
-
-def _by_stem(export_dir: Path, log: ProblemLog, expected: dict[str, list[tuple[str, str]]]
-             ) -> tuple[dict[str | None, Pages], list[str]]:
-    """Each document's pages found by matching the files in the folder by stem: an image and its label; every
-    image or label without the other is an error. Files of no document in the manifest are under None."""
-    with ThreadPoolExecutor(2) as pool:  # a stat per file: the two folders at once
-        (images, image_files), (all_labels, _) = pool.map(_listing, (export_dir / "images", export_dir / "labels"))
-    labels = {stem: v for stem, v in all_labels.items() if v[0].endswith(".txt")}
-    for stem in sorted(images.keys() - labels.keys()):
-        log.error(export_dir / "images" / images[stem][0],
-                  "image without a label file (an empty .txt marks a page with no questions)")
-    for stem in sorted(labels.keys() - images.keys()):
-        log.error(export_dir / "labels" / labels[stem][0], "label file without an image")
-    found: dict[str | None, Pages] = {}
-    placed: set[str] = set()
-    for document, pairs in expected.items():  # in the manifest's order, as _as_expected
-        for _, label in pairs:
-            stem = label[:-4]
-            if stem in images and stem in labels and stem not in placed:
-                placed.add(stem)
-                _add_page(found.setdefault(document, Pages([], [], [])), images[stem], labels[stem])
-    for stem in images:
-        if stem in labels and stem not in placed:
-            _add_page(found.setdefault(None, Pages([], [], [])), images[stem], labels[stem])
-    return found, image_files
-
-
-def _add_page(pages: Pages, image: tuple[str, list[int]], label: tuple[str, list[int]]) -> None:
-    pages.images.append(image[0])
-    pages.labels.append(label[0])
-    pages.stamps.extend((*image[1], *label[1]))
 
 
 def check_files(export_dir: Path, class_count: int, cache: CheckCache, log: ProblemLog,
@@ -256,71 +77,50 @@ def check_files(export_dir: Path, class_count: int, cache: CheckCache, log: Prob
     (image, label) names, from the manifest; a file of no document in it is checked every time."""
     import numpy as np
 
-    image_files, label_files = os.listdir(export_dir / "images"), os.listdir(export_dir / "labels")
-    grouped = _as_expected(export_dir, image_files, label_files, expected)
-    if grouped is None:
-        grouped, image_files = _by_stem(export_dir, log, expected)
+    grouped, image_files = find_pages(export_dir, expected, log)
     checked = Checked(image_files, {}, {}, [])
     jobs, pending = [], []
     for document, pages in grouped.items():
-        fingerprint = _fingerprint(class_count, pages)
-        known = cache.entries.get(document) if document is not None else None
-        if document is not None and known is not None and known["fp"] == fingerprint:
-            names, digests = known["names"].split("\n"), known["digests"]
-            checked.rows.update(zip(names, known["rows"], strict=True))
-            checked.digests.update(zip(names, map(digests.__getitem__, _digest_slices(len(names))), strict=True))
-            cache.fresh[document], cache.fresh_boxes[document] = known, cache.carried(document)
-            checked.boxes.append(cache.fresh_boxes[document])
-            for file, message in known.get("warnings", []):  # a document carried over says what it said
+        fingerprint = files_fingerprint(class_count, pages)
+        carried = cache.carry_over(document, fingerprint) if document is not None else None
+        if carried is not None:
+            checked.rows.update(zip(carried.names, carried.rows, strict=True))
+            checked.digests.update(zip(carried.names, carried.digests, strict=True))
+            checked.boxes.append(carried.boxes)
+            for file, message in carried.warnings:  # a document carried over says what it said
                 log.warning(file, message)
             continue
-        before = cache.stamps(document) if document is not None and known is not None else {}
-        digest_of = {name: known["digests"][i * DIGEST_CHARS : (i + 1) * DIGEST_CHARS]
-                     for i, name in enumerate(known["names"].split("\n"))} if before and known else {}
+        earlier = cache.earlier_pages(document) if document is not None else {}
         for index, (image_name, label_name) in enumerate(zip(pages.images, pages.labels, strict=True)):
-            image_stamp = pages.stamps[index * 4 : index * 4 + 2]
-            facts = before.get(image_name)
-            image_known = facts is not None and facts[:2] == image_stamp and image_name in digest_of
-            jobs.append((str(export_dir), None if image_known else image_name, label_name, class_count))
-            pending.append((document, fingerprint, image_name, image_stamp,
-                            [*facts[:4], digest_of[image_name]] if image_known and facts is not None else None))
+            facts = earlier.get(image_name)
+            if facts is not None and facts[:2] != pages.image_stamp(index):
+                facts = None  # the image changed: read it again
+            jobs.append((str(export_dir), None if facts else image_name, label_name, class_count))
+            pending.append((document, fingerprint, image_name, pages.image_stamp(index), facts))
     fresh: dict[str | None, dict] = {}
     broken: set[str | None] = set()
     for (document, fingerprint, image_name, image_stamp, facts), result in zip(
             pending, map_pages(check_page, jobs, "validate"), strict=True):
         log.problems.extend(result.problems)
-        said = [[p.file, p.message] for p in result.problems if p.severity == "warning"]
         if facts is None and result.size is not None:
             facts = [*image_stamp, *result.size, result.digest or ""]
         if facts is None or result.labels is None:
             broken.add(document)
             continue
         values = result.labels.split()
-        entry = fresh.setdefault(document, {"fp": fingerprint, "names": [], "digests": [], "rows": [], "wh": [],
-                                            "stamps": {}, "warnings": []})
-        entry["warnings"].extend(said)
-        entry["names"].append(image_name)
-        entry["digests"].append(facts[4])
+        entry = fresh.setdefault(document, {"fp": fingerprint, "pages": {}, "rows": [], "wh": [], "warnings": []})
+        entry["warnings"].extend([p.file, p.message] for p in result.problems if p.severity == "warning")
+        entry["pages"][image_name] = facts
         entry["rows"].append(len(values) // 5)
         entry["wh"].extend(values[i * 5 + 3 : i * 5 + 5] for i in range(len(values) // 5))
-        entry["stamps"][image_name] = facts[:4]
     for document, entry in fresh.items():
         boxes = np.array(entry["wh"], dtype=np.float64).reshape(-1, 2)
-        checked.rows.update(zip(entry["names"], entry["rows"], strict=True))
-        checked.digests.update(zip(entry["names"], entry["digests"], strict=True))
+        checked.rows.update(zip(entry["pages"], entry["rows"], strict=True))
+        checked.digests.update((name, facts[4]) for name, facts in entry["pages"].items())
         checked.boxes.append(boxes)
         if document is not None and document not in broken:
-            cache.fresh[document] = {"fp": entry["fp"], "names": "\n".join(entry["names"]),
-                                     "digests": "".join(entry["digests"]), "rows": entry["rows"], "boxes": len(boxes),
-                                     **({"warnings": entry["warnings"]} if entry["warnings"] else {})}
-            cache.fresh_boxes[document], cache.fresh_stamps[document] = boxes, entry["stamps"]
+            cache.keep(document, entry["fp"], entry["pages"], entry["rows"], boxes, entry["warnings"])
     return checked
-
-
-@lru_cache(maxsize=1024)
-def _digest_slices(count: int) -> list[slice]:
-    """The slices of ``count`` digests kept end to end in one string."""
-    return [slice(i, i + DIGEST_CHARS) for i in range(0, count * DIGEST_CHARS, DIGEST_CHARS)]
 
 
 def check_duplicates(lists: dict[str, list[str]], digests: dict[str, str], rows: dict[str, int],
