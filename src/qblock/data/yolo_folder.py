@@ -145,30 +145,10 @@ def read_manifest(export_dir: Path) -> Manifest:
         raise UserError(f"{path}: cannot read the export manifest ({exc}); run the export stage") from None
 
 
-def read_pages(export_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The manifest's summary and its pages as plain dicts (`key`, `document`, `page`, `image`, `width`,
-    `height`, `boxes`), for the stages that only read a few fields."""
-    manifest = read_manifest(export_dir)
-    try:
-        pages = [{"key": page_key(name, entry[0]), "document": name, "page": entry[0],
-                  "image": f"{DOCUMENTS}/{name}/{PAGES}/{entry[1]}", "width": entry[2], "height": entry[3],
-                  "boxes": entry[4]}
-                 for name, document in manifest.documents.items() for entry in document["pages"]]
-    except (KeyError, TypeError, IndexError) as exc:
-        raise UserError(f"{export_dir / MANIFEST}: cannot read the export manifest ({exc}); run the export stage") \
-            from None
-    return manifest.summary, pages
-
-
 def image_name_for(key: str, image: str) -> str:
     """A page's image name in the YOLO folder: its key and the source's suffix (string work: at 100,000
     pages, a Path per name costs a second)."""
     return key + "." + image.rpartition(".")[2].lower()
-
-
-def image_name(page: dict[str, Any]) -> str:
-    """A plain page's (read_pages) image name in the YOLO folder."""
-    return image_name_for(page["key"], page["image"])
 
 
 def write_manifest(export_dir: Path, manifest: Manifest, fingerprints: dict[str, str],

@@ -31,8 +31,7 @@ from qblock.data.image_checks import image_problem
 from qblock.data.label_checks import check_labels
 from qblock.data.labels import parse_clean
 from qblock.data.problems import Problem, ProblemLog, write_json
-from qblock.data.yolo_folder import SPLITS, file_names, read_manifest, read_pages, split_list
-from qblock.data.yolo_folder import image_name as image_name_of
+from qblock.data.yolo_folder import SPLITS, PageRecord, file_names, read_manifest, split_list
 
 
 class PageCheck(NamedTuple):
@@ -236,15 +235,16 @@ def draw_samples(export_dir: Path, clean: Iterable[str], count: int, out: Path) 
     save_contact_sheet(tiles, out)
 
 
-def in_the_app(problems: list[Problem], pages: list[dict], export_dir: Path, dataset_root: Path) -> list[Problem]:
+def in_the_app(problems: list[Problem], pages: list[PageRecord], export_dir: Path, dataset_root: Path
+               ) -> list[Problem]:
     """Problems of exported files named by the file a person opens: the page image or groups file in the
     app's dataset_root, with the exported copy in brackets (`data/yolo/images/doc__page.png` is not a
     path anyone made)."""
     records = {}
     for page in pages:
-        records[str(export_dir / "images" / image_name_of(page))] = (page, dataset_root / page["image"])
-        records[str(export_dir / "labels" / f"{page['key']}.txt")] = (
-            page, AppFolder(dataset_root).groups_file(page["document"], page["page"]))
+        records[str(export_dir / "images" / page.image_name)] = (page, dataset_root / page.image)
+        records[str(export_dir / "labels" / page.label_name)] = (
+            page, AppFolder(dataset_root).groups_file(page.document, page.page))
     named = []
     for problem in problems:
         found = records.get(problem.file)
@@ -273,12 +273,12 @@ def run(export_dir: Path, split_dir: Path, reports_dir: Path, sample_pages: int,
         if dataset_root is None:
             return image_name
         if not in_app:
-            in_app.update((image_name_of(p), (dataset_root / p["image"]).as_posix()) for p in read_pages(export_dir)[1])
+            in_app.update((p.image_name, (dataset_root / p.image).as_posix()) for p in manifest.pages)
         return in_app.get(image_name, image_name)
 
     check_duplicates(lists, found.digests, found.rows, export_dir, log, shown)
     if dataset_root is not None and log.problems:
-        log.problems = in_the_app(log.problems, read_pages(export_dir)[1], export_dir, dataset_root)
+        log.problems = in_the_app(log.problems, manifest.pages, export_dir, dataset_root)
 
     stats = {"classes": len(class_names)} | box_statistics(found.rows, found.boxes)
     for split, entries in lists.items():
