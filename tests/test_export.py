@@ -349,8 +349,8 @@ def test_a_rerun_reads_again_only_the_documents_whose_files_changed(tmp_path, co
 
     stats = json.loads(yolo_folder.STATS.read_text())
     assert sorted(stats["documents"]) == ["algebra", "geometry"]
-    assert yolo_folder.stats_file(tmp_path / "yolo", "algebra").is_file()  # a file of page stats per document
-    assert not yolo_folder.stats_file(tmp_path / "yolo", "calculus").exists()
+    assert yolo_folder.page_files(tmp_path / "yolo").path("algebra").is_file()  # a file of page stats per document
+    assert not yolo_folder.page_files(tmp_path / "yolo").path("calculus").exists()
 
 
 def test_a_file_removed_from_the_export_by_hand_comes_back(tmp_path, console):

@@ -26,6 +26,7 @@ import orjson
 
 from qblock.core import files
 from qblock.core.code_closure import code_digest
+from qblock.data.document_files import DocumentFiles
 from qblock.data.problems import write_json
 
 DIGEST_CHARS = 32  # an image's blake2b of 16 bytes, in hex
@@ -51,7 +52,8 @@ class CheckCache:
     def __init__(self, path: Path) -> None:
         import numpy as np
 
-        self.path, self.boxes_path, self.stamps_dir = path, path.with_suffix(".npy"), path.with_suffix("")
+        self.path, self.boxes_path = path, path.with_suffix(".npy")
+        self.page_files = DocumentFiles(path.with_suffix(""))
         self.code = code_digest("qblock.stages.validate")  # other checks: every document is checked again
         self.entries: dict[str, dict] = {}
         self.boxes = np.zeros((0, 2))
@@ -92,11 +94,7 @@ class CheckCache:
         known = self.entries.get(document)
         if known is None:
             return {}
-        try:
-            data = orjson.loads(self._stamps_file(document).read_bytes())
-            stamps = data["pages"] if data["document"] == document else {}
-        except (OSError, ValueError, KeyError, TypeError):
-            return {}
+        stamps = self.page_files.read(document)
         digests = known["digests"]
         return {name: [*stamps[name][:4], digests[i * DIGEST_CHARS : (i + 1) * DIGEST_CHARS]]
                 for i, name in enumerate(known["names"].split("\n")) if name in stamps}
@@ -111,10 +109,6 @@ class CheckCache:
         self.fresh_boxes[document] = boxes
         self.fresh_stamps[document] = {name: facts[:4] for name, facts in pages.items()}
 
-    def _stamps_file(self, document: str) -> Path:
-        name = hashlib.blake2b(document.encode("utf-8", "surrogateescape"), digest_size=10).hexdigest()
-        return self.stamps_dir / f"{name}.json"
-
     def save(self) -> None:
         """Write what was found clean; nothing when every document was carried over as it was."""
         import numpy as np
@@ -123,7 +117,7 @@ class CheckCache:
             return
         for document, stamps in self.fresh_stamps.items():
             if document in self.fresh:
-                write_json(self._stamps_file(document), {"document": document, "pages": stamps}, compact=True)
+                self.page_files.write(document, stamps)
         buffer = io.BytesIO()
         np.save(buffer, np.concatenate([self.fresh_boxes[d] for d in self.fresh] or [np.zeros((0, 2))]))
         raw = buffer.getvalue()

@@ -4,7 +4,6 @@ split lists beside it. The manifest's page record is read and written here only.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ import orjson
 
 from qblock.core.errors import UserError
 from qblock.data.app_folder import DOCUMENTS, PAGES
+from qblock.data.document_files import DocumentFiles
 from qblock.data.labels import page_key, safe_name
 from qblock.data.problems import write_json
 
@@ -158,18 +158,16 @@ def write_manifest(export_dir: Path, manifest: Manifest, fingerprints: dict[str,
     whose stats go."""
     write_json(export_dir / MANIFEST, {"summary": manifest.summary, "documents": manifest.documents}, compact=True)
     for name, document in page_stats.items():
-        write_json(stats_file(export_dir, name),
-                   {"document": name, "pages": {p.page: [p.groups_stat, p.image_stat] for p in document.pages}},
-                   compact=True)
+        page_files(export_dir).write(name, {p.page: [p.groups_stat, p.image_stat] for p in document.pages})
     for name in removed:
-        stats_file(export_dir, name).unlink(missing_ok=True)
+        page_files(export_dir).remove(name)
     write_json(STATS, {"export_dir": export_dir.as_posix(), "documents": fingerprints}, compact=True)
 
 
-def stats_file(export_dir: Path, document: str) -> Path:
-    """Where this machine's stats of a document's pages exported to ``export_dir`` are kept."""
-    name = hashlib.blake2b(f"{export_dir.as_posix()}\0{document}".encode("utf-8", "surrogateescape"), digest_size=10)
-    return STATS.with_suffix("") / f"{name.hexdigest()}.json"
+def page_files(export_dir: Path) -> DocumentFiles:
+    """This machine's stats of each document's pages exported to ``export_dir``: page -> [groups_stat,
+    image_stat]."""
+    return DocumentFiles(STATS.with_suffix(""), export_dir.as_posix())
 
 
 def read_fingerprints(export_dir: Path) -> dict[str, str]:
@@ -179,15 +177,6 @@ def read_fingerprints(export_dir: Path) -> dict[str, str]:
         # the folder as the stage names it (relative to the project): a moved or copied project keeps its stats
         return data["documents"] if data.get("export_dir") == export_dir.as_posix() else {}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
-
-
-def read_stats(export_dir: Path, document: str) -> dict[str, list]:
-    """This machine's stats of a document's pages (page -> [groups_stat, image_stat]); empty when unknown."""
-    try:
-        data = orjson.loads(stats_file(export_dir, document).read_bytes())
-        return data["pages"] if data["document"] == document else {}
-    except (OSError, ValueError, KeyError, TypeError):
         return {}
 
 

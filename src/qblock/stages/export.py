@@ -57,9 +57,9 @@ from qblock.data.yolo_folder import (
     PageRecord,
     file_names,
     kept_problems,
+    page_files,
     read_fingerprints,
     read_manifest,
-    read_stats,
     write_manifest,
 )
 
@@ -251,7 +251,7 @@ def collect_pages(dataset_root: Path, params: ExportParams, previous: Manifest |
     before: dict[str, dict[str, PageRecord]] = {}
     for name in changed:
         if previous is not None and name in old:
-            stats = read_stats(out_dir, name) if fingerprints else {}
+            stats = page_files(out_dir).read(name) if fingerprints else {}
             before[name] = {p.page: p for p in previous.records(name, stats).pages if p.groups_stat}
     carried: dict[str, PageRecord] = {}
     todo: list[PageSource] = []
