@@ -73,7 +73,7 @@ def test_an_edge_with_no_ink_near_it_stays_where_the_model_put_it():
     pages = []
     for index in range(4):
         page, boxes = drawn_page(rng)
-        spaced = [(x0, y0, x1, y1 + (40 if i % 3 == 0 else 0)) for i, (x0, y0, x1, y1) in enumerate(boxes)]
+        spaced = [(x0, y0, x1, y1 + (25 if i % 3 == 0 else 0)) for i, (x0, y0, x1, y1) in enumerate(boxes)]
         pages.append((page, spaced) if index else (page, boxes))
     learned = learn((ink_mask(page), boxes) for page, boxes in pages[1:])
     assert learned.margins["bottom"] is not None and "bottom" not in learned.shrink and "right" in learned.shrink
@@ -170,3 +170,27 @@ def test_a_bottom_has_room_down_to_the_next_ink_less_the_margin(rule):
     assert room_below(mask, cutting, rule) > cutting[3] + 10  # past that line: its own ink does not stop it
     last = (boxes[-1][0], boxes[-1][1], boxes[-1][2], boxes[-1][3])
     assert room_below(mask, last, rule) == HEIGHT  # nothing below: the whole page
+
+
+def framed_page(rng: random.Random) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
+    """Questions printed in frames, each boxed inside its frame, 3 px from the text (the frame 5 px out)."""
+    page, boxes = drawn_page(rng)
+    draw = ImageDraw.Draw(page)
+    inner = [(x0 + MARGIN - 3, y0 + MARGIN - 3, x1 - MARGIN + 3, y1 - MARGIN + 3) for x0, y0, x1, y1 in boxes]
+    for x0, y0, x1, y1 in inner:
+        draw.rectangle((x0 - 5, y0 - 5, x1 + 4, y1 + 4), outline=(20, 20, 20), width=1)
+    return page, inner
+
+
+def test_a_rule_leaves_the_boxes_it_was_learned_from_where_they_are():
+    """Boxes drawn inside a printed frame: the frame is ink within reach of every edge, and a rule that
+    snapped to it would move each of the person's boxes 8 px out, on the pages it learned from as on new
+    ones. The rule checks itself on its own boxes and snaps no edge that moves them."""
+    rng = random.Random(5)
+    pages = [framed_page(rng) for _ in range(4)]
+    learned = learn((ink_mask(page), boxes) for page, boxes in pages[1:])
+    page, boxes = pages[0]
+    mask = ink_mask(page)
+    assert all(iou(snap_box(mask, box, learned), box) >= 0.95 for box in boxes)
+    plain = learn((ink_mask(page), boxes) for page, boxes in (drawn_page(random.Random(s)) for s in (3, 4, 5)))
+    assert all(m is not None for m in plain.margins.values())  # boxes a margin outside plain text: snapped
