@@ -4,6 +4,7 @@
     python bench/learning_curve.py --style demo --pages 64 --seeds 2 --save demo-64
     python bench/learning_curve.py --style typeset --pages 0 16 64 --seeds 1 --work /tmp/lc
     python bench/learning_curve.py --style papers                     # the base model on held-out exam papers
+    python bench/learning_curve.py --style typeset --work /tmp/lc --rescore   # today's post-processing, no training
 
 For a page style, one collection is drawn once: a pool of 16 workbooks of 4 pages to label from, 3
 val workbooks (where the epoch, the threshold and snapping are chosen, as evaluate chooses them)
@@ -187,6 +188,19 @@ def run_one(work: Path, style: str, pages: int, start: str, seed: int) -> dict:
             **score(weights, params, folder, split, out, None)}
 
 
+def rescore(work: Path, style: str, pages: int, start: str, result: dict) -> dict:
+    """A run's figures measured again on its model (best.pt, or the start for N = 0), its training kept."""
+    if style == "papers" or pages == 0:
+        return {**result, **run_one(work, style, pages, start, result["seed"]), "seed": result["seed"]}
+    folder = work / style
+    out = work / "runs" / style / f"{pages}-{start}-seed{result['seed']}"
+    weights = out / "train" / "weights" / "best.pt"
+    if not weights.is_file():
+        return result
+    kept = {k: result[k] for k in ("seed", "seconds", "epochs") if k in result}
+    return {**kept, **score(weights, project_params("train=cpu"), folder, split_for(folder, pages), out, None)}
+
+
 def spread(values: list[float], digits: int = 3) -> str:
     middle = statistics.median(values)
     if max(values) - min(values) < 0.5 * 10 ** -digits:
@@ -241,6 +255,8 @@ def main() -> None:
     parser.add_argument("--save", metavar="NAME", help="also write bench/results/learning_curve-NAME.json")
     parser.add_argument("--report", action="store_true", help="train nothing: print (and --save) what the --work "
                         "folder's runs have so far, each N with the seeds it has")
+    parser.add_argument("--rescore", action="store_true", help="with --work: score the models its runs trained "
+                        "again with today's post-processing (threshold, snapping), training nothing")
     args = parser.parse_args()
     if any(n % PAGES_PER_WORKBOOK or not 0 <= n <= GROUPS["pool"][0] * PAGES_PER_WORKBOOK for n in args.pages):
         parser.error(f"--pages: multiples of {PAGES_PER_WORKBOOK} from 0 to {GROUPS['pool'][0] * PAGES_PER_WORKBOOK}")
@@ -263,8 +279,12 @@ def main() -> None:
                     continue  # an untrained model finds nothing: no need to measure it
                 key = f"{pages} {start}"
                 runs = [r for r in results.get(key, []) if r["seed"] < (1 if pages == 0 else args.seeds)]
+                if args.rescore:
+                    runs = [rescore(work, args.style, pages, start, r) for r in runs]
+                    results[key] = runs
+                    results_file.write_text(json.dumps(results, indent=1))
                 for seed in range(1 if pages == 0 else args.seeds):
-                    if any(r["seed"] == seed for r in runs) or args.report:
+                    if any(r["seed"] == seed for r in runs) or args.report or args.rescore:
                         continue
                     runs.append(run_one(work, args.style, pages, start, seed))
                     results[key] = runs
