@@ -104,7 +104,8 @@ class AppFolder:
         return sorted(page_of(name) for name in _names(self.proposals_folder(document))
                       if name.endswith(GROUPS_SUFFIX))
 
-    def unlabeled(self, document: str) -> list[str]:
-        """The pages of a document with an image and no groups file, sorted."""
+    def unlabeled(self, document: str, images: dict[str, Path] | None = None) -> list[str]:
+        """The pages of a document with an image and no groups file, sorted; ``images``: the document's
+        images when the caller has listed them already (``images``)."""
         labeled = set(self.labeled(document))
-        return [page for page in self.images(document) if page not in labeled]
+        return [page for page in (self.images(document) if images is None else images) if page not in labeled]

@@ -84,8 +84,7 @@ class CheckCache:
         start = self.offsets[document]
         boxes = self.boxes[start : start + known["boxes"]]
         self.fresh[document], self.fresh_boxes[document] = known, boxes
-        names = known["names"].split("\n")
-        digests = list(map(known["digests"].__getitem__, _digest_slices(len(names))))
+        names, digests = _unpacked(known)
         return CarriedDocument(names, digests, known["rows"], boxes, known.get("warnings", []))
 
     def earlier_pages(self, document: str) -> dict[str, list]:
@@ -95,9 +94,8 @@ class CheckCache:
         if known is None:
             return {}
         stamps = self.page_files.read(document)
-        digests = known["digests"]
-        return {name: [*stamps[name][:4], digests[i * DIGEST_CHARS : (i + 1) * DIGEST_CHARS]]
-                for i, name in enumerate(known["names"].split("\n")) if name in stamps}
+        return {name: [*stamps[name][:4], digest] for name, digest in zip(*_unpacked(known), strict=True)
+                if name in stamps}
 
     def keep(self, document: str, fingerprint: str, pages: dict[str, list], rows: list[int], boxes: Any,
              warnings: list[list[str]]) -> None:
@@ -125,6 +123,12 @@ class CheckCache:
         files.write_bytes(self.boxes_path, raw)
         write_json(self.path, {"version": VERSION, "code": self.code, "boxes_digest": content_digest(raw),
                                "documents": self.fresh}, compact=True)
+
+
+def _unpacked(known: dict) -> tuple[list[str], list[str]]:
+    """A kept document's image names and their digests, as packed by ``keep``."""
+    names = known["names"].split("\n")
+    return names, list(map(known["digests"].__getitem__, _digest_slices(len(names))))
 
 
 @lru_cache(maxsize=1024)

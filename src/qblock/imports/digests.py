@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qblock.core import files
+
+if TYPE_CHECKING:
+    from qblock.imports.pages import ImportedPage
 
 CACHE = Path(".qblock") / "cache" / "import-digests.json"
 VERSION = 1
@@ -66,3 +72,19 @@ class DigestCache:
             files.write_text(self.path, json.dumps({"version": VERSION, "files": kept}))
         except OSError:
             pass  # a cache that cannot be written only costs the next import its time
+
+
+@contextmanager
+def kept(found: list[ImportedPage], path: Path) -> Iterator[None]:
+    """The pages' digests filled in from the cache at ``path`` where their files are unchanged; when the
+    block ends (well or not), every digest the import made is remembered."""
+    cache = DigestCache(path)
+    for page in found:
+        page.digest = page.digest or cache.lookup(page.image)
+    try:
+        yield
+    finally:
+        for page in found:
+            if page.digest:
+                cache.remember(page.image, page.digest)
+        cache.save()

@@ -35,7 +35,7 @@ def export_family(path: Path) -> str:
 def run_import(kind: str, path: Path, images: Path | None, dataset_root: Path, params: ExportParams,
                into: str | None, dry_run: bool, replace: bool, console: Console, *,
                allow_empty: bool = False, per_page: bool = False, keep_split: bool = False) -> pages.Plan:
-    with formats.read(kind, path, images) as (found, notes):
+    with formats.read(kind, path, images) as (found, notes), digests.kept(found, project_root() / digests.CACHE):
         return _import(kind, path, found, notes + kept_sides(path, found, keep_split), dataset_root, params, into,
                        dry_run, replace, console, allow_empty, per_page)
 
@@ -68,22 +68,6 @@ def _import(kind: str, path: Path, found: list[pages.ImportedPage], notes: list[
         raise UserError(f"{path}: {len(found)} page(s) but not one box in this export: was it exported with its "
                         f"annotations (rectangles, not only the images)? Nothing was written.")
     tool = kind
-    cache = digests.DigestCache(project_root() / digests.CACHE)
-    for page in found:
-        page.digest = page.digest or cache.lookup(page.image)
-    try:
-        return _plan_and_apply(kind, path, found, notes, dataset_root, params, into, dry_run, replace, console,
-                               allow_empty, per_page, fallback, tool)
-    finally:
-        for page in found:
-            if page.digest:
-                cache.remember(page.image, page.digest)
-        cache.save()
-
-
-def _plan_and_apply(kind: str, path: Path, found: list[pages.ImportedPage], notes: list[str], dataset_root: Path,
-                    params: ExportParams, into: str | None, dry_run: bool, replace: bool, console: Console,
-                    allow_empty: bool, per_page: bool, fallback: str, tool: str) -> pages.Plan:
     notes = notes + pages.identical_images(found)
     if into and per_page:
         raise UserError("--into and --document-per-page say different things: choose one")

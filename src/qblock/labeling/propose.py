@@ -101,9 +101,9 @@ def documents_of(dataset_root: Path, named: list[str] | None) -> list[str]:
 
 def unlabeled_pages(app: AppFolder, document: str) -> list[PageJob]:
     """The page images of a document that have no groups file of a person's."""
-    images, labeled = app.images(document), set(app.labeled(document))
+    images = app.images(document)
     jobs = []
-    for page in (page for page in images if page not in labeled):
+    for page in app.unlabeled(document, images):
         stat = images[page].stat()
         jobs.append(PageJob(document, page, images[page], app.proposal_file(document, page),
                             [stat.st_size, stat.st_mtime_ns]))

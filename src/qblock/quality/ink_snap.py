@@ -171,18 +171,18 @@ def _drop_edges_that_move_their_own_boxes(rule: SnapRule,
     """Each snapped edge tried alone on the training boxes: one that moves more than ``MOVES`` of them by
     over half a reach is not snapped (see MOVES)."""
     moved = dict.fromkeys(EDGES, 0)
+    alone = {edge: SnapRule({e: rule.margins[e] if e == edge else None for e in EDGES}, rule.reach,
+                            shrink={e: v for e, v in rule.shrink.items() if e == edge})
+             for edge in EDGES if rule.margins[edge] is not None}
     total = 0
     for packed, shape, boxes in pages:
         mask = np.unpackbits(packed, count=shape[0] * shape[1]).reshape(shape).astype(bool)
         limit = rule.reach * shape[1] / 2
         for box in boxes:
             total += 1
-            for index, edge in enumerate(EDGES):
-                if rule.margins[edge] is None:
-                    continue
-                alone = SnapRule({e: rule.margins[e] if e == edge else None for e in EDGES}, rule.reach,
-                                 shrink={e: v for e, v in rule.shrink.items() if e == edge})
-                moved[edge] += abs(snap_box(mask, box, alone)[index] - box[index]) > limit
+            for edge, edge_rule in alone.items():
+                index = EDGES.index(edge)
+                moved[edge] += abs(snap_box(mask, box, edge_rule)[index] - box[index]) > limit
     for edge in EDGES:
         if total and moved[edge] / total > MOVES:
             rule.margins[edge] = None
