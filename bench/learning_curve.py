@@ -5,6 +5,7 @@
     python bench/learning_curve.py --style typeset --pages 0 16 64 --seeds 1 --work /tmp/lc
     python bench/learning_curve.py --style papers                     # the base model on held-out exam papers
     python bench/learning_curve.py --style typeset --work /tmp/lc --rescore   # today's post-processing, no training
+    python bench/learning_curve.py --style typeset --pages 16 --start base --set train.imgsz=640   # a variant
 
 For a page style, one collection is drawn once: a pool of 16 workbooks of 4 pages to label from, 3
 val workbooks (where the epoch, the threshold and snapping are chosen, as evaluate chooses them)
@@ -138,11 +139,19 @@ def score(weights: Path, params, folder: Path, split: Path, out: Path, chosen: d
             **crop_metrics_at(test, chosen["conf_threshold"]), "test_pages": len(test)}
 
 
-def train(folder: Path, split: Path, start: str, seed: int, out: Path) -> tuple[Path, float, list[dict]]:
-    """The cpu preset from ``start`` on the split's train pages: best.pt (chosen on val), seconds, and each
-    epoch's val mAP (how far the last epochs fall below the best: whether training stays put)."""
-    params = project_params("train=cpu", f"model.weights={start_weights(start) or 'null'}", f"train.seed={seed}")
+def train(folder: Path, split: Path, start: str, seed: int, out: Path, sets: tuple[str, ...] = ()
+          ) -> tuple[Path, float, list[dict]]:
+    """The cpu preset (with ``--set`` overrides) from ``start`` on the split's train pages: best.pt (chosen on
+    val), seconds, and each epoch's val mAP (how far the last epochs fall below the best: whether training
+    stays put)."""
+    params = project_params("train=cpu", f"model.weights={start_weights(start) or 'null'}", f"train.seed={seed}",
+                            *sets)
     return train_as_qblock(params, folder / "yolo", split, out)
+
+
+def run_folder(work: Path, style: str, pages: int, start: str, seed: int, sets: tuple[str, ...]) -> Path:
+    """Where a run trains and scores: one folder per N, start, seed and set of overrides."""
+    return work / "runs" / style / "-".join([f"{pages}-{start}-seed{seed}", *sets])
 
 
 def base_threshold(start: str) -> dict:
@@ -170,7 +179,7 @@ def held_out_papers(work: Path) -> tuple[Path, Path]:
     return recipe, split
 
 
-def run_one(work: Path, style: str, pages: int, start: str, seed: int) -> dict:
+def run_one(work: Path, style: str, pages: int, start: str, seed: int, sets: tuple[str, ...] = ()) -> dict:
     if style == "papers":  # HiLEx's held-out exam papers: the base model alone
         folder, split = held_out_papers(work)
         out = work / "runs" / style / f"0-{start}"
@@ -178,27 +187,28 @@ def run_one(work: Path, style: str, pages: int, start: str, seed: int) -> dict:
                                                    folder, split, out, base_threshold(start))}
     folder = work / style
     split = split_for(folder, pages)
-    out = work / "runs" / style / f"{pages}-{start}-seed{seed}"
-    params = project_params("train=cpu")
+    out = run_folder(work, style, pages, start, seed, sets)
+    params = project_params("train=cpu", *sets)
     if pages == 0:
         weights = Path(start_weights(start) or "")
         return {"seed": seed, "seconds": 0.0, **score(weights, params, folder, split, out, base_threshold(start))}
-    weights, seconds, epochs = train(folder, split, start, seed, out)
+    weights, seconds, epochs = train(folder, split, start, seed, out, sets)
     return {"seed": seed, "seconds": round(seconds, 1), "epochs": epochs,
             **score(weights, params, folder, split, out, None)}
 
 
-def rescore(work: Path, style: str, pages: int, start: str, result: dict) -> dict:
+def rescore(work: Path, style: str, pages: int, start: str, result: dict, sets: tuple[str, ...] = ()) -> dict:
     """A run's figures measured again on its model (best.pt, or the start for N = 0), its training kept."""
     if style == "papers" or pages == 0:
-        return {**result, **run_one(work, style, pages, start, result["seed"]), "seed": result["seed"]}
+        return {**result, **run_one(work, style, pages, start, result["seed"], sets), "seed": result["seed"]}
     folder = work / style
-    out = work / "runs" / style / f"{pages}-{start}-seed{result['seed']}"
+    out = run_folder(work, style, pages, start, result["seed"], sets)
     weights = out / "train" / "weights" / "best.pt"
     if not weights.is_file():
         return result
     kept = {k: result[k] for k in ("seed", "seconds", "epochs") if k in result}
-    return {**kept, **score(weights, project_params("train=cpu"), folder, split_for(folder, pages), out, None)}
+    return {**kept, **score(weights, project_params("train=cpu", *sets), folder, split_for(folder, pages), out,
+                            None)}
 
 
 def spread(values: list[float], digits: int = 3) -> str:
@@ -252,6 +262,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2, help="training seeds 0, 1, ...; medians are reported")
     parser.add_argument("--work", type=Path, help="working folder, kept (default: a temporary one); an earlier "
                         "run's trainings are reused")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="a Hydra override of the cpu preset for training and scoring (e.g. train.imgsz=640); "
+                        "repeatable; such runs are kept and reported under their own name")
     parser.add_argument("--save", metavar="NAME", help="also write bench/results/learning_curve-NAME.json")
     parser.add_argument("--report", action="store_true", help="train nothing: print (and --save) what the --work "
                         "folder's runs have so far, each N with the seeds it has")
@@ -265,6 +278,14 @@ def main() -> None:
         args.pages, starts = [0], ["base"]
     for start in starts:
         start_weights(start)  # every start's file is here before hours of training begin
+    sets = tuple(args.sets)
+    if sets:
+        from qblock.core.errors import UserError
+
+        try:
+            project_params("train=cpu", *sets)  # a wrong key stops here, not after the first training
+        except UserError as exc:
+            parser.error(f"--set: {exc}")
     with work_folder(args.work, "qblock-learning-curve-") as work:
         from qblock.model.yolo_env import prepare_ultralytics
 
@@ -277,22 +298,22 @@ def main() -> None:
             for start in starts:
                 if pages == 0 and start == "scratch":
                     continue  # an untrained model finds nothing: no need to measure it
-                key = f"{pages} {start}"
+                key = " ".join([f"{pages} {start}", *sets])
                 runs = [r for r in results.get(key, []) if r["seed"] < (1 if pages == 0 else args.seeds)]
                 if args.rescore:
-                    runs = [rescore(work, args.style, pages, start, r) for r in runs]
+                    runs = [rescore(work, args.style, pages, start, r, sets) for r in runs]
                     results[key] = runs
                     results_file.write_text(json.dumps(results, indent=1))
                 for seed in range(1 if pages == 0 else args.seeds):
                     if any(r["seed"] == seed for r in runs) or args.report or args.rescore:
                         continue
-                    runs.append(run_one(work, args.style, pages, start, seed))
+                    runs.append(run_one(work, args.style, pages, start, seed, sets))
                     results[key] = runs
                     results_file.write_text(json.dumps(results, indent=1))
                     r = runs[-1]
                     print(f"--- {key} seed {seed}: crop rate {r['crop_rate']}, mAP50 {r['mAP50']}, mAP50-95 "
                           f"{r['mAP50-95']}, {r['seconds']:.0f} s", flush=True)
-        wanted = {f"{n} {s}" for n in args.pages for s in starts}
+        wanted = {" ".join([f"{n} {s}", *sets]) for n in args.pages for s in starts}
         print_table({k: v for k, v in results.items() if k in wanted}, args.style)
         if args.save:
             print(f"saved: {save(args.save, args.style, {k: v for k, v in results.items() if k in wanted}, args)}")
