@@ -24,7 +24,7 @@ LARGEST_MOVE = 0.1  # of the page height: a bottom that would move further is le
 COLUMN_END_SPREAD = 0.015  # of the page height: how closely column-end bottoms must agree (paper sizes differ)
 
 
-def _below(boxes: list[Box], index: int, slack: float) -> int | None:
+def box_below(boxes: list[Box], index: int, slack: float) -> int | None:
     """The nearest box under ``boxes[index]`` in the same column (overlapping by half the narrower width)."""
     x0, _, x1, y1 = boxes[index]
     best = None
@@ -40,7 +40,7 @@ def page_gap(boxes: list[Box], hugs: list[bool], slack: float) -> float | None:
     """The typical gap between a box whose bottom hugs its ink and the box below it, on one page."""
     gaps = []
     for index, box in enumerate(boxes):
-        below = _below(boxes, index, slack) if hugs[index] else None
+        below = box_below(boxes, index, slack) if hugs[index] else None
         if below is not None:
             gaps.append(boxes[below][1] - box[3])
     return median(gaps) if gaps else None
@@ -58,7 +58,7 @@ def settle_bottoms(boxes: list[Box], hugs: list[bool], height: int, slack: float
     for index, (x0, y0, x1, y1) in enumerate(boxes):
         if hugs[index]:
             continue
-        below = _below(boxes, index, slack)
+        below = box_below(boxes, index, slack)
         if below is None and column_end is not None:
             bottom = column_end * height
         elif below is not None and gap is not None:
@@ -83,7 +83,7 @@ def learn_spacing(pages: list[tuple[list[Box], list[bool], int, float]]) -> bool
         if gap is None:
             continue
         for index, box in enumerate(boxes):
-            below = None if hugs[index] else _below(boxes, index, slack)
+            below = None if hugs[index] else box_below(boxes, index, slack)
             if below is not None:
                 total += 1
                 agree += abs(boxes[below][1] - gap - box[3]) <= slack
@@ -94,7 +94,7 @@ def learn_column_end(pages: list[tuple[list[Box], list[bool], int, float]]) -> f
     """Where a column's last working-space box ends, as a share of the page height, when the labeler's
     such boxes agree on it (``AGREEMENT`` of them within ``COLUMN_END_SPREAD``); else None."""
     ends = [box[3] / height for boxes, hugs, height, slack in pages
-            for index, box in enumerate(boxes) if not hugs[index] and _below(boxes, index, slack) is None]
+            for index, box in enumerate(boxes) if not hugs[index] and box_below(boxes, index, slack) is None]
     if len(ends) < MIN_BOXES:
         return None
     typical = median(ends)
