@@ -58,6 +58,7 @@ def train_as_qblock(params, export_dir: Path, split_dir: Path, folder: Path, thr
     ``model`` and ``arguments``: another model and arguments (ultralytics' own defaults, say) instead."""
     from ultralytics import YOLO
 
+    from qblock.data.yolo_folder import split_list
     from qblock.model.yolo_env import average_weights_over, prepare_ultralytics, ultralytics_dataset, use_cpu_threads
     from qblock.stages.train import model_source, train_arguments
 
@@ -69,7 +70,8 @@ def train_as_qblock(params, export_dir: Path, split_dir: Path, folder: Path, thr
         if model is None:
             model = YOLO(model_source(params.model)[0])
             average_weights_over(model, params.train.ema_tau)
-            arguments = train_arguments(params, data_yaml, folder / "train")
+            arguments = train_arguments(params, data_yaml, folder / "train",
+                                        len(split_list(split_dir, "train") or []))
         use_cpu_threads(model, params.train.cpu_threads)
         clock.attach(model)
         started = time.perf_counter()

@@ -114,7 +114,8 @@ def test_ultralytics_gets_every_train_field_but_qblocks_own(tmp_path):
     from qblock.model.yolo_env import prepare_ultralytics
 
     passed = conf_params().train.ultralytics_arguments()
-    assert set(passed) == {f.name for f in fields(TrainParams)} - {"preset", "cpu_threads", "system_metrics", "ema_tau"}
+    assert set(passed) == {f.name for f in fields(TrainParams)} - {"preset", "cpu_threads", "system_metrics", "ema_tau",
+                                                                  "imgsz_max", "full_pages"}
     prepare_ultralytics(tmp_path)  # its settings in the test's folder, never the user's home
     from ultralytics.cfg import get_cfg
 

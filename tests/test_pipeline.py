@@ -194,13 +194,23 @@ def test_each_run_registers_a_version_and_the_better_one_is_champion(two_runs):
 
 
 def test_exp_run_switches_the_preset_through_hydra(trained_repo, tmp_path):
-    """`-S train=cpu` selects another file of the conf/train group (shrunk here to stay quick)."""
+    """`-S train=cpu` selects another file of the conf/train group (shrunk here to stay quick). Its few
+    training pages (fewer than train.full_pages) are seen larger, up to train.imgsz_max, and the size
+    trained at is in the checkpoint and in MLflow."""
     repo = fork(trained_repo["repo"], tmp_path / "repo")
-    sh(["dvc", "exp", "run", "-S", "train=cpu", "-S", "train.epochs=1", "-S", "train.imgsz=128"], repo)
+    done = sh(["dvc", "exp", "run", "-S", "train=cpu", "-S", "train.epochs=1", "-S", "train.imgsz=128",
+               "-S", "train.imgsz_max=160"], repo)
     params = (repo / "params.yaml").read_text()
     assert "preset: cpu" in params and "epochs: 1" in params
-    presets = {r.data.tags["qblock.preset"] for r in mlflow_runs(repo)}
-    assert "cpu" in presets
+    runs = {r.data.tags["qblock.preset"]: r for r in mlflow_runs(repo)}
+    assert "cpu" in runs
+    said = " ".join(done.stdout.split())
+    assert "training pages, seen at 160 px: train.imgsz 128 is for 64 pages or more" in said, said
+    assert runs["cpu"].data.params["train.imgsz"] == "128"
+    assert runs["cpu"].data.params["train.imgsz_trained"] == "160"
+    from qblock.model.image_size import imgsz_of
+
+    assert imgsz_of(repo / "models" / "best.pt", 0) == 160  # what evaluate, the registry and propose read
     pictures = {p.name for p in (repo / "runs" / "train").iterdir()}  # the cpu preset draws them (train.plots)
     assert {"results.png", "labels.jpg", "train_batch0.jpg"} <= pictures, pictures
 

@@ -57,7 +57,7 @@ def test_every_preset_composes_and_trains_one_batch_on_the_cpu(preset, tiny_data
         raise FirstBatchDone
 
     with ultralytics_dataset(export_dir, split_dir, root) as data_yaml:
-        arguments = train_arguments(params, data_yaml, root / "runs" / preset)
+        arguments = train_arguments(params, data_yaml, root / "runs" / preset, params.train.full_pages)
         # Only what a 2-core machine needs changed: the device and its loaders, and (auto batch
         # means 16 on a CPU) a batch it can hold at the preset's own image size.
         arguments |= {"device": "cpu", "workers": 0, "plots": False, "verbose": False}
@@ -83,3 +83,17 @@ def test_a_gpu_out_of_memory_error_is_answered_with_the_setting_to_lower():
     assert "imgsz 1024" in advice and "-S train.batch=4" in advice and "train.imgsz=768" in advice
     fixed = out_of_memory_advice(conf_params("train=desktop_4070", "train.batch=8"))
     assert "-S train.batch=4" in fixed and "batch 8" in fixed
+
+
+def test_few_training_pages_are_seen_larger_at_the_same_cost():
+    """The cpu preset: 448 px for 64 pages or more (the demo's 56 stay at 448: 448 x sqrt(64 / 56) rounds
+    down to it), larger for fewer by the square root, in steps of 32, up to train.imgsz_max."""
+    from qblock.model.image_size import training_size
+
+    cpu = conf_params("train=cpu").train
+    sizes = {pages: training_size(cpu, pages) for pages in (0, 8, 16, 24, 32, 48, 56, 64, 500)}
+    assert sizes == {0: 448, 8: 800, 16: 800, 24: 704, 32: 608, 48: 512, 56: 448, 64: 448, 500: 448}
+    assert all(size % 32 == 0 for size in sizes.values())
+    for preset in ("desktop_4070", "smoke"):  # sizes that already spend what the machine has: never larger
+        train = conf_params(f"train={preset}").train
+        assert training_size(train, 4) == train.imgsz

@@ -69,12 +69,14 @@ class ModelParams:
 
 @dataclass
 class TrainParams:
-    """ultralytics' train() arguments of the same names, and four of qblock's own."""
+    """ultralytics' train() arguments of the same names, and six of qblock's own."""
 
     preset: str = field(metadata=QBLOCK_ONLY)
     cpu_threads: int = field(metadata=QBLOCK_ONLY)
     system_metrics: bool = field(metadata=QBLOCK_ONLY)  # MLflow's CPU, memory and GPU charts for the run
     ema_tau: float = field(metadata=QBLOCK_ONLY)  # optimizer steps for the weights' moving average to settle
+    imgsz_max: int = field(metadata=QBLOCK_ONLY)  # fewer training pages than full_pages are seen larger, up to this
+    full_pages: int = field(metadata=QBLOCK_ONLY)  # training pages imgsz is meant for (model/image_size.py)
     epochs: int
     imgsz: int
     batch: int

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qblock.core.errors import UserError
+from qblock.model.image_size import trained_imgsz
 
 # format -> (the package that runs it, what ultralytics' export of `best.pt` writes). ONNX would fit here too;
 # OpenVINO alone is installed and measured (bench/propose.py).
@@ -36,12 +37,6 @@ class ExportedCopy:
     path: Path  # what ultralytics' YOLO() loads: the OpenVINO folder
     format: str
     imgsz: int  # the size the weights were trained at, which the copy runs at
-
-
-def trained_imgsz(model) -> int | None:
-    """The image size an ultralytics model was trained at, from its checkpoint's train arguments."""
-    size = ((getattr(model, "ckpt", None) or {}).get("train_args") or {}).get("imgsz")
-    return int(size) if isinstance(size, int | float) else None
 
 
 def weights_digest(weights: Path) -> str:

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from qblock.config.schema import Params
 from qblock.core.errors import UserError
+from qblock.model.image_size import trained_imgsz
 from qblock.quality.ink_snap import SnapRule
 
 DEFAULT_CONF = 0.25  # ultralytics' own default, when no threshold was chosen on val
@@ -97,7 +98,7 @@ def load_model(choice: ModelChoice, params: Params, root: Path, console: Console
         console.print(f"propose: running PyTorch on the CPU: no {cpu_model.DEFAULT_FORMAT} copy of this model yet; "
                       f"`qblock export-model` makes one, which runs faster")
     model = open_weights(choice.weights)
-    return model, cpu_model.trained_imgsz(model) or params.train.imgsz, device, "pytorch"
+    return model, trained_imgsz(model) or params.train.imgsz, device, "pytorch"
 
 
 def open_weights(weights: Path):

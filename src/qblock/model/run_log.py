@@ -69,8 +69,9 @@ def log_dataset(context: str, digest: str, pages: int, boxes: int, folders: dict
                      tags={"pages": str(pages), "boxes": str(boxes)})
 
 
-def start_run(params: Params, dataset_hash: str) -> str:
-    """Open the pipeline run (train calls this); return its id."""
+def start_run(params: Params, dataset_hash: str, imgsz: int | None = None) -> str:
+    """Open the pipeline run (train calls this); return its id. ``imgsz``: the size it trains at, when
+    few pages make it larger than train.imgsz (model/image_size.py)."""
     import mlflow
 
     experiment_id = connect(params.mlflow)
@@ -90,6 +91,8 @@ def start_run(params: Params, dataset_hash: str) -> str:
                            log_system_metrics=params.train.system_metrics)
     logged = {k: v for k, v in flatten(asdict(params)).items()  # what trains and judges a model, not where
               if not k.startswith(("paths.", "mlflow.", "notify."))}  # files go or who is told
+    if imgsz is not None:
+        logged["train.imgsz_trained"] = imgsz
     mlflow.log_params({k: str(v)[:500] for k, v in logged.items()})
     mlflow.set_tag("qblock.webhook_host", secrets.host(secrets.webhook_url(params.notify.webhook_url)))  # never the URL
     return run.info.run_id

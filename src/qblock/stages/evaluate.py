@@ -30,6 +30,7 @@ from qblock.data.problems import write_json
 from qblock.data.yolo_folder import split_counts, split_list
 from qblock.model import champion, registry, run_log
 from qblock.model.champion import Decision
+from qblock.model.image_size import imgsz_of, trained_imgsz
 from qblock.model.train_progress import LOG_NAME, ultralytics_to_file
 from qblock.model.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads, without_coco_eval_notes
 from qblock.quality import ink_snap, outcomes
@@ -102,7 +103,8 @@ def measure(model_file: Path, params: Params, data_yaml: Path, out_dir: Path, pl
     use_cpu_threads(model, params.train.cpu_threads)
     with without_coco_eval_notes(), ultralytics_to_file(out_dir / LOG_NAME):  # its own output: a file
         result = model.val(
-            data=str(data_yaml), split=split, imgsz=params.train.imgsz, batch=params.evaluate.batch,
+            data=str(data_yaml), split=split, imgsz=trained_imgsz(model) or params.train.imgsz,
+            batch=params.evaluate.batch,
             conf=params.evaluate.conf, iou=params.evaluate.iou, device=params.train.device,
             project=str(out_dir.parent), name=out_dir.name, exist_ok=True, plots=plots, verbose=False,
             save_json=True,
@@ -199,7 +201,8 @@ def register_and_judge(params: Params, run_id: str, metrics: dict, val_hash: str
                                     {"export_dir": paths.export_dir, "split": f"{paths.split_dir}/{split}.txt"})
         evaluation_files = [*sorted(eval_dir.glob("*.png")), *sorted(eval_dir.glob("*.json"))]
         run_log.log_evaluation(metrics, val_hash, Path(paths.metrics_file), evaluation_files)
-        version = registry.register(Path(paths.model_dir) / "best.pt", params.train.imgsz,
+        model_file = Path(paths.model_dir) / "best.pt"
+        version = registry.register(model_file, imgsz_of(model_file, params.train.imgsz),
                                     metrics[names.CONF_THRESHOLD], snap.to_json() if snap else None)
         decision = champion.decide(version, params.evaluate.champion_metric, score, val_hash,
                                    registry.current_champion(), rescore)

@@ -22,6 +22,7 @@ from qblock.config.schema import ModelParams, Params
 from qblock.core.errors import UserError
 from qblock.data.yolo_folder import split_counts, split_list
 from qblock.model import checkpoints, mlflow_store, run_log
+from qblock.model.image_size import training_size
 from qblock.model.train_progress import LOG_NAME, EpochReporter, ultralytics_to_file
 from qblock.model.yolo_env import average_weights_over, prepare_ultralytics, ultralytics_dataset, use_cpu_threads
 
@@ -68,8 +69,9 @@ def dataset_fingerprint(export_dir: Path, split_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def train_arguments(params: Params, data_yaml: Path, save_dir: Path) -> dict:
+def train_arguments(params: Params, data_yaml: Path, save_dir: Path, train_pages: int) -> dict:
     return params.train.ultralytics_arguments() | {
+        "imgsz": training_size(params.train, train_pages),
         "data": str(data_yaml),
         "project": str(save_dir.parent.resolve()),
         "name": save_dir.name,
@@ -118,6 +120,8 @@ def run(params: Params, console: Console) -> Path:
         save_dir = checkpoint_dir(params, dataset_hash)
         _discard_other_checkpoints(save_dir, console)
         last, state_file = save_dir / "weights" / "last.pt", save_dir / "qblock-run.json"
+        train_pages = split_list(split_dir, "train") or []
+        size = training_size(params.train, len(train_pages))
         interrupted = last.is_file() and state_file.is_file()
         done = checkpoints.epochs_done(last) if interrupted else None
         if interrupted and done is None:
@@ -136,9 +140,12 @@ def run(params: Params, console: Console) -> Path:
             shutil.rmtree(save_dir, ignore_errors=True)
             source, why = model_source(params.model)
             console.print(f"train: starting from {source} ({why})")
+            if size != params.train.imgsz:
+                console.print(f"train: {len(train_pages)} training pages, seen at {size} px: train.imgsz "
+                              f"{params.train.imgsz} is for {params.train.full_pages} pages or more, fewer are seen "
+                              f"larger at the same cost (up to train.imgsz_max {params.train.imgsz_max})")
             model = YOLO(source)
-            run_id = run_log.start_run(params, dataset_hash)
-            train_pages = split_list(split_dir, "train") or []
+            run_id = run_log.start_run(params, dataset_hash, size if size != params.train.imgsz else None)
             run_log.log_dataset("training", dataset_hash, *split_counts(export_dir, train_pages),
                                  {"export_dir": paths.export_dir, "split": f"{paths.split_dir}/train.txt"})
             save_dir.mkdir(parents=True)
@@ -148,7 +155,7 @@ def run(params: Params, console: Console) -> Path:
         use_cpu_threads(model, params.train.cpu_threads)
         average_weights_over(model, params.train.ema_tau)
         model.add_callback("on_train_epoch_start", run_log.device_tagger(run_id))
-        arguments = train_arguments(params, data_yaml, save_dir)
+        arguments = train_arguments(params, data_yaml, save_dir, len(train_pages))
         reporter = EpochReporter(console, params.train.epochs, (done or 0) + 1)
         model.add_callback("on_fit_epoch_end", reporter)
         console.print(f"train: ultralytics' own output goes to {Path(paths.train_dir) / LOG_NAME}")
