@@ -234,7 +234,8 @@ def print_table(results: dict, style: str) -> None:
 
 
 def save(name: str, style: str, results: dict, args) -> Path:
-    """bench/results/learning_curve-NAME.json, rendered into docs/benchmarks.md by `make bench-tables`."""
+    """bench/results/learning_curve-NAME.json, rendered into docs/benchmarks.md by `make bench-tables`; its
+    figures keyed by N and start alone (a --set variant is named by the file's label and sets)."""
     import platform
     import subprocess
     import sys
@@ -244,10 +245,11 @@ def save(name: str, style: str, results: dict, args) -> Path:
     out.write_text(json.dumps({
         "bench": "learning_curve", "command": "python bench/learning_curve.py " + " ".join(sys.argv[1:]),
         "commit": commit, "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU",
-        "date": time.strftime("%Y-%m-%d"), "style": style,
+        "date": time.strftime("%Y-%m-%d"), "style": style, "label": args.label or style,
         "collection": "the HiLEx exam papers in pretrain/'s test split" if style == "papers" else
                       f"pool {GROUPS['pool'][0]}, val {GROUPS['val'][0]}, test {GROUPS['test'][0]} workbooks of "
-                      f"{PAGES_PER_WORKBOOK} pages", "figures": results}, indent=1), encoding="utf-8")
+                      f"{PAGES_PER_WORKBOOK} pages", "sets": args.sets,
+        "figures": {" ".join(key.split()[:2]): runs for key, runs in results.items()}}, indent=1), encoding="utf-8")
     return out
 
 
@@ -266,6 +268,7 @@ def main() -> None:
                         help="a Hydra override of the cpu preset for training and scoring (e.g. train.imgsz=640); "
                         "repeatable; such runs are kept and reported under their own name")
     parser.add_argument("--save", metavar="NAME", help="also write bench/results/learning_curve-NAME.json")
+    parser.add_argument("--label", help="with --save: the rows' name in the docs' table (default: the style)")
     parser.add_argument("--report", action="store_true", help="train nothing: print (and --save) what the --work "
                         "folder's runs have so far, each N with the seeds it has")
     parser.add_argument("--rescore", action="store_true", help="with --work: score the models its runs trained "

@@ -83,11 +83,13 @@ def learning_curve_table(results: list[dict]) -> str:
                 cells += [spread([r[k] for r in runs]) for k in ("crop_rate", "mAP50", "mAP50-95")]
                 seeds += [len(runs)] if runs else []
                 minutes += [r["seconds"] / 60 for r in runs]
-            lines.append(f"| {result['style']} | {n} | " + " | ".join(cells) + f" | {max(seeds, default=0)} | "
+            name = result.get("label", result["style"])
+            lines.append(f"| {name} | {n} | " + " | ".join(cells) + f" | {max(seeds, default=0)} | "
                          + (f"{statistics.median(minutes):.1f}" if any(minutes) else "-") + " |")
     lines.append("")
     for result in results:
-        lines.append(f"- {result['style']} ({result['collection']}): `{result['command']}`, commit "
+        name = result.get("label", result["style"])
+        lines.append(f"- {name} ({result['collection']}): `{result['command']}`, commit "
                      f"`{result['commit'][:7]}`, {result['machine']}, {result['date']}")
     return "\n".join(lines)
 
