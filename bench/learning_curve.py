@@ -237,13 +237,14 @@ def save(name: str, style: str, results: dict, args) -> Path:
     """bench/results/learning_curve-NAME.json, rendered into docs/benchmarks.md by `make bench-tables`; its
     figures keyed by N and start alone (a --set variant is named by the file's label and sets)."""
     import platform
+    import shlex
     import subprocess
     import sys
 
     commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
     out = REPO / "bench" / "results" / f"learning_curve-{name}.json"
     out.write_text(json.dumps({
-        "bench": "learning_curve", "command": "python bench/learning_curve.py " + " ".join(sys.argv[1:]),
+        "bench": "learning_curve", "command": "python bench/learning_curve.py " + shlex.join(sys.argv[1:]),
         "commit": commit, "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU",
         "date": time.strftime("%Y-%m-%d"), "style": style, "label": args.label or style,
         "collection": "the HiLEx exam papers in pretrain/'s test split" if style == "papers" else
