@@ -22,8 +22,6 @@ import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from _harness import project_params  # noqa: F401  (puts src/ on the path like every bench)
-
 
 def places(work: Path, data: str, folder: Path, result: dict) -> dict[str, tuple[Path, str, Path]]:
     """Each place scored: its export and split folder, the split's side and the predictions' folder."""

@@ -121,7 +121,8 @@ def run(params: Params, console: Console) -> Path:
         _discard_other_checkpoints(save_dir, console)
         last, state_file = save_dir / "weights" / "last.pt", save_dir / "qblock-run.json"
         train_pages = split_list(split_dir, "train") or []
-        size = training_size(params.train, len(train_pages))
+        arguments = train_arguments(params, data_yaml, save_dir, len(train_pages))
+        size = arguments["imgsz"]
         interrupted = last.is_file() and state_file.is_file()
         done = checkpoints.epochs_done(last) if interrupted else None
         if interrupted and done is None:
@@ -155,7 +156,6 @@ def run(params: Params, console: Console) -> Path:
         use_cpu_threads(model, params.train.cpu_threads)
         average_weights_over(model, params.train.ema_tau)
         model.add_callback("on_train_epoch_start", run_log.device_tagger(run_id))
-        arguments = train_arguments(params, data_yaml, save_dir, len(train_pages))
         reporter = EpochReporter(console, params.train.epochs, (done or 0) + 1)
         model.add_callback("on_fit_epoch_end", reporter)
         console.print(f"train: ultralytics' own output goes to {Path(paths.train_dir) / LOG_NAME}")
