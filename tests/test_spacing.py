@@ -1,7 +1,8 @@
 """Working-space bottoms: a box that owns blank space below its question ends one page gap above
 the next box, the gap measured on the page from the boxes that hug their ink; a column's last one
-ends at the column's end, where the labeler's boxes agree on it; and no bottom moves down across
-ink (a section title between two questions)."""
+ends at the column's end, where the labeler's boxes agree on it, or back on its ink where the
+model's bottom is nearer that; and no bottom moves down across ink (a section title between two
+questions)."""
 
 from __future__ import annotations
 
@@ -75,6 +76,22 @@ def test_a_columns_last_working_space_ends_where_the_labelers_boxes_end_it():
     model = [*boxes[:-1], (*boxes[-1][:3], boxes[-1][3] - 240)]  # the model ended the space 240 px early
     settled = settle_bottoms(model, hugs, HEIGHT, slack=6, column_end=learn_column_end(pages))
     assert abs(settled[-1][3] - 0.93 * HEIGHT) <= 10
+
+
+def test_a_columns_last_bottom_goes_to_the_column_end_or_its_ink_whichever_the_model_is_nearer():
+    boxes, hugs = last_owns_the_column(*column(random.Random(5), gap=20), end=0.93)
+    x0, y0, x1, _ = boxes[-1]
+    ink_end = y0 + 150  # the last question's ink (plus the margin people keep) ends here
+    ink_ends: list[float | None] = [None] * (len(boxes) - 1) + [ink_end]
+    column_end = 0.93 * HEIGHT
+    for model_bottom, expected in ((ink_end + 40, ink_end), (column_end - 40, column_end)):
+        model = [*boxes[:-1], (x0, y0, x1, model_bottom)]
+        settled = settle_bottoms(model, hugs, HEIGHT, slack=6, column_end=0.93, ink_ends=ink_ends)
+        assert settled[-1][3] == pytest.approx(expected), model_bottom
+        assert settled[:-1] == settle_bottoms(model, hugs, HEIGHT, slack=6, column_end=0.93)[:-1]  # the rest as before
+    model = [*boxes[:-1], (x0, y0, x1, ink_end + 40)]
+    no_ink = settle_bottoms(model, hugs, HEIGHT, slack=6, column_end=0.93, ink_ends=[None] * len(boxes))
+    assert no_ink[-1][3] == pytest.approx(column_end)  # no ink end known: the column's end, as the labeler's boxes say
 
 
 def test_no_column_end_is_learned_where_the_labeler_ends_the_last_space_anywhere():

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from qblock.quality.ink_snap import SnapRule, hugs_ink, ink_mask, room_below, snap_box
+from qblock.quality.ink_snap import SnapRule, hugging_bottom, hugs_ink, ink_mask, room_below, snap_box
 from qblock.quality.spacing import settle_bottoms
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
@@ -31,6 +31,7 @@ class Found:
     score: float
     hugs: bool = True  # its bottom hugs its ink (else it owns the blank working space below)
     room: float | None = None  # how far down its bottom may move: the ink under it (None: the page's end)
+    ink_end: float | None = None  # where its bottom would hug its ink (None: no ink in it, or no bottom margin learned)
 
 
 def snap(mask: np.ndarray | None, found: list[tuple[Box, float]], rule: SnapRule | None,
@@ -45,7 +46,8 @@ def snap(mask: np.ndarray | None, found: list[tuple[Box, float]], rule: SnapRule
             snapped.append(Found(box, score))
             continue
         box = snap_box(mask, box, rule)
-        snapped.append(Found(box, score, hugs_ink(mask, box, rule), room_below(mask, box, rule)))
+        snapped.append(Found(box, score, hugs_ink(mask, box, rule), room_below(mask, box, rule),
+                             hugging_bottom(mask, box, rule)))
     return snapped
 
 
@@ -57,7 +59,8 @@ def crops_at(found: list[Found], conf: float, rule: SnapRule | None, size: tuple
     if rule is not None and rule.settles:
         width, height = size
         boxes = settle_bottoms(boxes, [f.hugs for f in kept], height, rule.reach * width, rule.spacing,
-                               rule.column_end, [float(height) if f.room is None else f.room for f in kept])
+                               rule.column_end, [float(height) if f.room is None else f.room for f in kept],
+                               [f.ink_end for f in kept])
     return list(zip(boxes, [f.score for f in kept], strict=True))
 
 

@@ -200,6 +200,15 @@ def hugs_ink(mask: np.ndarray, box: Box, rule: SnapRule) -> bool:
     return _hugs(box, ink_extent(mask, box), rule, mask.shape[1])
 
 
+def hugging_bottom(mask: np.ndarray, box: Box, rule: SnapRule) -> float | None:
+    """Where ``box``'s bottom would be if it hugged its ink: the ink's last row plus the typical bottom
+    margin of boxes that hug theirs; None with no ink in the box or no such margin learned."""
+    ink = ink_extent(mask, box)
+    if ink is None or rule.bottom_hug is None:
+        return None
+    return float(ink[3]) + rule.bottom_hug * mask.shape[1]
+
+
 def _first_ink(lines: np.ndarray, start: int, stop: int, step: int) -> int | None:
     """Scanning from ``start`` (the window's outer border) towards ``stop``: the first ink line, or
     None when the border itself has ink or the window has none."""

@@ -10,7 +10,10 @@ neighbours depends on which boxes are kept.
 
 A working-space box with no box below it is a column's last question: it owns the space down to
 the column's end, the page's bottom margin. Where the training pages' such boxes agree on where
-that is (a share of the page height, ``learn_column_end``), their bottoms go there.
+that is (a share of the page height, ``learn_column_end``), their bottoms go there, or back onto
+the question's ink, whichever is nearer the model's bottom: whether a column's last question owns
+the blank paper under it is the labeler's call, not the page's (the demo's labeler gives it to 3 in
+10), so the model's bottom is the only word on it, and the model hedges between the two.
 """
 
 from __future__ import annotations
@@ -47,10 +50,12 @@ def page_gap(boxes: list[Box], hugs: list[bool], slack: float) -> float | None:
 
 
 def settle_bottoms(boxes: list[Box], hugs: list[bool], height: int, slack: float, spacing: bool = True,
-                   column_end: float | None = None, rooms: list[float] | None = None) -> list[Box]:
+                   column_end: float | None = None, rooms: list[float] | None = None,
+                   ink_ends: list[float | None] | None = None) -> list[Box]:
     """``boxes`` with each working-space bottom (one not hugging its ink) at the box below's top minus
     the page's gap (with ``spacing``), or, with no box below, at ``column_end`` (a share of the page
-    height); unchanged where the page gives no gap or no column end is known. A bottom moves down
+    height) or at its ``ink_ends`` entry (where that bottom would hug its ink), whichever is nearer;
+    unchanged where the page gives no gap or no column end is known. A bottom moves down
     across blank paper only: never past its ``rooms`` entry (the ink under it, such as a section
     title between two questions)."""
     gap = page_gap(boxes, hugs, slack) if spacing else None
@@ -61,6 +66,9 @@ def settle_bottoms(boxes: list[Box], hugs: list[bool], height: int, slack: float
         below = box_below(boxes, index, slack)
         if below is None and column_end is not None:
             bottom = column_end * height
+            ink_end = None if ink_ends is None else ink_ends[index]
+            if ink_end is not None and abs(ink_end - y1) < abs(bottom - y1):
+                bottom = ink_end
         elif below is not None and gap is not None:
             bottom = boxes[below][1] - gap
             if abs(bottom - y1) > LARGEST_MOVE * height:
