@@ -33,6 +33,24 @@ def test_the_threshold_is_the_one_with_the_best_crop_f_score_recall_weighted_twi
     assert best.conf == pytest.approx(0.3) and best.rate == 1.0 and best.crops == 5
 
 
+def test_each_documents_crop_rate_is_of_its_own_pages_worst_first():
+    from qblock.quality.crops import crop_rate_by_document
+
+    truth = [(0, 0, 100, 100), (0, 200, 100, 300)]
+    both = [(box, 0.9) for box in truth]
+    pages = [ValPage("images/a1.png", (100, 300), truth, both),  # workbook a: 4 of 4
+             ValPage("images/a2.png", (100, 300), truth, both),
+             ValPage("images/b1.png", (100, 300), truth, both[:1]),  # workbook b: 3 of 4
+             ValPage("images/b2.png", (100, 300), truth, both),
+             ValPage("images/c1.png", (100, 300), truth, [((0, 0, 100, 50), 0.9)])]  # named by no document
+    rates = crop_rate_by_document(pages, 0.5, {"images/a1.png": "a", "images/a2.png": "a",
+                                               "images/b1.png": "b", "images/b2.png": "b"})
+    assert rates == {"images/c1.png": 0.0, "b": 0.75, "a": 1.0} and list(rates) == ["images/c1.png", "b", "a"]
+    assert crop_rate_by_document(pages, 0.95, {}) == dict.fromkeys(["images/a1.png", "images/a2.png",
+                                                                      "images/b1.png", "images/b2.png",
+                                                                      "images/c1.png"], 0.0)
+
+
 def test_precision_and_recall_are_of_the_crops_made_at_the_threshold_propose_uses():
     from qblock.quality.crops import ValPage, found_at
 

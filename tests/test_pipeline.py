@@ -398,6 +398,11 @@ def test_the_headline_is_a_test_split_of_whole_documents_that_no_choice_reads(tr
     assert list(metrics)[:7] == ["test_crop_rate", "test_mAP50", "test_mAP50-95", "test_false_crops_per_page",
                                  "test_precision", "test_recall", "test_pages"]
     assert metrics["test_pages"] == 2
+    assert metrics["test_documents"] == 1  # one workbook: its crop rate is the worst and the best
+    assert metrics["test_crop_rate_worst_document"] == metrics["test_crop_rate_best_document"] == \
+        pytest.approx(metrics["test_crop_rate"])
+    by_document = json.loads((repo / "runs" / "evaluate" / "test" / "crop_rate_by_document.json").read_text())
+    assert list(by_document) == [d for d, side in split_file["documents"].items() if side == "test"]
 
     mlflow.set_tracking_uri(f"sqlite:///{(repo / 'mlflow.db').as_posix()}")
     run = max(mlflow_runs(repo), key=lambda r: r.info.start_time)
@@ -408,11 +413,13 @@ def test_the_headline_is_a_test_split_of_whole_documents_that_no_choice_reads(tr
     assert contexts == {"training": "train pages", "validation": "val pages", "testing": "test pages"}
     shown = " ".join(sh([sys.executable, "-m", "qblock", "show"], repo).stdout.split())
     assert re.search(rf"test_crop_rate\W+{metrics['test_crop_rate']:.4f}", shown) and "nothing was chosen on" in shown
+    assert "test_crop_rate_worst_document" in shown
 
     for entry in test_pages:  # the test pages' labels gone: only the test figures may move
         (repo / "data" / "yolo" / "labels" / f"{Path(entry).stem}.txt").write_text("")
-    sh([sys.executable, "-m", "qblock", "evaluate"], repo)
+    evaluated = " ".join(sh([sys.executable, "-m", "qblock", "evaluate"], repo).stdout.split())
     again = json.loads((repo / "metrics.json").read_text())
+    assert "test crop rate per workbook: 0.00 to 0.00 over its 1 workbooks" in evaluated
     assert {k: v for k, v in again.items() if not k.startswith("test_")} == \
         {k: v for k, v in metrics.items() if not k.startswith("test_")}
     assert again["test_crop_rate"] == 0 and again["test_mAP50"] == 0

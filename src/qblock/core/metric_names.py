@@ -15,4 +15,8 @@ CHAMPION_METRICS = (MAP50, MAP50_95, CROP_RATE)  # what `evaluate.champion_metri
 
 TEST = "test_"  # the same figures on the test split (whole documents nothing was chosen on): test_crop_rate ...
 TEST_PAGES = "test_pages"
+TEST_DOCUMENTS = "test_documents"
+# the test split's crop rate of its worst and best document: how far one new workbook may fall from the headline
+TEST_WORST_DOCUMENT = TEST + CROP_RATE + "_worst_document"
+TEST_BEST_DOCUMENT = TEST + CROP_RATE + "_best_document"
 TEST_HEADLINE = tuple(TEST + name for name in (CROP_RATE, MAP50, MAP50_95, FALSE_CROPS))  # what a new workbook gets

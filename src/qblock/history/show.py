@@ -24,7 +24,7 @@ def print_comparison(console: Console, metrics: dict, others: list[tuple[str, st
     for label, _, _ in others:
         table.add_column(label, justify="right")
         table.add_column("change", justify="right")
-    for name in (*names.TEST_HEADLINE, *names.HEADLINE, names.FALSE_CROPS):
+    for name in (*names.TEST_HEADLINE, names.TEST_WORST_DOCUMENT, *names.HEADLINE, names.FALSE_CROPS):
         if name not in metrics:
             continue
         row = [name, f"{metrics[name]:.4f}"]

@@ -154,6 +154,16 @@ def crop_metrics_at(pages: list[ValPage], conf: float) -> dict[str, float]:
     }
 
 
+def crop_rate_by_document(pages: list[ValPage], conf: float, document_of: dict[str, str]) -> dict[str, float]:
+    """Each document's crop rate at ``conf``, worst first; ``document_of`` maps a page's split-list entry to
+    its document (a page it does not name is a document of its own)."""
+    documents: dict[str, list[ValPage]] = {}
+    for page in pages:
+        documents.setdefault(document_of.get(page.image, page.image), []).append(page)
+    rates = {name: crop_metrics_at(group, conf)["crop_rate"] for name, group in documents.items()}
+    return dict(sorted(rates.items(), key=lambda item: (item[1], item[0])))
+
+
 def found_at(pages: list[ValPage], conf: float, threshold: float = 0.5) -> dict[str, float]:
     """Precision and recall of the crops made at ``conf`` (the threshold propose uses), a question found when a
     crop overlaps it at IoU >= ``threshold`` (0.5, as mAP50 counts): what a person sees, not ultralytics'

@@ -27,14 +27,22 @@ from qblock.core import metric_names as names
 from qblock.core import notify
 from qblock.core.errors import UserError
 from qblock.data.problems import write_json
-from qblock.data.yolo_folder import split_counts, split_list
+from qblock.data.yolo_folder import file_names, read_manifest, split_counts, split_list
 from qblock.model import champion, registry, run_log
 from qblock.model.champion import Decision
 from qblock.model.image_size import imgsz_of, trained_imgsz
 from qblock.model.train_progress import LOG_NAME, ultralytics_to_file
 from qblock.model.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads, without_coco_eval_notes
 from qblock.quality import ink_snap, outcomes
-from qblock.quality.crops import ValPage, crop_metrics, crop_metrics_at, found_at, load_val_pages, snap_pages
+from qblock.quality.crops import (
+    ValPage,
+    crop_metrics,
+    crop_metrics_at,
+    crop_rate_by_document,
+    found_at,
+    load_val_pages,
+    snap_pages,
+)
 from qblock.quality.ink_snap import SnapRule
 from qblock.quality.worst_pages import draw_worst
 
@@ -77,6 +85,15 @@ def print_metrics(console: Console, metrics: dict) -> None:
     console.print(table)
     if not tested:
         console.print(f"[yellow]note[/]: {NO_TEST}")
+    elif names.TEST_DOCUMENTS in metrics:
+        console.print(per_document_line(metrics))
+
+
+def per_document_line(metrics: dict) -> str:
+    """How far one new workbook may fall from the test crop rate: its worst and best test document."""
+    return (f"test crop rate per workbook: {metrics[names.TEST_WORST_DOCUMENT]:.2f} to "
+            f"{metrics[names.TEST_BEST_DOCUMENT]:.2f} over its {metrics[names.TEST_DOCUMENTS]} workbooks "
+            f"(where one new workbook may land; each one's: test/crop_rate_by_document.json under paths.eval_dir)")
 
 
 def val_fingerprint(export_dir: Path, val_images: list[str]) -> str:
@@ -130,6 +147,13 @@ def choose_snapping(export_dir: Path, pages: list[ValPage], rule: SnapRule) -> t
     return pages, False, plain
 
 
+def documents_of_pages(export_dir: Path) -> dict[str, str]:
+    """The export's pages (split-list entries, images/NAME) and the document each belongs to."""
+    manifest = read_manifest(export_dir)
+    return {f"images/{image}": name for name, data in manifest.documents.items()
+            for image, _ in file_names(name, data)}
+
+
 def measure_test(model_file: Path, params: Params, data_yaml: Path, test_images: list[str], out_dir: Path,
                  conf: float, snap: SnapRule | None) -> dict:
     """The test split measured with val's choices (its threshold, its snapping): the test_ metrics."""
@@ -139,6 +163,8 @@ def measure_test(model_file: Path, params: Params, data_yaml: Path, test_images:
     if snap is not None:
         pages = snap_pages(export_dir, pages, snap)
     crops = crop_metrics_at(pages, conf)
+    by_document = crop_rate_by_document(pages, conf, documents_of_pages(export_dir))
+    write_json(out_dir / "crop_rate_by_document.json", by_document)
     return {
         names.TEST + names.CROP_RATE: crops[names.CROP_RATE],
         names.TEST + names.MAP50: round(float(box.map50), 5),
@@ -146,6 +172,9 @@ def measure_test(model_file: Path, params: Params, data_yaml: Path, test_images:
         names.TEST + names.FALSE_CROPS: crops[names.FALSE_CROPS],
         **{names.TEST + name: value for name, value in found_at(pages, conf).items()},
         names.TEST_PAGES: len(pages),
+        names.TEST_DOCUMENTS: len(by_document),
+        names.TEST_WORST_DOCUMENT: min(by_document.values(), default=0.0),
+        names.TEST_BEST_DOCUMENT: max(by_document.values(), default=0.0),
     }
 
 
