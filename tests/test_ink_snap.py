@@ -88,12 +88,15 @@ def test_an_edge_with_no_ink_near_it_stays_where_the_model_put_it():
 
 
 def test_an_edge_people_always_draw_tight_comes_in_across_blank_paper(rule):
-    """A right edge 40 px out over blank paper (beyond the reach) snaps back to the ink plus margin."""
+    """A right edge 40 px, or 30% of the page width, out over blank paper (beyond the reach: a model's
+    box run to the column's edge past a short line) snaps back to the ink plus margin."""
     page, boxes = drawn_page(random.Random(8))
     mask = ink_mask(page)
-    x0, y0, x1, y1 = boxes[1]
-    assert rule.shrink.get("right") and rule.shrink["right"] * WIDTH > 40
-    assert snap_box(mask, (x0, y0, x1 + 40, y1), rule)[2] == pytest.approx(x1, abs=1.5)
+    x0, y0, x1, y1 = min(boxes, key=lambda box: box[2])  # the shortest lines: the most blank paper beside them
+    assert rule.shrink.get("right")
+    for out in (40, round(0.3 * WIDTH)):
+        assert x1 + out < WIDTH
+        assert snap_box(mask, (x0, y0, x1 + out, y1), rule)[2] == pytest.approx(x1, abs=1.5), out
 
 
 @pytest.mark.parametrize("edge", [0, 1, 2, 3], ids=["left", "top", "right", "bottom"])

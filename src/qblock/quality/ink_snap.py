@@ -45,7 +45,10 @@ EDGES = ("left", "top", "right", "bottom")
 REACH = 0.012  # how far an edge may move: a share of the page width (10 px on an A4 page at 100 dpi)
 AGREEMENT = 0.5  # share of training boxes whose margin must be near the typical one to snap that edge
 TIGHT = 0.9  # share of boxes within reach of the ink that lets an edge move inward across blank paper
-SHRINK = 0.08
+# Of the page width: how far such an edge may come in. Half the page: in effect to the box's own ink,
+# however far (a model's box run to the column's edge past a short line); 0.08 until the measurement
+# in docs/benchmarks.md ("Tight edges come in to their ink").
+SHRINK = 0.5
 GROW = 0.16  # of the page width: how far an edge cutting through ink may move out, to where that ink ends
 GAP = 2  # reaches of blank paper that end the ink an edge cuts through (more than a word space or a line gap)
 MIN_INK = 2  # ink pixels a row or column needs to count (single specks of scan noise do not)
