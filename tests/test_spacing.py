@@ -37,6 +37,23 @@ def test_a_working_space_bottom_settles_one_page_gap_above_the_next_box():
     assert settled[-1] == model[-1]  # the column's last question: no box below, nothing to go by
 
 
+def test_the_page_gap_is_the_smaller_one_where_the_model_cut_working_space_short():
+    """Three of the model's boxes end at their ink where the question owns 70-80 px below it: to the
+    page they look like hugging boxes with a wide gap under them. The gap the layout has is the small
+    one that recurs, and the working-space box the model did see settles on it, not on the wide ones."""
+    y, boxes, hugs = 40.0, [], []
+    for below in (20, 90, 95, 100, 20, None, 20):  # the space under each box as the model drew it
+        top = y
+        y += 100
+        boxes.append((50.0, top, 500.0, y))
+        hugs.append(below is not None)
+        y += 20 + 60 if below is None else below  # the working-space box: its bottom 60 px above the truth
+    truth_bottom = boxes[6][1] - 20
+    settled = settle_bottoms(boxes, hugs, HEIGHT, slack=6)
+    assert settled[5][3] == pytest.approx(truth_bottom)  # the median gap (90) would have put it 70 px higher
+    assert [box for index, box in enumerate(settled) if index != 5] == [b for i, b in enumerate(boxes) if i != 5]
+
+
 def test_boxes_with_no_box_below_or_no_gap_to_measure_stay():
     boxes, hugs = column(random.Random(2), gap=22)
     last = [(x0, y0, x1, y1 - 30) for x0, y0, x1, y1 in boxes[-1:]]
