@@ -190,7 +190,8 @@ def main() -> None:
     parser.add_argument("--save", metavar="NAME", help="also write bench/results/train_quality-NAME.json, which "
                         "`make bench-tables` renders into docs/benchmarks.md")
     parser.add_argument("--new", type=int, action="append", default=[], metavar="SEED",
-                        help="also score on 3 new workbooks drawn with this seed (repeat), and on the test split")
+                        help="also score on 3 new workbooks drawn with this seed (repeat), and on the test split; "
+                             "with --rescore, on these besides the run's own")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once (each gets cores / jobs threads)")
     parser.add_argument("--skip-done", action="store_true", help="with --work: keep the runs and seeds its results "
                         "file already has, train only the others")
@@ -278,8 +279,9 @@ def rescore(work: Path, cross: bool, args) -> None:
                     other = next(s for s in SOURCES if s != data)
                     result["cross"] = {"pages": other, **crop_rates(weights, params, work / other, work / data,
                                                                     folder / "cross")}
-                if "new" in result:  # the new workbooks again, at the threshold today's rule chooses on val
-                    seeds_drawn = tuple(int(label.split()[1]) for label in result["new"] if label.startswith("seed"))
+                if "new" in result:  # the new workbooks again (and --new's), at the threshold today's rule chooses
+                    seeds_drawn = tuple(sorted({int(label.split()[1]) for label in result["new"]
+                                                if label.startswith("seed")} | set(args.new or [])))
                     result["new"] = new_workbook_rates(weights, params, work, data, seeds_drawn, result, folder)
         print_table(results, work, data)
         results_file.write_text(json.dumps(results, indent=1))
