@@ -419,7 +419,8 @@ def test_the_headline_is_a_test_split_of_whole_documents_that_no_choice_reads(tr
         (repo / "data" / "yolo" / "labels" / f"{Path(entry).stem}.txt").write_text("")
     evaluated = " ".join(sh([sys.executable, "-m", "qblock", "evaluate"], repo).stdout.split())
     again = json.loads((repo / "metrics.json").read_text())
-    assert "test crop rate per workbook: 0.00 to 0.00 over its 1 workbooks" in evaluated
+    assert "test crop rate of each workbook: 0.00 to 0.00 (1 workbook, in runs/evaluate/test/crop_rate_by_document." \
+           "json)" in evaluated
     assert {k: v for k, v in again.items() if not k.startswith("test_")} == \
         {k: v for k, v in metrics.items() if not k.startswith("test_")}
     assert again["test_crop_rate"] == 0 and again["test_mAP50"] == 0

@@ -59,6 +59,6 @@ def show_runs(root: Path, console: Console) -> None:
     if others:
         print_comparison(console, metrics, others)
     else:
-        print_metrics(console, metrics)
+        print_metrics(console, metrics, params.paths.eval_dir)
     console.print(f"MLflow store: {redact(mlflow_store.tracking_uri(params.mlflow, root))}")
     console.print("Open the MLflow UI: `qblock ui` (or `make ui`), then http://127.0.0.1:5000")

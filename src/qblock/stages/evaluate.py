@@ -63,8 +63,14 @@ NO_TEST = ("no test split (split.test_fraction, 5 documents or more): these are 
            "threshold and snapping were chosen; a new workbook will likely get less")
 
 
-def print_metrics(console: Console, metrics: dict) -> None:
-    """One metric a row, test beside val: readable at 80 columns, however many metrics there are."""
+def documents_file(eval_dir: str | Path) -> Path:
+    """Where evaluate writes each test document's crop rate."""
+    return Path(eval_dir) / "test" / "crop_rate_by_document.json"
+
+
+def print_metrics(console: Console, metrics: dict, eval_dir: str | Path) -> None:
+    """One metric a row, test beside val: readable at 80 columns, however many metrics there are; then
+    the test crop rate's worst and best workbook (each one's in ``eval_dir``)."""
     tested = names.TEST_PAGES in metrics
     table = Table(title="metrics: test = new workbooks, val = where the choices were made" if tested
                   else "val metrics")
@@ -86,14 +92,10 @@ def print_metrics(console: Console, metrics: dict) -> None:
     if not tested:
         console.print(f"[yellow]note[/]: {NO_TEST}")
     elif names.TEST_DOCUMENTS in metrics:
-        console.print(per_document_line(metrics))
-
-
-def per_document_line(metrics: dict) -> str:
-    """How far one new workbook may fall from the test crop rate: its worst and best test document."""
-    return (f"test crop rate per workbook: {metrics[names.TEST_WORST_DOCUMENT]:.2f} to "
-            f"{metrics[names.TEST_BEST_DOCUMENT]:.2f} over its {metrics[names.TEST_DOCUMENTS]} workbooks "
-            f"(where one new workbook may land; each one's: test/crop_rate_by_document.json under paths.eval_dir)")
+        count = metrics[names.TEST_DOCUMENTS]
+        console.print(f"test crop rate of each workbook: {metrics[names.TEST_WORST_DOCUMENT]:.2f} to "
+                      f"{metrics[names.TEST_BEST_DOCUMENT]:.2f} ({count} workbook{'' if count == 1 else 's'}, in "
+                      f"{documents_file(eval_dir).as_posix()}): your next one may land anywhere near that")
 
 
 def val_fingerprint(export_dir: Path, val_images: list[str]) -> str:
@@ -164,7 +166,7 @@ def measure_test(model_file: Path, params: Params, data_yaml: Path, test_images:
         pages = snap_pages(export_dir, pages, snap)
     crops = crop_metrics_at(pages, conf)
     by_document = crop_rate_by_document(pages, conf, documents_of_pages(export_dir))
-    write_json(out_dir / "crop_rate_by_document.json", by_document)
+    write_json(documents_file(out_dir.parent), by_document)  # out_dir: the evaluate folder's test/
     return {
         names.TEST + names.CROP_RATE: crops[names.CROP_RATE],
         names.TEST + names.MAP50: round(float(box.map50), 5),
@@ -240,7 +242,7 @@ def register_and_judge(params: Params, run_id: str, metrics: dict, val_hash: str
 
 
 def announce(params: Params, metrics: dict, decision: Decision, console: Console) -> None:
-    print_metrics(console, metrics)
+    print_metrics(console, metrics, params.paths.eval_dir)
     verdict = "[green]is the new champion[/]" if decision.promoted else "stays a challenger"
     model = f"{champion.REGISTERED_MODEL} v{decision.version}"
     console.print(f"evaluate: {model} {verdict}: {decision.reason}")
