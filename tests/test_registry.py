@@ -58,3 +58,20 @@ def test_the_alias_moves_only_to_a_better_model_on_the_same_val_data(store):
     assert client.get_model_version(champion.REGISTERED_MODEL, "2").tags["champion.decision"] == "not promoted"
     second = client.get_model_version(champion.REGISTERED_MODEL, "2")
     assert second.description == "mAP50-95 0.450 · v2" and second.tags["metric.mAP50-95"] == "0.45"
+
+
+def test_the_same_weights_measured_again_tie_with_their_record_and_do_not_beat_it():
+    """evaluate run again on an unchanged model (its code changed, say) registers it again: it must not
+    beat itself on a digit that metrics.json and MLflow round off (it did: 0.91675 against 0.9167549)."""
+    from types import SimpleNamespace
+
+    from qblock.model import champion
+    from qblock.stages.evaluate import box_scores, score_of
+
+    box = SimpleNamespace(map50=0.98474998, map=0.9167549)  # ultralytics' box metrics, unrounded
+    recorded = box_scores(box)  # what the first evaluation wrote
+    before = champion.Champion("1", "run-1", "aaa", recorded)
+    again = score_of(box, [], "mAP50-95")
+    decision = champion.decide("2", "mAP50-95", again, "aaa", before, lambda run_id: 0.0)
+    assert not decision.promoted and "does not beat champion v1's" in decision.reason
+    assert score_of(SimpleNamespace(map50=0.9848, map=0.91690), [], "mAP50-95") > recorded["mAP50-95"]  # better

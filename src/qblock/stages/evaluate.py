@@ -131,10 +131,17 @@ def measure(model_file: Path, params: Params, data_yaml: Path, out_dir: Path, pl
     return result.box
 
 
+def box_scores(box) -> dict[str, float]:
+    """mAP50 and mAP50-95 of ultralytics' box metrics, as metrics.json and MLflow record them."""
+    return {names.MAP50: round(float(box.map50), 5), names.MAP50_95: round(float(box.map), 5)}
+
+
 def score_of(box, pages: list[ValPage], metric: str) -> float:
+    """The champion metric, as recorded: the same weights measured again tie with their record, never
+    beat it by a digit the record rounded off."""
     if metric == names.CROP_RATE:
         return crop_metrics(pages)[names.CROP_RATE]
-    return {names.MAP50: float(box.map50), names.MAP50_95: float(box.map)}[metric]
+    return box_scores(box)[metric]
 
 
 def choose_snapping(export_dir: Path, pages: list[ValPage], rule: SnapRule) -> tuple[list[ValPage], bool, dict]:
@@ -169,8 +176,7 @@ def measure_test(model_file: Path, params: Params, data_yaml: Path, test_images:
     write_json(documents_file(out_dir.parent), by_document)  # out_dir: the evaluate folder's test/
     return {
         names.TEST + names.CROP_RATE: crops[names.CROP_RATE],
-        names.TEST + names.MAP50: round(float(box.map50), 5),
-        names.TEST + names.MAP50_95: round(float(box.map), 5),
+        **{names.TEST + name: value for name, value in box_scores(box).items()},
         names.TEST + names.FALSE_CROPS: crops[names.FALSE_CROPS],
         **{names.TEST + name: value for name, value in found_at(pages, conf).items()},
         names.TEST_PAGES: len(pages),
@@ -187,8 +193,7 @@ def write_reports(box, params: Params, pages: list[ValPage], eval_dir: Path, uns
     paths = params.paths
     metrics = {
         **tested,
-        names.MAP50: round(float(box.map50), 5),
-        names.MAP50_95: round(float(box.map), 5),
+        **box_scores(box),
         **found_at(pages, crops[names.CONF_THRESHOLD]),  # at the threshold propose uses, not ultralytics' own
         **crops,
         names.CROP_RATE_UNSNAPPED: unsnapped[names.CROP_RATE],
