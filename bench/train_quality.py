@@ -281,7 +281,7 @@ def rescore(work: Path, cross: bool, args) -> None:
                                                                     folder / "cross")}
                 if "new" in result:  # the new workbooks again (and --new's), at the threshold today's rule chooses
                     seeds_drawn = tuple(sorted({int(label.split()[1]) for label in result["new"]
-                                                if label.startswith("seed")} | set(args.new or [])))
+                                                if label.startswith("seed")} | set(args.new)))
                     result["new"] = new_workbook_rates(weights, params, work, data, seeds_drawn, result, folder)
         print_table(results, work, data)
         results_file.write_text(json.dumps(results, indent=1))

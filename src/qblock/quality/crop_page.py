@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from qblock.quality.ink_snap import SnapRule, hugging_bottom, hugs_ink, ink_mask, room_below, snap_box
+from qblock.quality.ink_snap import SnapRule, bottom_on_ink, ink_mask, room_below, snap_box
 from qblock.quality.spacing import settle_bottoms
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
@@ -46,8 +46,8 @@ def snap(mask: np.ndarray | None, found: list[tuple[Box, float]], rule: SnapRule
             snapped.append(Found(box, score))
             continue
         box = snap_box(mask, box, rule)
-        snapped.append(Found(box, score, hugs_ink(mask, box, rule), room_below(mask, box, rule),
-                             hugging_bottom(mask, box, rule)))
+        hugs, ink_end = bottom_on_ink(mask, box, rule)
+        snapped.append(Found(box, score, hugs, room_below(mask, box, rule), ink_end))
     return snapped
 
 

@@ -47,7 +47,7 @@ AGREEMENT = 0.5  # share of training boxes whose margin must be near the typical
 TIGHT = 0.9  # share of boxes within reach of the ink that lets an edge move inward across blank paper
 # Of the page width: how far such an edge may come in. Half the page: in effect to the box's own ink,
 # however far (a model's box run to the column's edge past a short line); 0.08 until the measurement
-# in docs/benchmarks.md ("Tight edges come in to their ink").
+# in docs/benchmarks.md ("Tight edges in to their ink").
 SHRINK = 0.5
 GROW = 0.16  # of the page width: how far an edge cutting through ink may move out, to where that ink ends
 GAP = 2  # reaches of blank paper that end the ink an edge cuts through (more than a word space or a line gap)
@@ -200,16 +200,15 @@ def _hugs(box: Box, ink: Box | None, rule: SnapRule, width: int) -> bool:
 
 
 def hugs_ink(mask: np.ndarray, box: Box, rule: SnapRule) -> bool:
-    return _hugs(box, ink_extent(mask, box), rule, mask.shape[1])
+    return bottom_on_ink(mask, box, rule)[0]
 
 
-def hugging_bottom(mask: np.ndarray, box: Box, rule: SnapRule) -> float | None:
-    """Where ``box``'s bottom would be if it hugged its ink: the ink's last row plus the typical bottom
-    margin of boxes that hug theirs; None with no ink in the box or no such margin learned."""
+def bottom_on_ink(mask: np.ndarray, box: Box, rule: SnapRule) -> tuple[bool, float | None]:
+    """Whether ``box``'s bottom hugs its ink, and where it would if it did: the ink's last row plus the
+    typical bottom margin of boxes that hug theirs (None with no ink in the box or no such margin learned)."""
     ink = ink_extent(mask, box)
-    if ink is None or rule.bottom_hug is None:
-        return None
-    return float(ink[3]) + rule.bottom_hug * mask.shape[1]
+    end = None if ink is None or rule.bottom_hug is None else float(ink[3]) + rule.bottom_hug * mask.shape[1]
+    return _hugs(box, ink, rule, mask.shape[1]), end
 
 
 def _first_ink(lines: np.ndarray, start: int, stop: int, step: int) -> int | None:
