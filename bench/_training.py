@@ -60,7 +60,7 @@ def train_as_qblock(params, export_dir: Path, split_dir: Path, folder: Path, thr
 
     from qblock.data.yolo_folder import split_list
     from qblock.model.yolo_env import average_weights_over, prepare_ultralytics, ultralytics_dataset, use_cpu_threads
-    from qblock.stages.train import model_source, train_arguments
+    from qblock.stages.train import model_source, page_size, train_arguments
 
     prepare_ultralytics(folder)
     if threads is not None:
@@ -70,8 +70,8 @@ def train_as_qblock(params, export_dir: Path, split_dir: Path, folder: Path, thr
         if model is None:
             model = YOLO(model_source(params.model)[0])
             average_weights_over(model, params.train.ema_tau)
-            arguments = train_arguments(params, data_yaml, folder / "train",
-                                        len(split_list(split_dir, "train") or []))
+            size, _ = page_size(params, export_dir, split_list(split_dir, "train") or [])
+            arguments = train_arguments(params, data_yaml, folder / "train", size)
         use_cpu_threads(model, params.train.cpu_threads)
         clock.attach(model)
         started = time.perf_counter()

@@ -28,16 +28,19 @@ REPO = Path(__file__).resolve().parents[1]
 BARE = """
 from pathlib import Path
 from qblock.config.schema import load_params
-from qblock.stages.train import train_arguments
+from qblock.data.yolo_folder import split_list
+from qblock.stages.train import page_size, train_arguments
 from qblock.model.yolo_env import prepare_ultralytics, ultralytics_dataset, use_cpu_threads
 root = Path.cwd()
 params = load_params(root)
 prepare_ultralytics(root)
 from ultralytics import YOLO
-with ultralytics_dataset(Path(params.paths.export_dir), Path(params.paths.split_dir), root) as data_yaml:
+export_dir, split_dir = Path(params.paths.export_dir), Path(params.paths.split_dir)
+size, _ = page_size(params, export_dir, split_list(split_dir, "train") or [])
+with ultralytics_dataset(export_dir, split_dir, root) as data_yaml:
     model = YOLO(params.model.architecture)
     use_cpu_threads(model, params.train.cpu_threads)
-    model.train(**train_arguments(params, data_yaml, root / "bare"))
+    model.train(**train_arguments(params, data_yaml, root / "bare", size))
 """
 
 

@@ -115,7 +115,7 @@ def test_ultralytics_gets_every_train_field_but_qblocks_own(tmp_path):
 
     passed = conf_params().train.ultralytics_arguments()
     assert set(passed) == {f.name for f in fields(TrainParams)} - {"preset", "cpu_threads", "system_metrics", "ema_tau",
-                                                                  "imgsz_max", "full_pages"}
+                                                                  "imgsz_max", "full_pages", "box_reach"}
     prepare_ultralytics(tmp_path)  # its settings in the test's folder, never the user's home
     from ultralytics.cfg import get_cfg
 

@@ -57,7 +57,7 @@ def test_every_preset_composes_and_trains_one_batch_on_the_cpu(preset, tiny_data
         raise FirstBatchDone
 
     with ultralytics_dataset(export_dir, split_dir, root) as data_yaml:
-        arguments = train_arguments(params, data_yaml, root / "runs" / preset, params.train.full_pages)
+        arguments = train_arguments(params, data_yaml, root / "runs" / preset, params.train.imgsz)
         # Only what a 2-core machine needs changed: the device and its loaders, and (auto batch
         # means 16 on a CPU) a batch it can hold at the preset's own image size.
         arguments |= {"device": "cpu", "workers": 0, "plots": False, "verbose": False}
@@ -97,3 +97,32 @@ def test_few_training_pages_are_seen_larger_at_the_same_cost():
     for preset in ("desktop_4070", "smoke"):  # sizes that already spend what the machine has: never larger
         train = conf_params(f"train={preset}").train
         assert training_size(train, 4) == train.imgsz
+
+
+def test_large_questions_cap_the_size_a_page_is_seen_at(tmp_path):
+    """A YOLOv8 head's boxes stop short beyond about train.box_reach px, so the size is capped where the
+    training pages' large boxes (19 in 20) stay within it: one-column questions spanning 0.59 of a page are
+    seen at 640 px, not 800 (cpu, 16 pages) or 1024 (desktop); narrow ones leave the size alone."""
+    from PIL import Image
+
+    from qblock.model.image_size import largest_box, training_size
+
+    export = tmp_path / "yolo"
+    (export / "images").mkdir(parents=True)
+    (export / "labels").mkdir()
+    entries = []
+    for n, widths in enumerate([[0.83, 0.83], [0.83, 0.4]] * 10):  # A4 portrait: 827 x 1170
+        Image.new("RGB", (827, 1170), "white").save(export / "images" / f"p{n}.png")
+        (export / "labels" / f"p{n}.txt").write_text("".join(f"0 0.5 0.5 {w} 0.1\n" for w in widths))
+        entries.append(f"images/p{n}.png")
+    one_column = largest_box(export, entries)
+    assert abs(one_column - 0.83 * 827 / 1170) < 1e-6
+    cpu, desktop = conf_params("train=cpu").train, conf_params("train=desktop_4070").train
+    assert training_size(cpu, 16, one_column) == 640 and training_size(desktop, 16, one_column) == 640
+    assert training_size(cpu, 64, one_column) == 448  # within reach at the preset's own size
+    assert training_size(cpu, 16, 0.28) == 800 and training_size(cpu, 16, None) == 800  # two columns; unknown
+    cpu.box_reach = 0
+    assert training_size(cpu, 16, one_column) == 800  # 0: no cap
+    (export / "labels" / "p0.txt").write_text("0 0.5 0.5 0.99 0.99\n")  # one odd box among 39 does not decide
+    assert largest_box(export, entries) == one_column
+    assert largest_box(export, []) is None

@@ -69,7 +69,7 @@ class ModelParams:
 
 @dataclass
 class TrainParams:
-    """ultralytics' train() arguments of the same names, and six of qblock's own."""
+    """ultralytics' train() arguments of the same names, and seven of qblock's own."""
 
     preset: str = field(metadata=QBLOCK_ONLY)
     cpu_threads: int = field(metadata=QBLOCK_ONLY)
@@ -77,6 +77,7 @@ class TrainParams:
     ema_tau: float = field(metadata=QBLOCK_ONLY)  # optimizer steps for the weights' moving average to settle
     imgsz_max: int = field(metadata=QBLOCK_ONLY)  # fewer training pages than full_pages are seen larger, up to this
     full_pages: int = field(metadata=QBLOCK_ONLY)  # training pages imgsz is meant for (model/image_size.py)
+    box_reach: int = field(metadata=QBLOCK_ONLY)  # px: the size is capped where large boxes stay within it; 0: never
     epochs: int
     imgsz: int
     batch: int

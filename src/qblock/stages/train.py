@@ -22,7 +22,7 @@ from qblock.config.schema import ModelParams, Params
 from qblock.core.errors import UserError
 from qblock.data.yolo_folder import split_counts, split_list
 from qblock.model import checkpoints, mlflow_store, run_log
-from qblock.model.image_size import training_size
+from qblock.model.image_size import largest_box, training_size
 from qblock.model.train_progress import LOG_NAME, EpochReporter, ultralytics_to_file
 from qblock.model.yolo_env import average_weights_over, prepare_ultralytics, ultralytics_dataset, use_cpu_threads
 
@@ -69,15 +69,33 @@ def dataset_fingerprint(export_dir: Path, split_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def train_arguments(params: Params, data_yaml: Path, save_dir: Path, train_pages: int) -> dict:
+def train_arguments(params: Params, data_yaml: Path, save_dir: Path, imgsz: int) -> dict:
+    """ultralytics' train() arguments: the preset's, at the size ``page_size`` chose."""
     return params.train.ultralytics_arguments() | {
-        "imgsz": training_size(params.train, train_pages),
+        "imgsz": imgsz,
         "data": str(data_yaml),
         "project": str(save_dir.parent.resolve()),
         "name": save_dir.name,
         "exist_ok": True,
         "verbose": True,
     }
+
+
+def page_size(params: Params, export_dir: Path, train_pages: list[str]) -> tuple[int, str | None]:
+    """The size to train at (model/image_size.py) and, when it is not train.imgsz, why."""
+    train = params.train
+    for_pages = training_size(train, len(train_pages))
+    largest = largest_box(export_dir, train_pages)
+    size = training_size(train, len(train_pages), largest)
+    if size < for_pages and largest:
+        return size, (f"seen at {size} px, not {for_pages}: the training pages' large questions span {largest:.2f} of "
+                      f"a page, {largest * for_pages:.0f} px at {for_pages}, beyond train.box_reach {train.box_reach} "
+                      "px (a YOLOv8 head's boxes stop short of that: docs/configuration.md)")
+    if size != train.imgsz:
+        return size, (f"{len(train_pages)} training pages, seen at {size} px: train.imgsz {train.imgsz} is for "
+                      f"{train.full_pages} pages or more, fewer are seen larger at the same cost (up to "
+                      f"train.imgsz_max {train.imgsz_max})")
+    return size, None
 
 
 def checkpoint_dir(params: Params, dataset_hash: str) -> Path:
@@ -121,8 +139,8 @@ def run(params: Params, console: Console) -> Path:
         _discard_other_checkpoints(save_dir, console)
         last, state_file = save_dir / "weights" / "last.pt", save_dir / "qblock-run.json"
         train_pages = split_list(split_dir, "train") or []
-        arguments = train_arguments(params, data_yaml, save_dir, len(train_pages))
-        size = arguments["imgsz"]
+        size, why_size = page_size(params, export_dir, train_pages)
+        arguments = train_arguments(params, data_yaml, save_dir, size)
         interrupted = last.is_file() and state_file.is_file()
         done = checkpoints.epochs_done(last) if interrupted else None
         if interrupted and done is None:
@@ -141,10 +159,8 @@ def run(params: Params, console: Console) -> Path:
             shutil.rmtree(save_dir, ignore_errors=True)
             source, why = model_source(params.model)
             console.print(f"train: starting from {source} ({why})")
-            if size != params.train.imgsz:
-                console.print(f"train: {len(train_pages)} training pages, seen at {size} px: train.imgsz "
-                              f"{params.train.imgsz} is for {params.train.full_pages} pages or more, fewer are seen "
-                              f"larger at the same cost (up to train.imgsz_max {params.train.imgsz_max})")
+            if why_size:
+                console.print(f"train: {why_size}")
             model = YOLO(source)
             run_id = run_log.start_run(params, dataset_hash, size if size != params.train.imgsz else None)
             run_log.log_dataset("training", dataset_hash, *split_counts(export_dir, train_pages),
