@@ -51,6 +51,52 @@ def prepare_source(folder: Path, source: str, size: tuple[int, int] | None = Non
     prepare_demo(folder, folder / "yolo", folder / "split")
 
 
+def new_workbooks(work: Path, data: str, seed: int) -> Path:
+    """3 new workbooks of 8 pages drawn with ``seed`` (styles of their own), exported; every page listed as val.
+    Their boxes are drawn by the training collection's labeler (the same margin round a question): the
+    person who labeled the training pages judges the new crops by their own convention."""
+    from _harness import project_params
+    from rich.console import Console
+
+    from qblock.stages import export
+
+    folder = work / f"{data}-new-{seed}"
+    if (folder / "split" / "val.txt").is_file():
+        return folder
+    if data == "typeset":
+        from qblock.labeling.typeset_pages import write_typeset_dataset
+
+        write_typeset_dataset(folder / "app", 3, 8, seed=seed)
+    else:
+        from qblock.labeling.demo_data import write_demo_dataset
+
+        write_demo_dataset(folder / "app", 3, 8, seed=seed, labeler_seed=0)  # new looks, the same person's boxes
+    export.run(folder / "app", folder / "yolo", project_params().export, folder / "export.json",
+               Console(file=open(os.devnull, "w")))  # noqa: SIM115
+    listed = "".join(f"images/{p.name}\n" for p in sorted((folder / "yolo" / "images").iterdir()))
+    (folder / "split").mkdir(parents=True, exist_ok=True)
+    for side in ("train", "val"):  # train is there only because the dataset file wants one
+        (folder / "split" / f"{side}.txt").write_text(listed)
+    return folder
+
+
+def crop_rate_on(weights: Path, params, pages: Path, side: str, out: Path, conf: float, rule=None) -> dict:
+    """mAP50 and the crop figures of ``weights`` on one side of a collection's split (``pages``: its folder, with
+    yolo/ and split/), at the threshold ``conf`` and with ``rule``'s ink snapping (None: none), as evaluate
+    scores its test split."""
+    from qblock.data.yolo_folder import split_list
+    from qblock.model.yolo_env import ultralytics_dataset
+    from qblock.quality.crops import crop_metrics_at, load_val_pages, snap_pages
+    from qblock.stages.evaluate import measure
+
+    with ultralytics_dataset(pages / "yolo", pages / "split", out, test=side == "test") as data_yaml:
+        box = measure(weights, params, data_yaml, out, plots=False, split=side)
+    found = load_val_pages(pages / "yolo", split_list(pages / "split", side) or [], out / "predictions.json")
+    if rule is not None:
+        found = snap_pages(pages / "yolo", found, rule)
+    return {"mAP50": round(float(box.map50), 5), **crop_metrics_at(found, conf)}
+
+
 def train_as_qblock(params, export_dir: Path, split_dir: Path, folder: Path, threads: int | None = None,
                     model=None, arguments: dict | None = None) -> tuple[Path, float, list[dict]]:
     """One training as `qblock train` runs it (its start from model.weights, its EMA, its arguments), quiet and

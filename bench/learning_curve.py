@@ -6,6 +6,7 @@
     python bench/learning_curve.py --style papers                     # the base model on held-out exam papers
     python bench/learning_curve.py --style typeset --work /tmp/lc --rescore   # today's post-processing, no training
     python bench/learning_curve.py --style typeset --pages 16 --start base --set train.imgsz=640   # a variant
+    python bench/learning_curve.py --style typeset --work /tmp/lc --rescore --new 7 --new 11   # and new workbooks
 
 For a page style, one collection is drawn once: a pool of 16 workbooks of 4 pages to label from, 3
 val workbooks (where the epoch, the threshold and snapping are chosen, as evaluate chooses them)
@@ -36,7 +37,7 @@ import time
 from pathlib import Path
 
 from _harness import project_params, work_folder
-from _training import train_as_qblock
+from _training import crop_rate_on, new_workbooks, train_as_qblock
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES_PER_WORKBOOK = 4
@@ -111,8 +112,10 @@ def split_for(folder: Path, pages: int) -> Path:
     return split
 
 
-def score(weights: Path, params, folder: Path, split: Path, out: Path, chosen: dict | None) -> dict:
-    """Test figures at val's threshold and snapping (``chosen``: a start's own threshold, no snapping)."""
+def score(weights: Path, params, folder: Path, split: Path, out: Path, chosen: dict | None,
+          new: tuple[int, ...] = ()) -> dict:
+    """Test figures at val's threshold and snapping (``chosen``: a start's own threshold, no snapping), and
+    with ``new`` seeds each seed's new workbooks' (3 of 8 pages, drawn in styles of their own)."""
     from qblock.data.yolo_folder import split_list
     from qblock.model.yolo_env import ultralytics_dataset
     from qblock.quality.crops import crop_metrics, crop_metrics_at, load_val_pages, snap_pages
@@ -135,8 +138,13 @@ def score(weights: Path, params, folder: Path, split: Path, out: Path, chosen: d
     test = load_val_pages(export_dir, split_list(split, "test") or [], out / "test" / "predictions.json")
     if rule is not None:
         test = snap_pages(export_dir, test, rule)
-    return {"mAP50": round(float(box.map50), 5), "mAP50-95": round(float(box.map), 5), **chosen,
-            **crop_metrics_at(test, chosen["conf_threshold"]), "test_pages": len(test)}
+    result = {"mAP50": round(float(box.map50), 5), "mAP50-95": round(float(box.map), 5), **chosen,
+              **crop_metrics_at(test, chosen["conf_threshold"]), "test_pages": len(test)}
+    if new:
+        result["new"] = {f"seed {seed}": crop_rate_on(weights, params, new_workbooks(folder.parent, folder.name, seed),
+                                                      "val", out / f"new-{seed}", chosen["conf_threshold"], rule)
+                         for seed in new}
+    return result
 
 
 def train(folder: Path, split: Path, start: str, seed: int, out: Path, sets: tuple[str, ...] = ()
@@ -179,7 +187,8 @@ def held_out_papers(work: Path) -> tuple[Path, Path]:
     return recipe, split
 
 
-def run_one(work: Path, style: str, pages: int, start: str, seed: int, sets: tuple[str, ...] = ()) -> dict:
+def run_one(work: Path, style: str, pages: int, start: str, seed: int, sets: tuple[str, ...] = (),
+            new: tuple[int, ...] = ()) -> dict:
     if style == "papers":  # HiLEx's held-out exam papers: the base model alone
         folder, split = held_out_papers(work)
         out = work / "runs" / style / f"0-{start}"
@@ -191,16 +200,20 @@ def run_one(work: Path, style: str, pages: int, start: str, seed: int, sets: tup
     params = project_params("train=cpu", *sets)
     if pages == 0:
         weights = Path(start_weights(start) or "")
-        return {"seed": seed, "seconds": 0.0, **score(weights, params, folder, split, out, base_threshold(start))}
+        return {"seed": seed, "seconds": 0.0, **score(weights, params, folder, split, out, base_threshold(start),
+                                                      new)}
     weights, seconds, epochs = train(folder, split, start, seed, out, sets)
     return {"seed": seed, "seconds": round(seconds, 1), "epochs": epochs,
-            **score(weights, params, folder, split, out, None)}
+            **score(weights, params, folder, split, out, None, new)}
 
 
-def rescore(work: Path, style: str, pages: int, start: str, result: dict, sets: tuple[str, ...] = ()) -> dict:
-    """A run's figures measured again on its model (best.pt, or the start for N = 0), its training kept."""
+def rescore(work: Path, style: str, pages: int, start: str, result: dict, sets: tuple[str, ...] = (),
+            new: tuple[int, ...] = ()) -> dict:
+    """A run's figures measured again on its model (best.pt, or the start for N = 0), its training kept; on the
+    new workbooks it was scored on before and ``new``'s."""
+    new = tuple(sorted({int(label.split()[1]) for label in result.get("new", {})} | set(new)))
     if style == "papers" or pages == 0:
-        return {**result, **run_one(work, style, pages, start, result["seed"], sets), "seed": result["seed"]}
+        return {**result, **run_one(work, style, pages, start, result["seed"], sets, new), "seed": result["seed"]}
     folder = work / style
     out = run_folder(work, style, pages, start, result["seed"], sets)
     weights = out / "train" / "weights" / "best.pt"
@@ -208,7 +221,7 @@ def rescore(work: Path, style: str, pages: int, start: str, result: dict, sets: 
         return result
     kept = {k: result[k] for k in ("seed", "seconds", "epochs") if k in result}
     return {**kept, **score(weights, project_params("train=cpu", *sets), folder, split_for(folder, pages), out,
-                            None)}
+                            None, new)}
 
 
 def spread(values: list[float], digits: int = 3) -> str:
@@ -231,6 +244,12 @@ def print_table(results: dict, style: str) -> None:
               f"{spread([r['false_crops_per_page'] for r in runs], 2)}  training "
               f"{statistics.median(r['seconds'] for r in runs) / 60:.1f} min ({len(runs)} seeds)"
               + (f"  last 10 epochs below best (val mAP50) {spread(fall, 2)}" if fall else ""))
+        if all("val_crop_rate" in r for r in runs):
+            print(f"  val (where the epoch and threshold were chosen): crop rate "
+                  f"{spread([r['val_crop_rate'] for r in runs])}")
+        if all("new" in r for r in runs):
+            every = [n["crop_rate"] for r in runs for n in r["new"].values()]
+            print(f"  new workbooks ({', '.join(runs[0]['new'])}, every training seed): crop rate {spread(every)}")
 
 
 def save(name: str, style: str, results: dict, args) -> Path:
@@ -272,6 +291,9 @@ def main() -> None:
     parser.add_argument("--label", help="with --save: the rows' name in the docs' table (default: the style)")
     parser.add_argument("--report", action="store_true", help="train nothing: print (and --save) what the --work "
                         "folder's runs have so far, each N with the seeds it has")
+    parser.add_argument("--new", type=int, action="append", default=[], metavar="SEED",
+                        help="also score each model on 3 new workbooks of 8 pages drawn with this seed (repeat): "
+                        "what new workbooks get beside val's figure")
     parser.add_argument("--rescore", action="store_true", help="with --work: score the models its runs trained "
                         "again with today's post-processing (threshold, snapping), training nothing")
     args = parser.parse_args()
@@ -305,13 +327,13 @@ def main() -> None:
                 key = " ".join([f"{pages} {start}", *sets])
                 runs = [r for r in results.get(key, []) if r["seed"] < (1 if pages == 0 else args.seeds)]
                 if args.rescore:
-                    runs = [rescore(work, args.style, pages, start, r, sets) for r in runs]
+                    runs = [rescore(work, args.style, pages, start, r, sets, tuple(args.new)) for r in runs]
                     results[key] = runs
                     results_file.write_text(json.dumps(results, indent=1))
                 for seed in range(1 if pages == 0 else args.seeds):
                     if any(r["seed"] == seed for r in runs) or args.report or args.rescore:
                         continue
-                    runs.append(run_one(work, args.style, pages, start, seed, sets))
+                    runs.append(run_one(work, args.style, pages, start, seed, sets, tuple(args.new)))
                     results[key] = runs
                     results_file.write_text(json.dumps(results, indent=1))
                     r = runs[-1]

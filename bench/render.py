@@ -94,6 +94,32 @@ def learning_curve_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def learning_curve_new_table(results: list[dict]) -> str:
+    """The learning curves' runs scored on new workbooks too (``--new``): val, where the epoch and threshold are
+    chosen, beside the test split and the new workbooks (every draw and training seed), per start."""
+    lines = ["| style | labeled pages | start | val crop rate | test split crop rate | new workbooks crop rate | "
+             "new minus val | seeds | new workbooks |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    named = []
+    for result in results:
+        for key, runs in result["figures"].items():
+            if not runs or not all(r.get("new") and "val_crop_rate" in r for r in runs):
+                continue
+            n, start = key.split()[:2]
+            val = statistics.median(r["val_crop_rate"] for r in runs)
+            new = [v["crop_rate"] for r in runs for v in r["new"].values()]
+            draws = ", ".join(runs[0]["new"])
+            name = result.get("label", result["style"])
+            lines.append(f"| {name} | {n} | {start} | {spread([r['val_crop_rate'] for r in runs])}"
+                         f" | {spread([r['crop_rate'] for r in runs])} | {spread(new)} | "
+                         f"{statistics.median(new) - val:+.3f} | {len(runs)} | {draws} |")
+            named.append(result)
+    lines.append("")
+    for result in {id(r): r for r in named}.values():
+        lines.append(f"- {result.get('label', result['style'])}: `{result['command']}`, commit "
+                     f"`{result['commit'][:7]}`, {result['machine']}, {result['date']}")
+    return "\n".join(lines)
+
+
 def big_pages_table(results: list[dict]) -> str:
     """One row per page size: seconds a page for each import run, and export's seconds a megabyte."""
     lines = ["| pages | megapixels | MB a page | import, s a page | dry run, s | unchanged re-import, s | "
@@ -108,13 +134,17 @@ def big_pages_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"train_quality": train_quality_table, "learning_curve": learning_curve_table, "big_pages": big_pages_table}
+# the marker's name in the docs -> (the bench whose result files it shows, the table)
+TABLES = {"train_quality": ("train_quality", train_quality_table),
+          "learning_curve": ("learning_curve", learning_curve_table),
+          "learning_curve_new": ("learning_curve", learning_curve_new_table),
+          "big_pages": ("big_pages", big_pages_table)}
 
 
 def rendered(page: str) -> str:
     results = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(RESULTS.glob("*.json"))]
-    for kind, table in TABLES.items():
-        mine = [r for r in results if r.get("bench") == kind]
+    for kind, (bench, table) in TABLES.items():
+        mine = [r for r in results if r.get("bench") == bench]
         pattern = re.compile(rf"(<!-- results:{kind} -->).*?(<!-- /results:{kind} -->)", re.S)
         page = pattern.sub(lambda m, mine=mine, table=table: f"{m[1]}\n{table(mine)}\n{m[2]}", page)
     return page

@@ -48,7 +48,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from _harness import project_params, work_folder
-from _training import SOURCE_SIZES, prepare_source, train_as_qblock
+from _training import SOURCE_SIZES, crop_rate_on, new_workbooks, prepare_source, train_as_qblock
 
 TARGET_MAP50 = 0.95
 SOURCES = ("demo", "typeset")
@@ -102,42 +102,11 @@ def train_once(work: Path, data: str, name: str, overrides: list[str] | None, se
     return result
 
 
-def new_workbooks(work: Path, data: str, seed: int) -> Path:
-    """3 new workbooks of 8 pages drawn with ``seed`` (styles of their own), exported; every page listed as val.
-    Their boxes are drawn by the training collection's labeler (the same margin round a question): the
-    person who labeled the training pages judges the new crops by their own convention."""
-    from rich.console import Console
-
-    from qblock.stages import export
-
-    folder = work / f"{data}-new-{seed}"
-    if (folder / "split" / "val.txt").is_file():
-        return folder
-    if data == "typeset":
-        from qblock.labeling.typeset_pages import write_typeset_dataset
-
-        write_typeset_dataset(folder / "app", 3, 8, seed=seed)
-    else:
-        from qblock.labeling.demo_data import write_demo_dataset
-
-        write_demo_dataset(folder / "app", 3, 8, seed=seed, labeler_seed=0)  # new looks, the same person's boxes
-    export.run(folder / "app", folder / "yolo", project_params().export, folder / "export.json",
-               Console(file=open(os.devnull, "w")))  # noqa: SIM115
-    listed = "".join(f"images/{p.name}\n" for p in sorted((folder / "yolo" / "images").iterdir()))
-    (folder / "split").mkdir(parents=True, exist_ok=True)
-    for side in ("train", "val"):  # train is there only because the dataset file wants one
-        (folder / "split" / f"{side}.txt").write_text(listed)
-    return folder
-
-
 def new_workbook_rates(weights: Path, params, work: Path, data: str, seeds: tuple[int, ...], chosen: dict,
                        folder: Path) -> dict:
     """The crop rate on the collection's test split and on new workbooks, with val's threshold and snapping."""
     from qblock.data.yolo_folder import split_list
-    from qblock.model.yolo_env import ultralytics_dataset
-    from qblock.quality.crops import crop_metrics_at, load_val_pages, snap_pages
     from qblock.quality.ink_snap import learn_from_folder
-    from qblock.stages.evaluate import measure
 
     source = work / data
     rule = learn_from_folder(source / "yolo", split_list(source / "split", "train") or []) \
@@ -145,16 +114,8 @@ def new_workbook_rates(weights: Path, params, work: Path, data: str, seeds: tupl
     places = {f"seed {seed}": (new_workbooks(work, data, seed), "val") for seed in seeds}
     if split_list(source / "split", "test"):
         places["test split"] = (source, "test")
-    rates = {}
-    for label, (pages, side) in places.items():
-        out = folder / label.replace(" ", "-")
-        with ultralytics_dataset(pages / "yolo", pages / "split", out, test=side == "test") as data_yaml:
-            box = measure(weights, params, data_yaml, out, plots=False, split=side)
-        found = load_val_pages(pages / "yolo", split_list(pages / "split", side) or [], out / "predictions.json")
-        if rule is not None:
-            found = snap_pages(pages / "yolo", found, rule)
-        rates[label] = {"mAP50": round(float(box.map50), 5), **crop_metrics_at(found, chosen["conf_threshold"])}
-    return rates
+    return {label: crop_rate_on(weights, params, pages, side, folder / label.replace(" ", "-"),
+                                chosen["conf_threshold"], rule) for label, (pages, side) in places.items()}
 
 
 def crop_rates(weights: Path, params, pages: Path, trained_on: Path, out: Path) -> dict:

@@ -121,6 +121,11 @@ def test_large_questions_cap_the_size_a_page_is_seen_at(tmp_path):
     assert training_size(cpu, 16, one_column) == 640 and training_size(desktop, 16, one_column) == 640
     assert training_size(cpu, 64, one_column) == 448  # within reach at the preset's own size
     assert training_size(cpu, 16, 0.28) == 800 and training_size(cpu, 16, None) == 800  # two columns; unknown
+    from qblock.stages.train import page_size
+
+    size, why = page_size(conf_params("train=cpu"), export, entries[:16])  # what `qblock train` says
+    assert size == 640 and why is not None
+    assert "seen at 640 px, not 800" in why and "0.59 of a page" in why and "train.box_reach 384" in why, why
     cpu.box_reach = 0
     assert training_size(cpu, 16, one_column) == 800  # 0: no cap
     (export / "labels" / "p0.txt").write_text("0 0.5 0.5 0.99 0.99\n")  # one odd box among 39 does not decide
