@@ -101,7 +101,7 @@ def learning_curve_new_table(results: list[dict]) -> str:
              "new minus val | seeds | new workbooks |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     named = []
     for result in results:
-        for key, runs in result["figures"].items():
+        for key, runs in sorted(result["figures"].items(), key=lambda item: (int(item[0].split()[0]), item[0])):
             if not runs or not all(r.get("new") and "val_crop_rate" in r for r in runs):
                 continue
             n, start = key.split()[:2]
