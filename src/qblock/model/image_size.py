@@ -51,8 +51,10 @@ def reach_cap(train: TrainParams, largest_box: float | None) -> int | None:
 
 def largest_box(export_dir: Path, images: Iterable[str]) -> float | None:
     """The ``BOX_QUANTILE`` of the boxes' longer side, each as a share of its page's longer side, over the
-    split list's ``images`` (``images/NAME``) of an export; None without boxes."""
+    split list's ``images`` (``images/NAME``) of an export (labels validate has checked); None without boxes."""
     from PIL import Image
+
+    from qblock.data.labels import parse_clean
 
     sides = []
     for entry in images:
@@ -62,11 +64,8 @@ def largest_box(export_dir: Path, images: Iterable[str]) -> float | None:
             continue
         with Image.open(image) as page:  # the header only
             width, height = page.size
-        for line in labels.read_text(encoding="utf-8").splitlines():
-            values = line.split()
-            if len(values) == 5:
-                w, h = float(values[3]) * width, float(values[4]) * height
-                sides.append(max(w, h) / max(width, height))
+        sides += [max(row.w * width, row.h * height) / max(width, height)
+                  for row in parse_clean(labels.read_text(encoding="utf-8"))]
     if not sides:
         return None
     sides.sort()

@@ -156,14 +156,13 @@ def learn(pages: Iterable[tuple[np.ndarray, list[Box]]], reach: float = REACH) -
             for edge, outside in zip(EDGES, (ink[0] - box[0], ink[1] - box[1], box[2] - ink[2], box[3] - ink[3]),
                                      strict=True):
                 margins[edge].append(outside / width)
-    best: SnapRule | None = None
-    for share in REACH_SHARES:
-        rule = _rule_at(reach * share, margins, seen, kept)
-        if best is None or _snapped(rule) > _snapped(best):
-            best = rule
+    best = _rule_at(reach * REACH_SHARES[0], margins, seen, kept)
+    for share in REACH_SHARES[1:]:
         if _snapped(best) == len(EDGES):
             break
-    assert best is not None
+        rule = _rule_at(reach * share, margins, seen, kept)
+        if _snapped(rule) > _snapped(best):
+            best = rule
     return best
 
 
